@@ -47,6 +47,19 @@ pub enum Term {
 }
 
 impl Value {
+    /// A single bare name or unsigned decimal literal, as text: the forms an
+    /// enumerated operand takes.
+    pub fn as_word(&self) -> Option<String> {
+        match self {
+            Value::Expr(terms) => match terms.as_slice() {
+                [(Sign::Plus, Term::Name(n))] => Some(n.clone()),
+                [(Sign::Plus, Term::Int(i))] => Some(i.to_string()),
+                _ => None,
+            },
+            _ => None,
+        }
+    }
+
     /// The identifier, if this value is a single bare name.
     pub fn as_name(&self) -> Option<&str> {
         match self {
@@ -339,7 +352,7 @@ macro_rules! named_field {
                 out.push_str(self.name());
             }
             fn parse(v: &Value, _: &mut ParseCx) -> Result<Self, String> {
-                match v.as_name() {
+                match v.as_word().as_deref() {
                     $(Some($text) => Ok($name::$variant),)+
                     _ => Err(format!("expected one of {}", Self::SYNTAX.trim_end())),
                 }

@@ -436,7 +436,7 @@ define_instructions! {
     }
 
     "dma" {
-        /// Sets the HBM-side strides of this queue's later transfers.
+        /// Sets the HBM-side strides of this queue's later transfers (0 = packed).
         DmaHbmStride = 0x10, "dma.hstride", DMA {
             /// Bytes between consecutive rows.
             row: UInt<40>,
@@ -444,7 +444,7 @@ define_instructions! {
             plane: UInt<40>,
         }
 
-        /// Sets the on-chip-side strides of this queue's later transfers.
+        /// Sets the on-chip-side strides of this queue's later transfers (0 = packed).
         DmaLocalStride = 0x11, "dma.lstride", DMA {
             /// Bytes between consecutive rows.
             row: UInt<32>,
@@ -454,8 +454,9 @@ define_instructions! {
 
         /// Copies a box of `planes` x `rows` x `row_bytes` bytes from HBM to
         /// on-chip memory, with the strides set by `dma.hstride` and
-        /// `dma.lstride`. With `transpose` = E, each plane's rows x (row_bytes/E)
-        /// matrix of E-byte elements is written transposed.
+        /// `dma.lstride`. The counts describe the source box. With `transpose`
+        /// = E, each plane's rows x (row_bytes/E) matrix of E-byte elements is
+        /// written transposed: (row_bytes/E) rows of rows*E bytes.
         DmaLoad = 0x12, "dma.load", LOAD {
             /// On-chip destination.
             dst: LocalAddr,
@@ -522,7 +523,7 @@ define_instructions! {
     }
 
     "matrix" {
-        /// Sets the row strides in bytes of the matrix operands that follow.
+        /// Sets the row strides in bytes of the matrix operands that follow (0 = packed).
         MmStride = 0x20, "mm.stride", MATRIX {
             /// Row stride of the streamed (left) operand.
             a: UInt<24>,
@@ -575,7 +576,7 @@ define_instructions! {
             cols: Count<16>,
         }
 
-        /// Sets the row strides in bytes of the vector operands that follow.
+        /// Sets the row strides in bytes of the vector operands that follow (0 = packed).
         VStride = 0x31, "v.stride", VECTOR {
             /// Destination.
             d: UInt<20>,

@@ -8,8 +8,10 @@
 
 pub mod arch;
 pub mod asm;
+pub mod check;
 pub mod disasm;
 pub mod dtype;
+pub mod exec;
 pub mod field;
 pub mod inst;
 mod presets;
