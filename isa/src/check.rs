@@ -25,7 +25,7 @@
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::fmt;
 
-use crate::exec::{AccessKind, ExecError, Frontend};
+use crate::exec::{AccessKind, ExecError, Frontend, Tokens};
 use crate::inst::Queue;
 use crate::program::{MemSpace, Program, Site};
 
@@ -112,9 +112,6 @@ impl CheckOptions {
         max_findings: 100,
     };
 }
-
-/// Token counters saturate here; a signal beyond it stalls the signaller.
-pub const TOKEN_MAX: u32 = 255;
 
 /// Checks `p` with [`CheckOptions::STANDARD`].
 ///
@@ -365,7 +362,7 @@ struct Walker<'p, 'r> {
     report: &'r mut CheckReport,
     fronts: Vec<Frontend<'p>>,
     clocks: [Clock; 4],
-    counts: [u32; 16],
+    tokens: Tokens,
     /// Clocks of the signals not yet consumed, per token, oldest first.
     pending: [VecDeque<Clock>; 16],
     shadow: Shadow,
@@ -384,7 +381,7 @@ impl<'p, 'r> Walker<'p, 'r> {
                 .map(|q| Frontend::new(p.queue(*q)))
                 .collect(),
             clocks: [[0; 4]; 4],
-            counts: [0; 16],
+            tokens: Tokens::default(),
             pending: Default::default(),
             shadow: Shadow::default(),
             seen: HashSet::new(),
@@ -421,12 +418,7 @@ impl<'p, 'r> Walker<'p, 'r> {
             let mut progress = false;
             for q in Queue::ALL {
                 while let Some((index, inst)) = self.fronts[q.index()].peek() {
-                    let ready = inst.wait.iter().all(|t| self.counts[usize::from(t)] >= 1)
-                        && inst
-                            .signal
-                            .iter()
-                            .all(|t| self.counts[usize::from(t)] < TOKEN_MAX);
-                    if !ready || self.stopped {
+                    if !self.tokens.ready(inst) || self.stopped {
                         break;
                     }
                     self.step(q, index);
@@ -458,8 +450,8 @@ impl<'p, 'r> Walker<'p, 'r> {
         let qi = q.index();
         let inst = *self.fronts[qi].peek().expect("peeked by caller").1;
         let site = Site { queue: q, index };
+        self.tokens.take(&inst);
         for t in inst.wait.iter() {
-            self.counts[usize::from(t)] -= 1;
             if let Some(vc) = self.pending[usize::from(t)].pop_front() {
                 for (mine, theirs) in self.clocks[qi].iter_mut().zip(vc) {
                     *mine = (*mine).max(theirs);
@@ -512,8 +504,8 @@ impl<'p, 'r> Walker<'p, 'r> {
         if let Err(e) = self.fronts[qi].advance() {
             self.exec_error(site, inst.op.mnemonic(), &e);
         }
+        self.tokens.give(&inst);
         for t in inst.signal.iter() {
-            self.counts[usize::from(t)] += 1;
             self.pending[usize::from(t)].push_back(self.clocks[qi]);
             if let Some(c) = self.report.channels.iter_mut().find(|c| c.token == t) {
                 c.signals += 1;
@@ -575,29 +567,10 @@ impl<'p, 'r> Walker<'p, 'r> {
             };
             let site = Site { queue: q, index };
             sites.push(site);
-            let waits: Vec<String> = inst
-                .wait
-                .iter()
-                .filter(|t| self.counts[usize::from(*t)] == 0)
-                .map(|t| format!("t{t}"))
-                .collect();
-            let full: Vec<String> = inst
-                .signal
-                .iter()
-                .filter(|t| self.counts[usize::from(*t)] >= TOKEN_MAX)
-                .map(|t| format!("t{t}"))
-                .collect();
-            let mut why = Vec::new();
-            if !waits.is_empty() {
-                why.push(format!("waits for {}", waits.join(", ")));
-            }
-            if !full.is_empty() {
-                why.push(format!("cannot signal full {}", full.join(", ")));
-            }
             parts.push(format!(
                 "{site} ({}) {}",
                 inst.op.mnemonic(),
-                why.join(" and ")
+                self.tokens.blocked_reason(inst)
             ));
         }
         self.find(
@@ -609,7 +582,7 @@ impl<'p, 'r> Walker<'p, 'r> {
 
     fn finish(&mut self) {
         for t in 0..16u8 {
-            let left = self.counts[usize::from(t)];
+            let left = self.tokens.count(t);
             if left > 0 {
                 let ch = self.report.channels.iter().find(|c| c.token == t).copied();
                 let (sites, producer) = match ch {

@@ -204,6 +204,71 @@ pub enum ExecError {
     },
 }
 
+/// The 16 dependency-token counters and their rules: an instruction may
+/// start when every token it waits on is at least 1 and every token it
+/// signals is below [`TOKEN_MAX`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tokens {
+    counts: [u32; 16],
+}
+
+/// Token counters saturate here; a signal beyond it stalls the signaller.
+pub const TOKEN_MAX: u32 = 255;
+
+impl Tokens {
+    /// Whether `inst` may start now.
+    pub fn ready(&self, inst: &Instruction) -> bool {
+        inst.wait.iter().all(|t| self.counts[usize::from(t)] >= 1)
+            && inst
+                .signal
+                .iter()
+                .all(|t| self.counts[usize::from(t)] < TOKEN_MAX)
+    }
+
+    /// Consumes the tokens `inst` waits on; call only when [`Tokens::ready`].
+    pub fn take(&mut self, inst: &Instruction) {
+        for t in inst.wait.iter() {
+            self.counts[usize::from(t)] -= 1;
+        }
+    }
+
+    /// Produces the tokens `inst` signals.
+    pub fn give(&mut self, inst: &Instruction) {
+        for t in inst.signal.iter() {
+            self.counts[usize::from(t)] += 1;
+        }
+    }
+
+    /// The count of token `t`.
+    pub fn count(&self, t: u8) -> u32 {
+        self.counts[usize::from(t)]
+    }
+
+    /// Why `inst` cannot start, e.g. `waits for t1, t3`.
+    pub fn blocked_reason(&self, inst: &Instruction) -> String {
+        let waits: Vec<String> = inst
+            .wait
+            .iter()
+            .filter(|t| self.count(*t) == 0)
+            .map(|t| format!("t{t}"))
+            .collect();
+        let full: Vec<String> = inst
+            .signal
+            .iter()
+            .filter(|t| self.count(*t) >= TOKEN_MAX)
+            .map(|t| format!("t{t}"))
+            .collect();
+        let mut why = Vec::new();
+        if !waits.is_empty() {
+            why.push(format!("waits for {}", waits.join(", ")));
+        }
+        if !full.is_empty() {
+            why.push(format!("cannot signal full {}", full.join(", ")));
+        }
+        why.join(" and ")
+    }
+}
+
 /// The front-end of one queue: program counter, loops, address registers and
 /// configuration. Call [`Frontend::peek`] for the next instruction, inspect it
 /// (e.g. [`Frontend::accesses`]), then [`Frontend::advance`] to execute its
@@ -291,8 +356,12 @@ impl<'a> Frontend<'a> {
         self.address(a.reg, a.offset.get())
     }
 
-    /// A tile of `rows` x `cols` elements at `t` with row stride `stride`.
-    fn tile(
+    /// The region of a tile of `rows` x `cols` elements at `t` with row
+    /// stride `stride` (0 = packed); `what` names it in errors.
+    ///
+    /// # Errors
+    /// An address that cannot be formed, or one not aligned to the element size.
+    pub fn tile(
         &self,
         t: Tile,
         rows: u64,

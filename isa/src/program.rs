@@ -449,7 +449,28 @@ impl Program {
         for q in Queue::ALL {
             validate_queue(self, q, &mut errors);
         }
+        for r in &self.regions {
+            if !is_identifier(r) {
+                errors.push(ProgramError {
+                    site: None,
+                    mnemonic: "region",
+                    rule: format!(
+                        "region name {r:?} is not an identifier ([A-Za-z_][A-Za-z0-9_.]*)"
+                    ),
+                });
+            }
+        }
         for (i, s) in self.symbols.iter().enumerate() {
+            if !is_identifier(&s.name) {
+                errors.push(ProgramError {
+                    site: None,
+                    mnemonic: "symbol",
+                    rule: format!(
+                        "symbol name {:?} is not an identifier ([A-Za-z_][A-Za-z0-9_.]*)",
+                        s.name
+                    ),
+                });
+            }
             let cap = match s.space {
                 MemSpace::Hbm => self.arch.hbm_bytes(),
                 MemSpace::Spad => self.arch.scratchpad_bytes(),
@@ -691,6 +712,15 @@ fn validate_queue(p: &Program, q: Queue, errors: &mut Vec<ProgramError>) {
             );
         }
     }
+}
+
+/// Whether `s` is an assembler identifier: `[A-Za-z_][A-Za-z0-9_.]*`.
+pub fn is_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.')
 }
 
 fn check_input_type(arch: &Arch, t: crate::DType) -> Result<(), String> {
