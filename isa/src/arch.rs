@@ -82,8 +82,12 @@ pub struct SramSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VectorSpec {
-    /// fp32 elements processed per cycle.
+    /// fp32 elements processed per cycle by simple operations (add, mul, max, compare, select, cast).
     pub lanes: u32,
+    /// Elements per cycle of the special-function unit (div, sqrt, exp, log, tanh, GELU, ...).
+    pub special_lanes: u32,
+    /// Cycles from an operation's first input to its first result.
+    pub latency_cycles: u32,
 }
 
 /// The DMA engines of one core.
@@ -295,6 +299,18 @@ impl Arch {
         }
         check_range("vector.lanes", u64::from(spec.vector.lanes), 1, 4096)?;
         check_pow2("vector.lanes", u64::from(spec.vector.lanes))?;
+        check_range(
+            "vector.special_lanes",
+            u64::from(spec.vector.special_lanes),
+            1,
+            u64::from(spec.vector.lanes),
+        )?;
+        check_range(
+            "vector.latency_cycles",
+            u64::from(spec.vector.latency_cycles),
+            1,
+            256,
+        )?;
         check_range("dma.engines", u64::from(spec.dma.engines), 1, 64)?;
         check_range("dma.burst_bytes", u64::from(spec.dma.burst_bytes), 16, 4096)?;
         check_pow2("dma.burst_bytes", u64::from(spec.dma.burst_bytes))?;

@@ -38,7 +38,11 @@ fn base() -> ArchSpec {
             banks: 16,
             bank_width_bytes: 64,
         },
-        vector: VectorSpec { lanes: 256 },
+        vector: VectorSpec {
+            lanes: 256,
+            special_lanes: 64,
+            latency_cycles: 8,
+        },
         dma: DmaSpec {
             engines: 4,
             burst_bytes: 64,
@@ -74,7 +78,11 @@ fn fpga_8x8() -> ArchSpec {
         banks: 2,
         bank_width_bytes: 32,
     };
-    s.vector.lanes = 8;
+    s.vector = VectorSpec {
+        lanes: 8,
+        special_lanes: 2,
+        latency_cycles: 4,
+    };
     s.dma = DmaSpec {
         engines: 1,
         burst_bytes: 64,
@@ -107,6 +115,7 @@ fn datacenter() -> ArchSpec {
         bank_width_bytes: 64,
     };
     s.vector.lanes = 512;
+    s.vector.special_lanes = 128;
     s.dma.engines = 8;
     s.hbm = HbmSpec {
         bandwidth_gb_per_s: 3350.0,

@@ -10,3 +10,6 @@ pub mod numerics;
 
 pub use functional::{run as run_functional, FunctionalStats, SimError};
 pub use memory::Memory;
+pub mod timing;
+
+pub use timing::{run as run_timing, EngineCycles, TimingReport};

@@ -1,0 +1,721 @@
+//! Timing mode: how many cycles a program takes on one core and where they
+//! go, without computing values. The model, exact to the cycle for what it
+//! states (see `docs/timing.md`):
+//!
+//! - Each queue issues in order, one engine instruction per cycle at most;
+//!   control and configuration instructions (loops, address registers,
+//!   strides, shapes, scalar registers, profiling marks, nop) run in the
+//!   queue's sequencer ahead of the engine and take no cycles. An instruction
+//!   starts once its waited tokens have been signalled (at the producer's
+//!   completion) and its engine can take it.
+//! - Systolic array, weight-stationary with R rows and C columns: a preload
+//!   shifts weights in for R cycles; a compute streams M rows and completes
+//!   M + R + C - 2 cycles after it starts. Without double-buffered weights a
+//!   preload waits for the previous compute to drain; with them it may start
+//!   once the previous compute has started, and consecutive computes
+//!   pipeline (the next streams as soon as the last row of the previous one
+//!   has entered). Output-stationary: a preload only binds B; a compute of
+//!   K-long dot products takes K + 2R + C - 2 cycles and computes do not
+//!   overlap. Streaming is also bounded by scratchpad bank bandwidth.
+//! - DMA: transfers of the load and store queues share `dma.engines`
+//!   engines and one HBM bus with the core's share of HBM bandwidth
+//!   (bandwidth / cores). A transfer's data arrives `latency` cycles after it
+//!   starts and then occupies the bus for its bursts; each row is split at
+//!   burst boundaries. On-chip bank conflicts lengthen it to the busiest bank.
+//! - Vector unit: `latency + ceil(elements / lanes)` cycles, with
+//!   `special_lanes` for division, roots and transcendental functions,
+//!   bounded by the banks of its operands.
+//! - Every cycle of every queue, up to the end of the program, is exactly
+//!   one of busy, waiting on a token, waiting on memory (a DMA engine, or
+//!   bank bandwidth), or idle.
+
+use std::collections::VecDeque;
+
+use tessera_isa::exec::{AccessKind, Frontend, Region, Tokens};
+use tessera_isa::field::VecUnOp;
+use tessera_isa::inst::{Instruction, Op, Queue};
+use tessera_isa::program::{MemSpace, Program, Site};
+use tessera_isa::{Arch, Dataflow};
+
+use crate::functional::SimError;
+
+/// Where one queue's cycles went. `busy + token_wait + memory_wait + idle`
+/// equals the program's total cycles.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct EngineCycles {
+    pub busy: u64,
+    pub token_wait: u64,
+    pub memory_wait: u64,
+    pub idle: u64,
+    /// Instructions executed (loops unrolled).
+    pub executed: u64,
+}
+
+impl EngineCycles {
+    /// The sum of the four categories.
+    pub fn total(&self) -> u64 {
+        self.busy + self.token_wait + self.memory_wait + self.idle
+    }
+}
+
+/// Action counts of a run; the energy model prices them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Multiply-accumulates per input type, indexed by `DType::code`.
+    pub macs: [u64; 7],
+    pub hbm_read_bytes: u64,
+    pub hbm_write_bytes: u64,
+    pub spad_read_bytes: u64,
+    pub spad_write_bytes: u64,
+    pub acc_read_bytes: u64,
+    pub acc_write_bytes: u64,
+    /// Bytes the DMA read from HBM for loads and gathers.
+    pub dma_load_source_bytes: u64,
+    /// Bytes those loads wrote on chip.
+    pub dma_load_dest_bytes: u64,
+    /// Bytes the DMA read on chip for stores.
+    pub dma_store_source_bytes: u64,
+    /// Bytes those stores wrote to HBM.
+    pub dma_store_dest_bytes: u64,
+    /// Elements through the simple vector lanes.
+    pub vector_simple_elems: u64,
+    /// Elements through the special-function lanes.
+    pub vector_special_elems: u64,
+}
+
+impl Counters {
+    /// Matrix floating-point (or integer) operations: two per MAC.
+    pub fn matrix_ops(&self) -> u64 {
+        2 * self.macs.iter().sum::<u64>()
+    }
+}
+
+/// Time spent inside one profiling region, summed over its entries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegionTime {
+    pub name: String,
+    pub queue: Queue,
+    pub cycles: u64,
+    pub entries: u64,
+}
+
+/// The result of a timing run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimingReport {
+    /// Cycles from the start to the last completion.
+    pub cycles: u64,
+    /// Per queue, by [`Queue::index`].
+    pub engines: [EngineCycles; 4],
+    pub counters: Counters,
+    pub regions: Vec<RegionTime>,
+}
+
+/// One executed instruction, for traces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceEvent {
+    pub site: Site,
+    pub mnemonic: &'static str,
+    pub start: u64,
+    pub end: u64,
+}
+
+/// Why a queue's next instruction could not start earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Gap {
+    Idle,
+    Token,
+    Memory,
+}
+
+#[derive(Debug, Default)]
+struct QueueClock {
+    /// Earliest cycle the next instruction may issue.
+    issue: u64,
+    /// Cycles accounted so far.
+    covered: u64,
+    /// Latest completion of any instruction of this queue.
+    last_end: u64,
+    cycles: EngineCycles,
+    /// Open profiling regions: (region id, start cycle).
+    open: Vec<(u16, u64)>,
+}
+
+impl QueueClock {
+    /// Accounts an instruction active over `[start, end)` of which `stall`
+    /// trailing cycles wait on memory bandwidth; the gap before `start` is
+    /// attributed to `gap`.
+    fn account(&mut self, start: u64, end: u64, stall: u64, gap: Gap) {
+        if start > self.covered {
+            let g = start - self.covered;
+            match gap {
+                Gap::Idle => self.cycles.idle += g,
+                Gap::Token => self.cycles.token_wait += g,
+                Gap::Memory => self.cycles.memory_wait += g,
+            }
+            self.covered = start;
+        }
+        if end > self.covered {
+            let active = end - self.covered;
+            let stall = stall.min(active);
+            self.cycles.memory_wait += stall;
+            self.cycles.busy += active - stall;
+            self.covered = end;
+        }
+        self.last_end = self.last_end.max(end);
+    }
+}
+
+/// State of the systolic array.
+#[derive(Debug, Default)]
+struct ArrayState {
+    /// The weight-load path is free from here.
+    weights_free: u64,
+    /// The last preload finished here.
+    weights_ready: u64,
+    /// The input side accepts a new stream from here.
+    stream_free: u64,
+    /// Start and end of the last compute.
+    last_compute: (u64, u64),
+}
+
+/// Cycles a region needs from banked SRAM: the number of distinct
+/// `bank_width` chunks the busiest bank must deliver. Rows sharing a chunk
+/// (short packed rows) cost it once.
+fn bank_cycles(arch: &Arch, r: &Region) -> u64 {
+    let spec = match r.space {
+        MemSpace::Spad => &arch.spec().scratchpad,
+        MemSpace::Acc => &arch.spec().accumulator,
+        MemSpace::Hbm => return 0,
+    };
+    let (banks, width) = (u64::from(spec.banks), u64::from(spec.bank_width_bytes));
+    // Difference array of per-bank additions over rows; `all` is added to every bank.
+    let mut diff = vec![0i64; banks as usize + 1];
+    let mut all = 0u64;
+    // Last chunk counted; rows are visited in ascending address order within a plane.
+    let mut last: Option<u64> = None;
+    for p in 0..r.planes {
+        for row in 0..r.rows {
+            let s = r.base + p * r.plane_stride + row * r.row_stride;
+            let end_chunk = (s + r.row_bytes - 1) / width;
+            let mut first = s / width;
+            match last {
+                Some(l) if first <= l && l <= end_chunk => first = l + 1,
+                Some(l) if l > end_chunk && first <= l => continue,
+                _ => {}
+            }
+            last = Some(end_chunk.max(last.unwrap_or(0)));
+            if first > end_chunk {
+                continue;
+            }
+            let chunks = end_chunk - first + 1;
+            all += chunks / banks;
+            let rem = chunks % banks;
+            let b0 = first % banks;
+            let b1 = b0 + rem;
+            if b1 <= banks {
+                diff[b0 as usize] += 1;
+                diff[b1 as usize] -= 1;
+            } else {
+                diff[b0 as usize] += 1;
+                diff[banks as usize] -= 1;
+                diff[0] += 1;
+                diff[(b1 - banks) as usize] -= 1;
+            }
+        }
+    }
+    let mut run = 0i64;
+    let mut max = 0i64;
+    for d in &diff[..banks as usize] {
+        run += d;
+        max = max.max(run);
+    }
+    all + max as u64
+}
+
+/// HBM bursts a region touches: each row split at burst boundaries.
+fn bursts(burst: u64, r: &Region) -> u64 {
+    let mut n = 0;
+    for p in 0..r.planes {
+        for row in 0..r.rows {
+            let s = r.base + p * r.plane_stride + row * r.row_stride;
+            n += (s + r.row_bytes - 1) / burst - s / burst + 1;
+        }
+    }
+    n
+}
+
+fn is_special(op: VecUnOp) -> bool {
+    !matches!(
+        op,
+        VecUnOp::Copy
+            | VecUnOp::Neg
+            | VecUnOp::Abs
+            | VecUnOp::Square
+            | VecUnOp::Relu
+            | VecUnOp::NonFinite
+            | VecUnOp::Sign
+    )
+}
+
+struct Machine<'p> {
+    p: &'p Program,
+    arch: &'p Arch,
+    fronts: Vec<Frontend<'p>>,
+    clocks: [QueueClock; 4],
+    tokens: Tokens,
+    /// Completion cycles of signals not yet consumed, per token.
+    pending: [VecDeque<u64>; 16],
+    array: ArrayState,
+    dma_free: Vec<u64>,
+    hbm_bus_free: u64,
+    hbm_bytes_per_cycle: f64,
+    latency: u64,
+    counters: Counters,
+    regions: Vec<RegionTime>,
+}
+
+/// Upper bound on executed instructions for [`run`].
+pub const DEFAULT_LIMIT: u64 = 1 << 34;
+
+/// Runs `p` in timing mode; `trace` receives every executed instruction.
+///
+/// # Errors
+/// An invalid program, an instruction whose operands cannot be resolved, a
+/// deadlock, or more than `limit` executed instructions.
+pub fn run(
+    p: &Program,
+    limit: u64,
+    trace: &mut dyn FnMut(TraceEvent),
+) -> Result<TimingReport, SimError> {
+    if let Err(errors) = p.validate() {
+        return Err(SimError::Invalid(errors[0].to_string()));
+    }
+    let arch = &p.arch;
+    let mut m = Machine {
+        p,
+        arch,
+        fronts: Queue::ALL
+            .iter()
+            .map(|q| Frontend::new(p.queue(*q)))
+            .collect(),
+        clocks: Default::default(),
+        tokens: Tokens::default(),
+        pending: Default::default(),
+        array: ArrayState::default(),
+        dma_free: vec![0; arch.spec().dma.engines as usize],
+        hbm_bus_free: 0,
+        hbm_bytes_per_cycle: arch.hbm_bytes_per_cycle() / f64::from(arch.spec().chip.cores),
+        latency: arch.hbm_latency_cycles().get(),
+        counters: Counters::default(),
+        regions: Vec::new(),
+    };
+    let mut total = 0u64;
+    loop {
+        // The ready queue whose next instruction could issue earliest goes next,
+        // so shared resources are granted in time order.
+        let mut best: Option<(u64, Queue)> = None;
+        for q in Queue::ALL {
+            let Some((_, inst)) = m.fronts[q.index()].peek() else {
+                continue;
+            };
+            if !m.tokens.ready(inst) {
+                continue;
+            }
+            let t = m.token_time(inst).max(m.clocks[q.index()].issue);
+            if best.is_none_or(|(bt, _)| t < bt) {
+                best = Some((t, q));
+            }
+        }
+        let Some((_, q)) = best else {
+            if m.fronts.iter().all(Frontend::is_done) {
+                break;
+            }
+            let parts: Vec<String> = Queue::ALL
+                .iter()
+                .filter_map(|q| {
+                    let (index, inst) = m.fronts[q.index()].peek()?;
+                    Some(format!(
+                        "{} ({}) {}",
+                        Site { queue: *q, index },
+                        inst.op.mnemonic(),
+                        m.tokens.blocked_reason(inst)
+                    ))
+                })
+                .collect();
+            return Err(SimError::Deadlock(parts.join("; ")));
+        };
+        m.step(q, trace)?;
+        total += 1;
+        if total > limit {
+            return Err(SimError::Limit(limit));
+        }
+    }
+    let end = m
+        .clocks
+        .iter()
+        .map(|c| c.last_end.max(c.issue))
+        .max()
+        .unwrap_or(0);
+    let mut engines = [EngineCycles::default(); 4];
+    for (e, c) in engines.iter_mut().zip(&mut m.clocks) {
+        c.account(end, end, 0, Gap::Idle);
+        *e = c.cycles;
+    }
+    Ok(TimingReport {
+        cycles: end,
+        engines,
+        counters: m.counters,
+        regions: m.regions,
+    })
+}
+
+impl Machine<'_> {
+    /// When the tokens `inst` waits on were signalled (their matching signals' completions).
+    fn token_time(&self, inst: &Instruction) -> u64 {
+        inst.wait
+            .iter()
+            .filter_map(|t| self.pending[usize::from(t)].front().copied())
+            .max()
+            .unwrap_or(0)
+    }
+
+    fn step(&mut self, q: Queue, trace: &mut dyn FnMut(TraceEvent)) -> Result<(), SimError> {
+        let qi = q.index();
+        let (index, inst) = {
+            let (i, inst) = self.fronts[qi]
+                .peek()
+                .expect("chosen queue has an instruction");
+            (i, *inst)
+        };
+        let site = Site { queue: q, index };
+        let at = |rule: String| SimError::At {
+            site,
+            mnemonic: inst.op.mnemonic(),
+            rule,
+        };
+        let token_ready = self.token_time(&inst);
+        let issue = self.clocks[qi].issue;
+        let ready = issue.max(token_ready);
+        self.tokens.take(&inst);
+        for t in inst.wait.iter() {
+            self.pending[usize::from(t)].pop_front();
+        }
+        let gap_for = |start: u64, resource: u64| {
+            if start == ready && token_ready > issue {
+                Gap::Token
+            } else if start > ready && start == resource {
+                Gap::Memory
+            } else {
+                Gap::Idle
+            }
+        };
+
+        let accesses = self.fronts[qi]
+            .accesses(&inst, &self.p.symbols, |s| match s {
+                MemSpace::Hbm => self.arch.hbm_bytes().get(),
+                MemSpace::Spad => self.arch.scratchpad_bytes().get(),
+                MemSpace::Acc => self.arch.accumulator_bytes().get(),
+            })
+            .map_err(|e| at(e.to_string()))?;
+        for a in &accesses {
+            let cap = match a.region.space {
+                MemSpace::Hbm => self.arch.hbm_bytes().get(),
+                MemSpace::Spad => self.arch.scratchpad_bytes().get(),
+                MemSpace::Acc => self.arch.accumulator_bytes().get(),
+            };
+            if a.region.end().is_none_or(|e| e > cap) {
+                return Err(at(format!(
+                    "{} is outside the {cap} bytes of {}",
+                    a.region, a.region.space
+                )));
+            }
+            let bytes = a.region.bytes();
+            let c = &mut self.counters;
+            match (a.region.space, a.kind) {
+                (MemSpace::Hbm, AccessKind::Read) if !a.indirect => c.hbm_read_bytes += bytes,
+                (MemSpace::Hbm, AccessKind::Write) if !a.indirect => c.hbm_write_bytes += bytes,
+                (MemSpace::Spad, AccessKind::Read) => c.spad_read_bytes += bytes,
+                (MemSpace::Spad, AccessKind::Write) => c.spad_write_bytes += bytes,
+                (MemSpace::Acc, AccessKind::Read) => c.acc_read_bytes += bytes,
+                (MemSpace::Acc, AccessKind::Write) => c.acc_write_bytes += bytes,
+                _ => {}
+            }
+        }
+
+        let (rows, cols) = (u64::from(self.arch.rows()), u64::from(self.arch.cols()));
+        let (start, end, stall, gap) = match inst.op {
+            Op::DmaLoad { .. }
+            | Op::DmaStore { .. }
+            | Op::DmaGather { .. }
+            | Op::DmaScatterAdd { .. } => {
+                let (slot, free) = self
+                    .dma_free
+                    .iter()
+                    .copied()
+                    .enumerate()
+                    .min_by_key(|&(i, t)| (t, i))
+                    .expect("at least one DMA engine");
+                let start = ready.max(free);
+                let burst = u64::from(self.arch.spec().dma.burst_bytes);
+                let (hbm_bursts, local) = self.dma_shape(&inst, &accesses, burst);
+                let data = ((hbm_bursts * burst) as f64 / self.hbm_bytes_per_cycle).ceil() as u64;
+                let bus_start = (start + self.latency).max(self.hbm_bus_free);
+                self.hbm_bus_free = bus_start + data;
+                let end = (bus_start + data)
+                    .max(start + self.latency + local)
+                    .max(start + 1);
+                self.dma_free[slot] = end;
+                (start, end, 0, gap_for(start, free))
+            }
+            Op::MmPreload { .. } => {
+                let a = &mut self.array;
+                let (start, dur) = match self.arch.dataflow() {
+                    Dataflow::WeightStationary
+                        if self.arch.spec().array.double_buffered_weights =>
+                    {
+                        (ready.max(a.weights_free).max(a.last_compute.0), rows)
+                    }
+                    Dataflow::WeightStationary => {
+                        (ready.max(a.weights_free).max(a.last_compute.1), rows)
+                    }
+                    Dataflow::OutputStationary => (ready, 0),
+                };
+                a.weights_free = start + dur;
+                a.weights_ready = start + dur;
+                (start, start + dur, 0, Gap::Idle)
+            }
+            Op::MmCompute { m, .. } => {
+                let pre = *self.fronts[qi].preload().ok_or_else(|| {
+                    at("mm.compute with no operand bound by an earlier mm.preload".into())
+                })?;
+                // accesses: A, then B. Weight-stationary streams only A (B was
+                // read by the preload); output-stationary streams both.
+                let streamed = match self.arch.dataflow() {
+                    Dataflow::WeightStationary => &accesses[..1],
+                    Dataflow::OutputStationary => &accesses[..2],
+                };
+                let banks = streamed
+                    .iter()
+                    .map(|a| bank_cycles(self.arch, &a.region))
+                    .max()
+                    .unwrap_or(0);
+                self.counters.macs[pre.dtype.code() as usize] += m.get() * pre.k * pre.n;
+                let a = &mut self.array;
+                let (start, stream, tail) = match self.arch.dataflow() {
+                    Dataflow::WeightStationary => {
+                        let stream = m.get().max(banks);
+                        (
+                            ready.max(a.weights_ready).max(a.stream_free),
+                            stream,
+                            rows + cols - 2,
+                        )
+                    }
+                    Dataflow::OutputStationary => {
+                        let stream = pre.k.max(banks);
+                        (
+                            ready.max(a.last_compute.1).max(a.weights_ready),
+                            stream,
+                            2 * rows + cols - 2,
+                        )
+                    }
+                };
+                let nominal = if self.arch.dataflow() == Dataflow::WeightStationary {
+                    m.get()
+                } else {
+                    pre.k
+                };
+                a.stream_free = start + stream;
+                a.last_compute = (start, start + stream + tail);
+                (start, start + stream + tail, stream - nominal, Gap::Idle)
+            }
+            Op::VBin { .. }
+            | Op::VUn { .. }
+            | Op::VAxpby { .. }
+            | Op::VReduce { .. }
+            | Op::VSel { .. }
+            | Op::VCausal { .. }
+            | Op::VGather { .. }
+            | Op::VScatterAdd { .. }
+            | Op::VFload { .. } => {
+                let v = self.arch.spec().vector.clone();
+                let fe = &self.fronts[qi];
+                let elems = match inst.op {
+                    Op::VFload { .. } => 1,
+                    _ => fe.vector.rows * fe.vector.cols,
+                };
+                let special = match inst.op {
+                    Op::VUn { op, .. } => is_special(op),
+                    Op::VBin { op, .. } => matches!(
+                        op,
+                        tessera_isa::field::VecBinOp::Div | tessera_isa::field::VecBinOp::Pow
+                    ),
+                    _ => false,
+                };
+                let lanes = if special { v.special_lanes } else { v.lanes };
+                if special {
+                    self.counters.vector_special_elems += elems;
+                } else {
+                    self.counters.vector_simple_elems += elems;
+                }
+                let compute = elems.div_ceil(u64::from(lanes));
+                let banks = accesses
+                    .iter()
+                    .filter(|a| !a.indirect)
+                    .map(|a| bank_cycles(self.arch, &a.region))
+                    .max()
+                    .unwrap_or(0);
+                let stream = compute.max(banks);
+                let start = ready.max(self.clocks[qi].last_end);
+                (
+                    start,
+                    start + u64::from(v.latency_cycles) + stream,
+                    stream - compute,
+                    Gap::Idle,
+                )
+            }
+            _ => (ready, ready, 0, Gap::Idle),
+        };
+        // Control and configuration run in the sequencer, ahead of the engine: no issue slot.
+        let engine_op = end > start;
+        let gap = if gap == Gap::Idle && start == ready && token_ready > issue {
+            Gap::Token
+        } else {
+            gap
+        };
+
+        match inst.op {
+            Op::ProfBegin { region } => self.clocks[qi].open.push((region.0, ready)),
+            Op::ProfEnd { region } => {
+                let now = ready.max(self.clocks[qi].last_end);
+                if let Some((_, began)) = self.clocks[qi].open.pop() {
+                    let name = self
+                        .p
+                        .regions
+                        .get(usize::from(region.0))
+                        .cloned()
+                        .unwrap_or_default();
+                    match self
+                        .regions
+                        .iter_mut()
+                        .find(|r| r.name == name && r.queue == q)
+                    {
+                        Some(r) => {
+                            r.cycles += now - began;
+                            r.entries += 1;
+                        }
+                        None => self.regions.push(RegionTime {
+                            name,
+                            queue: q,
+                            cycles: now - began,
+                            entries: 1,
+                        }),
+                    }
+                }
+            }
+            _ => {}
+        }
+
+        let clock = &mut self.clocks[qi];
+        clock.account(start, end, stall, gap);
+        clock.issue = if engine_op { start + 1 } else { start };
+        clock.cycles.executed += 1;
+        trace(TraceEvent {
+            site,
+            mnemonic: inst.op.mnemonic(),
+            start,
+            end,
+        });
+        self.fronts[qi].advance().map_err(|e| at(e.to_string()))?;
+        self.tokens.give(&inst);
+        for t in inst.signal.iter() {
+            self.pending[usize::from(t)].push_back(end);
+        }
+        Ok(())
+    }
+
+    /// HBM bursts and on-chip bank cycles of a DMA, and its byte counters.
+    fn dma_shape(
+        &mut self,
+        inst: &Instruction,
+        accesses: &[tessera_isa::exec::Access],
+        burst: u64,
+    ) -> (u64, u64) {
+        let c = &mut self.counters;
+        match inst.op {
+            Op::DmaLoad { .. } | Op::DmaStore { .. } => {
+                let (src, dst) = (accesses[0].region, accesses[1].region);
+                let (hbm, local) = if src.space == MemSpace::Hbm {
+                    (src, dst)
+                } else {
+                    (dst, src)
+                };
+                if src.space == MemSpace::Hbm {
+                    c.dma_load_source_bytes += src.bytes();
+                    c.dma_load_dest_bytes += dst.bytes();
+                } else {
+                    c.dma_store_source_bytes += src.bytes();
+                    c.dma_store_dest_bytes += dst.bytes();
+                }
+                (bursts(burst, &hbm), bank_cycles(self.arch, &local))
+            }
+            Op::DmaGather {
+                rows, row_bytes, ..
+            } => {
+                let bytes = rows.get() * row_bytes.get();
+                c.dma_load_source_bytes += bytes;
+                c.dma_load_dest_bytes += bytes;
+                c.hbm_read_bytes += bytes;
+                let local = accesses[2].region;
+                (
+                    rows.get() * row_bytes.get().div_ceil(burst),
+                    bank_cycles(self.arch, &local),
+                )
+            }
+            Op::DmaScatterAdd {
+                rows, row_bytes, ..
+            } => {
+                let bytes = rows.get() * row_bytes.get();
+                c.dma_store_source_bytes += bytes;
+                c.dma_store_dest_bytes += bytes;
+                // Read-modify-write of each HBM row.
+                c.hbm_read_bytes += bytes;
+                c.hbm_write_bytes += bytes;
+                let local = accesses[1].region;
+                (
+                    2 * rows.get() * row_bytes.get().div_ceil(burst),
+                    bank_cycles(self.arch, &local),
+                )
+            }
+            _ => (0, 0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bank_cycles_count_the_busiest_bank() {
+        let arch = Arch::preset("fpga-8x8").unwrap(); // scratchpad: 4 banks x 16 bytes
+        let r = |base, rows, row_bytes, stride| {
+            Region::rows(MemSpace::Spad, base, rows, row_bytes, stride)
+        };
+        assert_eq!(bank_cycles(&arch, &r(0, 1, 64, 0)), 1);
+        assert_eq!(bank_cycles(&arch, &r(0, 1, 128, 0)), 2);
+        // Rows 64 bytes apart all start in bank 0: a column of conflicts.
+        assert_eq!(bank_cycles(&arch, &r(0, 8, 16, 64)), 8);
+        // Rows 16 bytes apart rotate through the banks.
+        assert_eq!(bank_cycles(&arch, &r(0, 8, 16, 16)), 2);
+        // Eight 2-byte rows packed in one chunk cost one read.
+        assert_eq!(bank_cycles(&arch, &r(0, 8, 2, 0)), 1);
+        // A row crossing a chunk boundary touches two banks, wrapping around.
+        assert_eq!(bank_cycles(&arch, &r(56, 1, 16, 0)), 1);
+    }
+
+    #[test]
+    fn bursts_split_rows_at_boundaries() {
+        let r = Region::rows(MemSpace::Hbm, 60, 2, 8, 100);
+        assert_eq!(bursts(64, &r), 2 + 1);
+    }
+}
