@@ -6,8 +6,9 @@
 //!   control and configuration instructions (loops, address registers,
 //!   strides, shapes, scalar registers, profiling marks, nop) run in the
 //!   queue's sequencer ahead of the engine and take no cycles. An instruction
-//!   starts once its waited tokens have been signalled (at the producer's
-//!   completion) and its engine can take it.
+//!   starts once its waited tokens have been signalled and its engine can
+//!   take it. Instructions complete in order: a signal is sent when its
+//!   instruction and every earlier one of its queue have completed.
 //! - Systolic array, weight-stationary with R rows and C columns: a preload
 //!   shifts weights in for R cycles; a compute streams M rows and completes
 //!   M + R + C - 2 cycles after it starts. Without double-buffered weights a
@@ -188,39 +189,67 @@ fn bank_cycles(arch: &Arch, r: &Region) -> u64 {
         MemSpace::Hbm => return 0,
     };
     let (banks, width) = (u64::from(spec.banks), u64::from(spec.bank_width_bytes));
-    // Difference array of per-bank additions over rows; `all` is added to every bank.
+    // Closed forms for the common layouts, equal to the general count below.
+    let busiest_in_span = |s: u64, len: u64| {
+        let first = s / width;
+        let chunks = (s + len - 1) / width - first + 1;
+        chunks / banks + u64::from(chunks % banks > 0)
+    };
+    let contiguous_rows = r.row_stride == r.row_bytes || r.rows == 1;
+    if contiguous_rows && (r.planes == 1 || r.plane_stride == r.rows * r.row_bytes) {
+        return busiest_in_span(r.base, r.rows * r.planes * r.row_bytes);
+    }
+    let stripe = banks * width;
+    if r.planes == 1
+        && r.row_stride % stripe == 0
+        && r.row_stride >= r.row_bytes + r.base % width + width
+    {
+        // Every row starts at the same bank and offset, and no chunk is shared.
+        return r.rows * busiest_in_span(r.base, r.row_bytes);
+    }
+    // Difference array of per-bank additions over ascending byte intervals;
+    // `all` is added to every bank. Rows ascend unless planes overlap; then
+    // the merged intervals are used.
     let mut diff = vec![0i64; banks as usize + 1];
     let mut all = 0u64;
-    // Last chunk counted; rows are visited in ascending address order within a plane.
+    let ascending = r.planes == 1 || r.plane_stride >= (r.rows - 1) * r.row_stride + r.row_bytes;
+    let merged;
+    let spans: Box<dyn Iterator<Item = (u64, u64)>> = if ascending {
+        Box::new((0..r.planes).flat_map(move |p| {
+            (0..r.rows).map(move |row| {
+                let s = r.base + p * r.plane_stride + row * r.row_stride;
+                (s, s + r.row_bytes)
+            })
+        }))
+    } else {
+        merged = r.intervals();
+        Box::new(merged.iter().copied())
+    };
+    // Last chunk counted: intervals ascend, so a shared chunk is the previous one's last.
     let mut last: Option<u64> = None;
-    for p in 0..r.planes {
-        for row in 0..r.rows {
-            let s = r.base + p * r.plane_stride + row * r.row_stride;
-            let end_chunk = (s + r.row_bytes - 1) / width;
-            let mut first = s / width;
-            match last {
-                Some(l) if first <= l && l <= end_chunk => first = l + 1,
-                Some(l) if l > end_chunk && first <= l => continue,
-                _ => {}
-            }
-            last = Some(end_chunk.max(last.unwrap_or(0)));
-            if first > end_chunk {
-                continue;
-            }
-            let chunks = end_chunk - first + 1;
-            all += chunks / banks;
-            let rem = chunks % banks;
-            let b0 = first % banks;
-            let b1 = b0 + rem;
-            if b1 <= banks {
-                diff[b0 as usize] += 1;
-                diff[b1 as usize] -= 1;
-            } else {
-                diff[b0 as usize] += 1;
-                diff[banks as usize] -= 1;
-                diff[0] += 1;
-                diff[(b1 - banks) as usize] -= 1;
-            }
+    for (s, e) in spans {
+        let end_chunk = (e - 1) / width;
+        let mut first = s / width;
+        if let Some(l) = last {
+            first = first.max(l + 1);
+        }
+        last = Some(end_chunk.max(last.unwrap_or(0)));
+        if first > end_chunk {
+            continue;
+        }
+        let chunks = end_chunk - first + 1;
+        all += chunks / banks;
+        let rem = chunks % banks;
+        let b0 = first % banks;
+        let b1 = b0 + rem;
+        if b1 <= banks {
+            diff[b0 as usize] += 1;
+            diff[b1 as usize] -= 1;
+        } else {
+            diff[b0 as usize] += 1;
+            diff[banks as usize] -= 1;
+            diff[0] += 1;
+            diff[(b1 - banks) as usize] -= 1;
         }
     }
     let mut run = 0i64;
@@ -234,6 +263,11 @@ fn bank_cycles(arch: &Arch, r: &Region) -> u64 {
 
 /// HBM bursts a region touches: each row split at burst boundaries.
 fn bursts(burst: u64, r: &Region) -> u64 {
+    let per_row = |s: u64| (s + r.row_bytes - 1) / burst - s / burst + 1;
+    if r.row_stride % burst == 0 && (r.planes == 1 || r.plane_stride % burst == 0) {
+        // Every row has the base's alignment.
+        return r.rows * r.planes * per_row(r.base);
+    }
     let mut n = 0;
     for p in 0..r.planes {
         for row in 0..r.rows {
@@ -616,6 +650,9 @@ impl Machine<'_> {
         }
 
         let clock = &mut self.clocks[qi];
+        // Completion is in order: a signal is sent once every earlier
+        // instruction of the queue has completed too.
+        let signal_at = end.max(clock.last_end);
         clock.account(start, end, stall, gap);
         clock.issue = if engine_op { start + 1 } else { start };
         clock.cycles.executed += 1;
@@ -628,7 +665,7 @@ impl Machine<'_> {
         self.fronts[qi].advance().map_err(|e| at(e.to_string()))?;
         self.tokens.give(&inst);
         for t in inst.signal.iter() {
-            self.pending[usize::from(t)].push_back(end);
+            self.pending[usize::from(t)].push_back(signal_at);
         }
         Ok(())
     }
@@ -711,6 +748,60 @@ mod tests {
         assert_eq!(bank_cycles(&arch, &r(0, 8, 2, 0)), 1);
         // A row crossing a chunk boundary touches two banks, wrapping around.
         assert_eq!(bank_cycles(&arch, &r(56, 1, 16, 0)), 1);
+    }
+
+    /// The general per-row count, for checking the closed forms.
+    fn bank_cycles_by_rows(arch: &Arch, r: &Region) -> u64 {
+        let (banks, width) = (
+            u64::from(arch.spec().scratchpad.banks),
+            u64::from(arch.spec().scratchpad.bank_width_bytes),
+        );
+        let mut chunks = std::collections::BTreeSet::new();
+        for p in 0..r.planes {
+            for row in 0..r.rows {
+                let s = r.base + p * r.plane_stride + row * r.row_stride;
+                chunks.extend(s / width..=(s + r.row_bytes - 1) / width);
+            }
+        }
+        let mut per_bank = vec![0u64; banks as usize];
+        for c in chunks {
+            per_bank[(c % banks) as usize] += 1;
+        }
+        per_bank.into_iter().max().unwrap_or(0)
+    }
+
+    #[test]
+    fn bank_cycles_closed_forms_match_the_definition() {
+        let arch = Arch::preset("fpga-8x8").unwrap();
+        let mut seed = 7u64;
+        let mut next = |m: u64| {
+            seed = seed
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (seed >> 33) % m
+        };
+        for _ in 0..3000 {
+            let row_bytes = 1 + next(80);
+            let rows = 1 + next(12);
+            let row_stride =
+                [row_bytes, 64, 128, 16 * (1 + next(9)), row_bytes + next(40)][next(5) as usize];
+            let planes = 1 + next(3);
+            let plane_stride = [rows * row_stride, 256, 64 * (1 + next(8))][next(3) as usize];
+            let r = Region {
+                space: MemSpace::Spad,
+                base: next(200),
+                row_bytes,
+                rows,
+                row_stride,
+                planes,
+                plane_stride,
+            };
+            assert_eq!(
+                bank_cycles(&arch, &r),
+                bank_cycles_by_rows(&arch, &r),
+                "{r:?}"
+            );
+        }
     }
 
     #[test]
