@@ -213,9 +213,18 @@ fn mem(i: &str) -> Res<'_, Value> {
     ))
 }
 
+/// `name(operand)`: the operand is never itself a call, so parsing does not
+/// recurse and nesting depth cannot exhaust the stack.
 fn call(i: &str) -> Res<'_, Value> {
-    let (i, (name, _, _, v, _, _)) =
-        (ident, char('('), space0, value, space0, char(')')).parse(i)?;
+    let (i, (name, _, _, v, _, _)) = (
+        ident,
+        char('('),
+        space0,
+        alt((mem, float, expr)),
+        space0,
+        char(')'),
+    )
+        .parse(i)?;
     Ok((i, Value::Call(name.to_string(), Box::new(v))))
 }
 
@@ -281,7 +290,7 @@ fn parse_line(line: &str) -> Result<(Option<(&str, usize)>, Stmt<'_>), LineError
     if let Ok((after, (name, _, _))) =
         (ident, space0, char::<&str, nom::error::Error<&str>>(':')).parse(rest)
     {
-        label = Some((name, col_of(line, rest)));
+        label = Some((name, col_of(code, rest)));
         rest = space0::<&str, nom::error::Error<&str>>
             .parse(after)
             .expect("space0")
@@ -291,7 +300,7 @@ fn parse_line(line: &str) -> Result<(Option<(&str, usize)>, Stmt<'_>), LineError
         return Ok((label, Stmt::Empty));
     }
     if let Some(d) = rest.strip_prefix('.') {
-        let column = col_of(line, rest);
+        let column = col_of(code, rest);
         let (args, name) = ident(d).map_err(|_| LineError {
             column: column + 1,
             message: "expected a directive name after `.`".into(),
@@ -306,12 +315,12 @@ fn parse_line(line: &str) -> Result<(Option<(&str, usize)>, Stmt<'_>), LineError
         ));
     }
     let (mut i, mnemonic) = ident(rest).map_err(|_| LineError {
-        column: col_of(line, rest),
+        column: col_of(code, rest),
         message: "expected a mnemonic, directive or label".into(),
     })?;
     if !i.is_empty() && !i.starts_with([' ', '\t']) {
         return Err(LineError {
-            column: col_of(line, i),
+            column: col_of(code, i),
             message: format!(
                 "unexpected `{}` after the mnemonic",
                 i.chars().next().unwrap_or(' ')
@@ -324,7 +333,7 @@ fn parse_line(line: &str) -> Result<(Option<(&str, usize)>, Stmt<'_>), LineError
         if i.is_empty() {
             break;
         }
-        let column = col_of(line, i);
+        let column = col_of(code, i);
         let key = (
             ident,
             space0,
@@ -338,7 +347,7 @@ fn parse_line(line: &str) -> Result<(Option<(&str, usize)>, Stmt<'_>), LineError
                 k.to_string()
             });
         let (after, v) = value(i).map_err(|_| LineError {
-            column: col_of(line, i),
+            column: col_of(code, i),
             message:
                 "expected an operand: a number, name, float, `space[rN+off]`, `tA|tB` or `f(...)`"
                     .into(),
@@ -356,7 +365,7 @@ fn parse_line(line: &str) -> Result<(Option<(&str, usize)>, Stmt<'_>), LineError
             Some(after) => i = after,
             None => {
                 return Err(LineError {
-                    column: col_of(line, i),
+                    column: col_of(code, i),
                     message: format!(
                         "expected `,` or the end of the line, found `{}`",
                         i.chars().next().unwrap_or(' ')
@@ -366,7 +375,7 @@ fn parse_line(line: &str) -> Result<(Option<(&str, usize)>, Stmt<'_>), LineError
         }
         if i.trim().is_empty() {
             return Err(LineError {
-                column: col_of(line, i),
+                column: col_of(code, i),
                 message: "expected an operand after `,`".into(),
             });
         }

@@ -449,7 +449,14 @@ impl Program {
         for q in Queue::ALL {
             validate_queue(self, q, &mut errors);
         }
-        for r in &self.regions {
+        for (i, r) in self.regions.iter().enumerate() {
+            if self.regions[..i].contains(r) {
+                errors.push(ProgramError {
+                    site: None,
+                    mnemonic: "region",
+                    rule: format!("region name `{r}` appears twice in the region table"),
+                });
+            }
             if !is_identifier(r) {
                 errors.push(ProgramError {
                     site: None,
@@ -714,8 +721,12 @@ fn validate_queue(p: &Program, q: Queue, errors: &mut Vec<ProgramError>) {
     }
 }
 
-/// Whether `s` is an assembler identifier: `[A-Za-z_][A-Za-z0-9_.]*`.
+/// Whether `s` is an assembler identifier: `[A-Za-z_][A-Za-z0-9_.]*`, and
+/// not `inf`, which reads as a floating-point literal.
 pub fn is_identifier(s: &str) -> bool {
+    if s == "inf" {
+        return false;
+    }
     let mut chars = s.chars();
     chars
         .next()
