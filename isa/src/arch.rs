@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::DType;
+use crate::program::MemSpace;
 use crate::units::{Bytes, Cycles};
 
 /// Largest array dimension; bounded by the 11-bit `n` field of `mm.preload`.
@@ -426,6 +427,16 @@ impl Arch {
     /// HBM capacity of the chip, whole bytes.
     pub fn hbm_bytes(&self) -> Bytes {
         Bytes((self.spec.hbm.capacity_gib * (1u64 << 30) as f64) as u64)
+    }
+
+    /// Capacity of a memory space: HBM for the chip, scratchpad and
+    /// accumulator for one core.
+    pub fn capacity(&self, space: MemSpace) -> Bytes {
+        match space {
+            MemSpace::Hbm => self.hbm_bytes(),
+            MemSpace::Spad => self.scratchpad_bytes(),
+            MemSpace::Acc => self.accumulator_bytes(),
+        }
     }
 
     /// Seconds per core clock cycle.

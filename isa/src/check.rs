@@ -405,11 +405,7 @@ impl<'p, 'r> Walker<'p, 'r> {
     }
 
     fn capacity(&self, s: MemSpace) -> u64 {
-        match s {
-            MemSpace::Hbm => self.p.arch.hbm_bytes().get(),
-            MemSpace::Spad => self.p.arch.scratchpad_bytes().get(),
-            MemSpace::Acc => self.p.arch.accumulator_bytes().get(),
-        }
+        self.p.arch.capacity(s).get()
     }
 
     fn run(&mut self) {

@@ -445,18 +445,10 @@ impl Machine<'_> {
         };
 
         let accesses = self.fronts[qi]
-            .accesses(&inst, &self.p.symbols, |s| match s {
-                MemSpace::Hbm => self.arch.hbm_bytes().get(),
-                MemSpace::Spad => self.arch.scratchpad_bytes().get(),
-                MemSpace::Acc => self.arch.accumulator_bytes().get(),
-            })
+            .accesses(&inst, &self.p.symbols, |s| self.arch.capacity(s).get())
             .map_err(|e| at(e.to_string()))?;
         for a in &accesses {
-            let cap = match a.region.space {
-                MemSpace::Hbm => self.arch.hbm_bytes().get(),
-                MemSpace::Spad => self.arch.scratchpad_bytes().get(),
-                MemSpace::Acc => self.arch.accumulator_bytes().get(),
-            };
+            let cap = self.arch.capacity(a.region.space).get();
             if a.region.end().is_none_or(|e| e > cap) {
                 return Err(at(format!(
                     "{} is outside the {cap} bytes of {}",

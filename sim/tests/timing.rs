@@ -95,7 +95,11 @@ fn output_stationary_is_r_per_fold_above_scalesim_3() {
     // SCALE-Sim 3.0 printed 318,719 / 1,274,879 / 1,203,455 (data/scalesim/README.md); its
     // code omits the R-cycle drain per fold and prints the last cycle index.
     let a = arch(32, 32, Dataflow::OutputStationary, false);
-    for ((m, k, n), scalesim) in [((512, 768, 768), 318_719u64), ((512, 768, 3072), 1_274_879), ((512, 3072, 768), 1_203_455)] {
+    for ((m, k, n), scalesim) in [
+        ((512, 768, 768), 318_719u64),
+        ((512, 768, 3072), 1_274_879),
+        ((512, 3072, 768), 1_203_455),
+    ] {
         let folds = (m / 32) * (n / 32);
         let r = run(&gemm(&a, m, k, n));
         assert_eq!(region(&r, "gemm"), scalesim + folds * 32 + 1, "{m}x{k}x{n}");
