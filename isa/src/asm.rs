@@ -160,10 +160,7 @@ fn expr(i: &str) -> Res<'_, Value> {
     let (rest, first) = term(i)?;
     i = rest;
     let mut terms = vec![(first_sign.unwrap_or(Sign::Plus), first)];
-    loop {
-        let Ok((rest, (_, s, _, t))) = (space0, sign, space0, term).parse(i) else {
-            break;
-        };
+    while let Ok((rest, (_, s, _, t))) = (space0, sign, space0, term).parse(i) {
         terms.push((s, t));
         i = rest;
     }
@@ -280,7 +277,10 @@ fn strip_comment(line: &str) -> &str {
     }
 }
 
-fn parse_line(line: &str) -> Result<(Option<(&str, usize)>, Stmt<'_>), LineError> {
+/// A label with its column, if the line has one.
+type Label<'a> = Option<(&'a str, usize)>;
+
+fn parse_line(line: &str) -> Result<(Label<'_>, Stmt<'_>), LineError> {
     let code = strip_comment(line).trim_end();
     let (rest, _) = space0::<&str, nom::error::Error<&str>>
         .parse(code)

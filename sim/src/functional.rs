@@ -413,7 +413,7 @@ fn execute(
                             s = av.get(mem, ai, aj)?.mul_add(bv.get(mem, bi, bj)?, s);
                         }
                         if mode == WriteMode::Accumulate {
-                            s = cv.get(mem, i, j)? + s;
+                            s += cv.get(mem, i, j)?;
                         }
                         cv.set(mem, i, j, s)?;
                     }

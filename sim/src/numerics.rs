@@ -102,10 +102,9 @@ pub fn unary(op: VecUnOp, x: f32) -> f32 {
         VecUnOp::Square => x * x,
         VecUnOp::Tanh => libm::tanhf(x),
         VecUnOp::Sigmoid => sigmoid(x),
+        // NaN propagates; -0.0 and negatives give +0.0.
         VecUnOp::Relu => {
-            if x > 0.0 {
-                x
-            } else if x.is_nan() {
+            if x > 0.0 || x.is_nan() {
                 x
             } else {
                 0.0

@@ -236,9 +236,9 @@ pub fn chrome_trace(arch: &Arch, events: &[TraceEvent]) -> String {
     }
     let _ = writeln!(s, "{{\"ph\":\"M\",\"name\":\"process_name\",\"pid\":0,\"args\":{{\"name\":\"tessera core ({})\"}}}}", arch.name());
     for e in events.iter().filter(|e| e.end > e.start) {
-        let _ = write!(
+        let _ = writeln!(
             s,
-            ",{{\"ph\":\"X\",\"name\":\"{}\",\"pid\":0,\"tid\":{},\"ts\":{},\"dur\":{},\"args\":{{\"index\":{},\"start_cycle\":{},\"end_cycle\":{}}}}}\n",
+            ",{{\"ph\":\"X\",\"name\":\"{}\",\"pid\":0,\"tid\":{},\"ts\":{},\"dur\":{},\"args\":{{\"index\":{},\"start_cycle\":{},\"end_cycle\":{}}}}}",
             e.mnemonic,
             e.site.queue.index(),
             fmt_f64(e.start as f64 * us_per_cycle),
