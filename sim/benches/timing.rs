@@ -36,26 +36,29 @@ l_end:
 .queue matrix
     mm.stride a={a_row}, b=0, c=0
     nop signal=t1, wait=t5
-    nop signal=t4
     addr.set r1, 0
     addr.step r1, 1, 256
     addr.set r2, 0x200000
     loop {n_tiles}, m_end
     nop wait=t4
     loop {k_tiles}, m_inner
-    mm.preload b=spad[r2]:bf16, k=128, n=128, transpose=false, wait=t0, signal=t1
-    mm.compute a=spad[r1]:bf16, c=acc[r0]:fp32, m=128, transpose=false, mode=accumulate
+    mm.preload b=spad[r2]:bf16, k=128, n=128, transpose=false, wait=t0
+    mm.compute a=spad[r1]:bf16, c=acc[r0]:fp32, m=128, transpose=false, mode=accumulate, signal=t1
 m_inner:
     nop signal=t2
 m_end:
+    nop wait=t4
     halt
 .queue vector
     v.shape rows=128, cols=128
+    v.fset f0, 0.0
     addr.set r1, 0x400000
+    nop signal=t4
     loop {n_tiles}, v_end
-    v.un op=copy, dst=spad[r1]:bf16, a=acc[r0]:fp32, wait=t2|t6, signal=t3|t4
+    v.un op=copy, dst=spad[r1]:bf16, a=acc[r0]:fp32, wait=t2|t6, signal=t3
+    v.bin op=mul, dst=acc[r0]:fp32, a=acc[r0]:fp32, b=f0, signal=t4
 v_end:
-    nop wait=t4
+    nop wait=t6
     halt
 .queue store
     dma.hstride row={c_row}, plane=0
