@@ -10,6 +10,7 @@ pub mod arch;
 pub mod asm;
 pub mod check;
 pub mod disasm;
+pub mod doc;
 pub mod dtype;
 pub mod exec;
 pub mod field;
