@@ -1,1 +1,117 @@
-fn main() {}
+//! The `tessera` command: assemble, disassemble, check and simulate
+//! programs, inspect hardware descriptions, and run the demo.
+//!
+//! This is the only place that touches the outside world (files, exit
+//! status); the library crates stay pure. Every failure prints exactly one
+//! `error: ...` line to stderr and exits with status 1; usage errors keep
+//! clap's status 2.
+
+mod check_cmd;
+mod demo;
+mod files;
+mod hw;
+mod sim_cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+
+/// Co-design toolkit for a systolic-array ASIC that trains Transformers.
+#[derive(Debug, Parser)]
+#[command(name = "tessera", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Assemble `FILE.s` into a validated `.tsr` program container.
+    Asm {
+        /// Assembly source.
+        input: PathBuf,
+        /// Output container (default: the input with extension `.tsr`).
+        #[arg(short, long, value_name = "FILE.tsr")]
+        output: Option<PathBuf>,
+        /// Hardware description: a preset name or a `.toml` file (default:
+        /// the source's `.arch`, else the `default` preset).
+        #[arg(long, value_name = "PRESET|FILE.toml")]
+        hw: Option<String>,
+    },
+    /// Print the assembly of a `.tsr` program; it assembles back to the same bytes.
+    Disasm {
+        /// Program container.
+        input: PathBuf,
+        /// Write the assembly here instead of stdout.
+        #[arg(short, long, value_name = "OUT.s")]
+        output: Option<PathBuf>,
+    },
+    /// Validate a program and run the dependency checker (races, deadlocks,
+    /// token balance, addresses); exit status 1 on any finding.
+    Check {
+        /// A `.tsr` container or `.s` assembly.
+        input: PathBuf,
+        /// Hardware description the program must have been built for.
+        #[arg(long, value_name = "PRESET|FILE.toml")]
+        hw: Option<String>,
+    },
+    /// Simulate a program: cycles, utilization, energy and where the time
+    /// went (timing mode), or its values (`--functional`).
+    Sim(sim_cmd::SimArgs),
+    /// Inspect hardware descriptions.
+    Hw {
+        #[command(subcommand)]
+        command: HwCommand,
+    },
+    /// Assemble, check, disassemble and re-assemble the built-in tiled
+    /// matrix-multiply example, and summarise it.
+    Demo,
+}
+
+#[derive(Debug, Subcommand)]
+enum HwCommand {
+    /// Print the canonical TOML of a description plus derived figures.
+    Show {
+        /// A preset name or a `.toml` file.
+        #[arg(value_name = "PRESET|FILE.toml")]
+        hw: String,
+    },
+    /// List the built-in presets.
+    List,
+    /// Validate a hardware description.
+    Check {
+        /// A `.toml` file (or a preset name).
+        #[arg(value_name = "FILE.toml")]
+        hw: String,
+    },
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Asm { input, output, hw } => files::asm(&input, output.as_deref(), hw.as_deref()),
+        Command::Disasm { input, output } => files::disasm(&input, output.as_deref()),
+        Command::Check { input, hw } => check_cmd::run(&input, hw.as_deref()),
+        Command::Hw { command } => match command {
+            HwCommand::Show { hw } => hw::show(&hw),
+            HwCommand::List => hw::list(),
+            HwCommand::Check { hw } => hw::check(&hw),
+        },
+        Command::Sim(args) => sim_cmd::run(&args),
+        Command::Demo => demo::run(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // `{:#}` joins the context chain with ": "; keep it to one line.
+            let msg = format!("{e:#}").replace(['\n', '\r'], " ");
+            eprintln!("error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

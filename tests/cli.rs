@@ -1,0 +1,355 @@
+//! End-to-end tests of the `tessera` binary: every shipped example
+//! round-trips and checks clean, outputs are deterministic, and bad input
+//! gives one `error:` line, status 1, no panic and no file left behind.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tessera");
+
+/// A fresh directory under the system temp dir, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        static COUNTER: AtomicUsize = AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("tessera-cli-{}-{name}-{n}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+
+    fn write(&self, name: &str, bytes: impl AsRef<[u8]>) -> PathBuf {
+        let p = self.path(name);
+        fs::write(&p, bytes).unwrap();
+        p
+    }
+
+    /// The names in the directory, sorted (temporary files included).
+    fn names(&self) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tessera(args: &[&str], cwd: &Path) -> Output {
+    Command::new(BIN)
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .expect("the tessera binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Asserts success and returns stdout.
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "status {:?}\nstdout:\n{}\nstderr:\n{}",
+        out.status,
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+/// Asserts the failure contract: status 1, exactly one stderr line, starting
+/// `error: ` and containing `needle`, and no panic.
+fn fails(out: Output, needle: &str) -> String {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 1, "expected one stderr line, got:\n{stderr}");
+    assert!(lines[0].starts_with("error: "), "{stderr}");
+    assert!(lines[0].contains(needle), "`{needle}` not in: {stderr}");
+    stderr
+}
+
+fn examples() -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+    let mut v: Vec<PathBuf> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "s"))
+        .collect();
+    v.sort();
+    assert!(v.len() >= 2, "examples/ should hold several .s files");
+    assert!(v.iter().any(|p| p.ends_with("tiled_matmul.s")));
+    v
+}
+
+fn stem(p: &Path) -> String {
+    p.file_stem().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn every_example_round_trips_through_disassembly() {
+    let dir = TempDir::new("roundtrip");
+    for ex in examples() {
+        let name = stem(&ex);
+        let (first, listing, second) = (
+            format!("{name}.tsr"),
+            format!("{name}.dis.s"),
+            format!("{name}.2.tsr"),
+        );
+        ok(tessera(
+            &["asm", ex.to_str().unwrap(), "-o", &first],
+            &dir.0,
+        ));
+        ok(tessera(&["disasm", &first, "-o", &listing], &dir.0));
+        let stdout = ok(tessera(&["disasm", &first], &dir.0));
+        assert_eq!(stdout, fs::read_to_string(dir.path(&listing)).unwrap());
+        ok(tessera(&["asm", &listing, "-o", &second], &dir.0));
+        assert_eq!(
+            fs::read(dir.path(&first)).unwrap(),
+            fs::read(dir.path(&second)).unwrap(),
+            "{name}: disassembly does not re-assemble to the same bytes"
+        );
+    }
+}
+
+#[test]
+fn every_example_checks_clean() {
+    let dir = TempDir::new("clean");
+    for ex in examples() {
+        let src = ex.to_str().unwrap();
+        let out = ok(tessera(&["check", src], &dir.0));
+        assert!(out.contains("clean"), "{src}:\n{out}");
+        let tsr = format!("{}.tsr", stem(&ex));
+        ok(tessera(&["asm", src, "-o", &tsr], &dir.0));
+        let out = ok(tessera(&["check", &tsr, "--hw", "default"], &dir.0));
+        assert!(out.contains("clean"), "{tsr}:\n{out}");
+        for q in ["load", "matrix", "vector", "store"] {
+            assert!(out.contains(q), "{out}");
+        }
+    }
+}
+
+#[test]
+fn outputs_are_byte_identical_across_runs() {
+    let (a, b) = (TempDir::new("det-a"), TempDir::new("det-b"));
+    for ex in examples() {
+        let tsr = format!("{}.tsr", stem(&ex));
+        let lst = format!("{}.s", stem(&ex));
+        for d in [&a, &b] {
+            ok(tessera(&["asm", ex.to_str().unwrap(), "-o", &tsr], &d.0));
+            ok(tessera(&["disasm", &tsr, "-o", &lst], &d.0));
+        }
+        for f in [&tsr, &lst] {
+            assert_eq!(fs::read(a.path(f)).unwrap(), fs::read(b.path(f)).unwrap());
+        }
+    }
+    let show = |d: &TempDir| ok(tessera(&["hw", "show", "datacenter"], &d.0));
+    assert_eq!(show(&a), show(&b));
+    let demo = |d: &TempDir| ok(tessera(&["demo"], &d.0));
+    assert_eq!(demo(&a), demo(&b));
+}
+
+#[test]
+fn malformed_assembly_is_one_error_line_and_no_output() {
+    let dir = TempDir::new("bad-asm");
+    dir.write(
+        "bad.s",
+        ".arch default\n.queue load\n    dma.lod x\n    halt\n",
+    );
+    let out = tessera(&["asm", "bad.s", "-o", "bad.tsr"], &dir.0);
+    fails(out, "bad.s:3:");
+    assert_eq!(dir.names(), ["bad.s"]);
+    // Non-UTF-8 and unbalanced sources fail the same way.
+    dir.write("bin.s", [0xff, 0xfe, 0x00, 0x41]);
+    fails(tessera(&["asm", "bin.s", "-o", "bin.tsr"], &dir.0), "bin.s");
+    dir.write("open.s", ".queue load\n    nop signal=t0\n    halt\n");
+    fails(tessera(&["check", "open.s"], &dir.0), "open.s");
+    assert_eq!(dir.names(), ["bad.s", "bin.s", "open.s"]);
+}
+
+#[test]
+fn truncated_and_corrupted_containers_are_rejected() {
+    let dir = TempDir::new("bad-tsr");
+    let ex = examples().into_iter().next().unwrap();
+    ok(tessera(
+        &["asm", ex.to_str().unwrap(), "-o", "good.tsr"],
+        &dir.0,
+    ));
+    let good = fs::read(dir.path("good.tsr")).unwrap();
+
+    for cut in [0, 3, 10, good.len() / 2, good.len() - 1] {
+        dir.write("cut.tsr", &good[..cut]);
+        fails(tessera(&["check", "cut.tsr"], &dir.0), "cut.tsr");
+        fails(
+            tessera(&["disasm", "cut.tsr", "-o", "cut.s"], &dir.0),
+            "cut.tsr",
+        );
+        assert!(!dir.path("cut.s").exists());
+    }
+    for at in [0, 5, 20, good.len() / 2, good.len() - 1] {
+        let mut bad = good.clone();
+        bad[at] ^= 0x01;
+        dir.write("flip.tsr", &bad);
+        fails(tessera(&["check", "flip.tsr"], &dir.0), "flip.tsr");
+        fails(
+            tessera(&["disasm", "flip.tsr", "-o", "flip.s"], &dir.0),
+            "flip.tsr",
+        );
+    }
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 0x01;
+    dir.write("flip.tsr", &bad);
+    fails(tessera(&["check", "flip.tsr"], &dir.0), "checksum mismatch");
+    assert_eq!(dir.names(), ["cut.tsr", "flip.tsr", "good.tsr"]);
+}
+
+#[test]
+fn invalid_hardware_toml_names_file_field_and_rule() {
+    let dir = TempDir::new("bad-hw");
+    let toml = ok(tessera(&["hw", "show", "fpga-8x8"], &dir.0));
+    dir.write("ok.toml", &toml);
+    ok(tessera(&["hw", "check", "ok.toml"], &dir.0));
+    dir.write("hw.toml", toml.replace("rows = 8", "rows = 0"));
+    fails(
+        tessera(&["hw", "check", "hw.toml"], &dir.0),
+        "hw.toml: field `array.rows` must be between 2 and 1024, got 0",
+    );
+    let ex = examples().into_iter().next().unwrap();
+    fails(
+        tessera(
+            &[
+                "asm",
+                ex.to_str().unwrap(),
+                "-o",
+                "x.tsr",
+                "--hw",
+                "hw.toml",
+            ],
+            &dir.0,
+        ),
+        "array.rows",
+    );
+    dir.write("syntax.toml", "name = \"x\"\n[array\n");
+    fails(
+        tessera(&["hw", "show", "syntax.toml"], &dir.0),
+        "syntax.toml",
+    );
+    fails(tessera(&["hw", "show", "no-such-preset"], &dir.0), "preset");
+    assert_eq!(dir.names(), ["hw.toml", "ok.toml", "syntax.toml"]);
+}
+
+#[test]
+fn check_refuses_a_program_built_for_other_hardware() {
+    let dir = TempDir::new("other-hw");
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tiled_matmul.s");
+    ok(tessera(
+        &["asm", ex.to_str().unwrap(), "-o", "mm.tsr"],
+        &dir.0,
+    ));
+    fails(
+        tessera(&["check", "mm.tsr", "--hw", "fpga-8x8"], &dir.0),
+        "mm.tsr: built for hardware `default`",
+    );
+    // A custom description that differs from the preset only in its numbers.
+    let toml = ok(tessera(&["hw", "show", "default"], &dir.0));
+    dir.write(
+        "fast.toml",
+        toml.replace("frequency_mhz = 1000.0", "frequency_mhz = 1200.0"),
+    );
+    fails(
+        tessera(&["check", "mm.tsr", "--hw", "fast.toml"], &dir.0),
+        "fingerprint",
+    );
+}
+
+#[test]
+fn check_reports_findings_with_status_1() {
+    let dir = TempDir::new("race");
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tiled_matmul.s");
+    let src = fs::read_to_string(ex).unwrap();
+    // Drop the matrix -> vector token: the cast may now read an unfinished tile.
+    let racy = src
+        .replace("wait=t2|t5, signal=t3|t4", "wait=t5, signal=t3|t4")
+        .replace("signal=t1|t2", "signal=t1");
+    assert_ne!(racy, src);
+    dir.write("racy.s", racy);
+    let out = tessera(&["check", "racy.s"], &dir.0);
+    let stdout = text(&out.stdout);
+    fails(out, "racy.s");
+    assert!(stdout.lines().any(|l| l.starts_with("race: ")), "{stdout}");
+    assert!(stdout.contains("vector#"), "{stdout}");
+}
+
+#[test]
+fn asm_writes_atomically_and_keeps_the_old_output_on_failure() {
+    let dir = TempDir::new("atomic");
+    dir.write("out.tsr", "previous");
+    dir.write("bad.s", ".queue load\n    nop\n");
+    fails(
+        tessera(&["asm", "bad.s", "-o", "out.tsr"], &dir.0),
+        "bad.s:2:",
+    );
+    assert_eq!(fs::read(dir.path("out.tsr")).unwrap(), b"previous");
+    fails(
+        tessera(&["asm", "bad.s", "-o", "missing/dir/out.tsr"], &dir.0),
+        "bad.s",
+    );
+    let ex = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/layernorm.s");
+    fails(
+        tessera(
+            &["asm", ex.to_str().unwrap(), "-o", "missing/dir/out.tsr"],
+            &dir.0,
+        ),
+        "missing/dir/out.tsr",
+    );
+    // A directory in the way: the rename fails and the temporary file goes.
+    fs::create_dir(dir.path("taken.tsr")).unwrap();
+    fails(
+        tessera(&["asm", ex.to_str().unwrap(), "-o", "taken.tsr"], &dir.0),
+        "taken.tsr",
+    );
+    assert_eq!(dir.names(), ["bad.s", "out.tsr", "taken.tsr"]);
+    assert!(dir.path("taken.tsr").is_dir());
+}
+
+#[test]
+fn demo_and_hw_commands_run() {
+    let dir = TempDir::new("demo");
+    let out = ok(tessera(&["demo"], &dir.0));
+    assert!(out.contains("identical bytes"), "{out}");
+    assert!(out.contains("clean"), "{out}");
+    let list = ok(tessera(&["hw", "list"], &dir.0));
+    for name in ["fpga-8x8", "default", "datacenter"] {
+        assert!(list.contains(name), "{list}");
+    }
+    let show = ok(tessera(&["hw", "show", "default"], &dir.0));
+    assert!(show.contains("TFLOP/s"), "{show}");
+    assert_eq!(dir.names(), Vec::<String>::new());
+}
+
+#[test]
+fn usage_errors_keep_clap_status_2() {
+    let dir = TempDir::new("usage");
+    let out = tessera(&["frobnicate"], &dir.0);
+    assert_eq!(out.status.code(), Some(2));
+    let out = tessera(&["asm"], &dir.0);
+    assert_eq!(out.status.code(), Some(2));
+}
