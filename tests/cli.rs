@@ -353,3 +353,201 @@ fn usage_errors_keep_clap_status_2() {
     let out = tessera(&["asm"], &dir.0);
     assert_eq!(out.status.code(), Some(2));
 }
+
+fn matmul() -> String {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples/tiled_matmul.s")
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn sim_writes_the_documented_json_and_a_perfetto_trace() {
+    let dir = TempDir::new("sim");
+    let table = ok(tessera(
+        &[
+            "sim",
+            &matmul(),
+            "--json",
+            "a.json",
+            "--trace",
+            "a.trace.json",
+        ],
+        &dir.0,
+    ));
+    for line in [
+        "cycles",
+        "utilization",
+        "energy",
+        "queue",
+        "busy",
+        "token wait",
+        "memory wait",
+    ] {
+        assert!(table.contains(line), "`{line}` not in the table:\n{table}");
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path("a.json")).unwrap()).unwrap();
+    for key in [
+        "cycles",
+        "seconds",
+        "flops",
+        "utilization",
+        "energy_joules",
+        "average_power_watts",
+        "engines",
+    ] {
+        assert!(json.get(key).is_some(), "JSON lacks `{key}`: {json}");
+    }
+    let cycles = json["cycles"].as_u64().unwrap();
+    for q in ["load", "matrix", "vector", "store"] {
+        let e = &json["engines"][q];
+        let sum: u64 = [
+            "busy_cycles",
+            "token_wait_cycles",
+            "memory_wait_cycles",
+            "idle_cycles",
+        ]
+        .iter()
+        .map(|k| e[k].as_u64().unwrap())
+        .sum();
+        assert_eq!(sum, cycles, "{q}: {e}");
+    }
+    // 2 * 256^3 operations for the 256 x 256 x 256 GEMM.
+    assert_eq!(json["flops"].as_u64(), Some(2 * 256 * 256 * 256));
+    let trace: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path("a.trace.json")).unwrap()).unwrap();
+    let events = trace["traceEvents"].as_array().unwrap();
+    let tracks: Vec<&str> = events
+        .iter()
+        .filter(|e| e["name"] == "thread_name")
+        .map(|e| e["args"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tracks, ["load", "matrix", "vector", "store"]);
+    assert!(events
+        .iter()
+        .any(|e| e["ph"] == "X" && e["name"] == "mm.compute"));
+
+    // Byte-identical on a second run.
+    ok(tessera(
+        &[
+            "sim",
+            &matmul(),
+            "--json",
+            "b.json",
+            "--trace",
+            "b.trace.json",
+        ],
+        &dir.0,
+    ));
+    assert_eq!(
+        fs::read(dir.path("a.json")).unwrap(),
+        fs::read(dir.path("b.json")).unwrap()
+    );
+    assert_eq!(
+        fs::read(dir.path("a.trace.json")).unwrap(),
+        fs::read(dir.path("b.trace.json")).unwrap()
+    );
+}
+
+#[test]
+fn sim_refuses_other_hardware_and_leaves_no_output() {
+    let dir = TempDir::new("sim-hw");
+    ok(tessera(&["asm", &matmul(), "-o", "m.tsr"], &dir.0));
+    fails(
+        tessera(
+            &["sim", "m.tsr", "--hw", "fpga-8x8", "--json", "out.json"],
+            &dir.0,
+        ),
+        "built for hardware `default`",
+    );
+    assert_eq!(dir.names(), ["m.tsr"]);
+    // A racy, deadlocking program is an error naming the stuck instructions.
+    dir.write("dead.s", ".queue load\n    nop wait=t1, signal=t0\n    halt\n.queue store\n    nop wait=t0, signal=t1\n    halt\n");
+    fails(
+        tessera(&["sim", "dead.s", "--json", "d.json"], &dir.0),
+        "deadlock: no queue can proceed: load#0 (nop) waits for t1",
+    );
+    assert!(!dir.path("d.json").exists());
+}
+
+#[test]
+fn functional_sim_loads_and_dumps_symbols() {
+    let dir = TempDir::new("sim-functional");
+    // C = A * B on one 8x8 int8 tile, with A and B given as files.
+    let src = "\
+.arch fpga-8x8
+.hbm A, 0x0, 64
+.hbm B, 0x100, 64
+.hbm C, 0x200, 256
+.queue load
+    addr.set r1, A
+    addr.set r2, B
+    addr.set r3, 0x100
+    dma.load dst=spad[r0], src=hbm[r1], rows=8, row_bytes=8, planes=1, transpose=none
+    dma.load dst=spad[r3], src=hbm[r2], rows=8, row_bytes=8, planes=1, transpose=none, signal=t0
+    halt
+.queue matrix
+    addr.set r3, 0x100
+    mm.preload b=spad[r3]:int8, k=8, n=8, transpose=false, wait=t0
+    mm.compute a=spad[r0]:int8, c=acc[r0]:int32, m=8, transpose=false, mode=overwrite, signal=t1
+    halt
+.queue store
+    addr.set r1, C
+    dma.store dst=hbm[r1], src=acc[r0], rows=8, row_bytes=32, planes=1, transpose=none, wait=t1
+    halt
+";
+    dir.write("mm.s", src);
+    let a: Vec<u8> = (0..64).map(|i| (i as i8 - 32) as u8).collect();
+    let b: Vec<u8> = (0..64).map(|i| ((i * 3) % 17) as u8).collect();
+    dir.write("a.bin", &a);
+    dir.write("b.bin", &b);
+    let out = ok(tessera(
+        &[
+            "sim",
+            "mm.s",
+            "--functional",
+            "--load",
+            "A=a.bin",
+            "--load",
+            "B=b.bin",
+            "--dump",
+            "C=c.bin",
+            "--json",
+            "f.json",
+        ],
+        &dir.0,
+    ));
+    assert!(out.contains("instructions executed"), "{out}");
+    let c = fs::read(dir.path("c.bin")).unwrap();
+    for i in 0..8 {
+        for j in 0..8 {
+            let want: i32 = (0..8)
+                .map(|k| i32::from(a[i * 8 + k] as i8) * i32::from(b[k * 8 + j] as i8))
+                .sum();
+            let got =
+                i32::from_le_bytes(c[(i * 8 + j) * 4..(i * 8 + j) * 4 + 4].try_into().unwrap());
+            assert_eq!(got, want, "C[{i}][{j}]");
+        }
+    }
+    let json: serde_json::Value =
+        serde_json::from_slice(&fs::read(dir.path("f.json")).unwrap()).unwrap();
+    assert_eq!(json["mode"], "functional");
+    assert_eq!(json["executed_instructions"]["matrix"], 4);
+    // A --load of the wrong size is refused before anything runs.
+    dir.write("short.bin", [0u8; 3]);
+    fails(
+        tessera(
+            &["sim", "mm.s", "--functional", "--load", "A=short.bin"],
+            &dir.0,
+        ),
+        "holds 3 bytes, the symbol is 64 bytes",
+    );
+    fails(
+        tessera(
+            &["sim", "mm.s", "--functional", "--dump", "Z=z.bin"],
+            &dir.0,
+        ),
+        "no HBM symbol `Z`",
+    );
+}
