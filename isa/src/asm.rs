@@ -16,7 +16,7 @@
 //! Operands are positional in field order, then `name=value` in any order;
 //! every instruction also takes `wait=` and `signal=` token sets. Numbers are
 //! decimal or `0x` hex with optional `_` separators; integer operands accept
-//! `+`/`-` expressions over numbers and symbols. The assembler never panics:
+//! `+`, `-` and `*` expressions over numbers and symbols (`*` binds tighter). The assembler never panics:
 //! every problem is an [`AsmError`] with file, line and column.
 
 use std::collections::HashMap;
@@ -146,12 +146,30 @@ fn sign(i: &str) -> Res<'_, Sign> {
     .parse(i)
 }
 
-fn term(i: &str) -> Res<'_, Term> {
+fn atom(i: &str) -> Res<'_, Term> {
     alt((
         integer.map(Term::Int),
         ident.map(|s| Term::Name(s.to_string())),
     ))
     .parse(i)
+}
+
+/// `atom (* atom)*`
+fn term(i: &str) -> Res<'_, Term> {
+    let (mut i, first) = atom(i)?;
+    let mut factors = vec![first];
+    while let Ok((rest, (_, _, _, f))) = (space0, char('*'), space0, atom).parse(i) {
+        factors.push(f);
+        i = rest;
+    }
+    Ok((
+        i,
+        if factors.len() == 1 {
+            factors.pop().expect("one factor")
+        } else {
+            Term::Product(factors)
+        },
+    ))
 }
 
 /// `[-] term ((+|-) term)*`
@@ -707,7 +725,7 @@ mod tests {
 .equ T, 16
 .hbm A, 0x100, 64
 .queue load
-    addr.set r0, A + T - 1  ; comment
+    addr.set r0, A + T - 1 + 2 * T * 3  ; comment
     loop 4, done
     nop
 done:
@@ -719,7 +737,7 @@ done:
         let Op::AddrSet { base, .. } = q[0].op else {
             panic!("{:?}", q[0])
         };
-        assert_eq!(base.get(), 0x100 + 15);
+        assert_eq!(base.get(), 0x100 + 15 + 96);
         let Op::Loop { count, end } = q[1].op else {
             panic!()
         };

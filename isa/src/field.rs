@@ -44,6 +44,8 @@ pub enum Sign {
 pub enum Term {
     Int(i128),
     Name(String),
+    /// `a * b * ...`: binds tighter than `+` and `-`.
+    Product(Vec<Term>),
 }
 
 impl Value {
@@ -97,13 +99,7 @@ impl ParseCx {
         };
         let mut acc: i128 = 0;
         for (sign, term) in terms {
-            let t = match term {
-                Term::Int(i) => *i,
-                Term::Name(n) => *self
-                    .symbols
-                    .get(n)
-                    .ok_or_else(|| format!("unknown symbol `{n}`"))?,
-            };
+            let t = self.term(term)?;
             acc = match sign {
                 Sign::Plus => acc.checked_add(t),
                 Sign::Minus => acc.checked_sub(t),
@@ -111,6 +107,21 @@ impl ParseCx {
             .ok_or("integer expression overflows")?;
         }
         Ok(acc)
+    }
+
+    fn term(&self, t: &Term) -> Result<i128, String> {
+        match t {
+            Term::Int(i) => Ok(*i),
+            Term::Name(n) => self
+                .symbols
+                .get(n)
+                .copied()
+                .ok_or_else(|| format!("unknown symbol `{n}`")),
+            Term::Product(factors) => factors.iter().try_fold(1i128, |acc, f| {
+                acc.checked_mul(self.term(f)?)
+                    .ok_or_else(|| "integer expression overflows".to_string())
+            }),
+        }
     }
 }
 
@@ -993,10 +1004,9 @@ impl TokenSet {
         (0..Self::COUNT).filter(move |i| self.0 >> i & 1 == 1)
     }
 
-    /// The set with token `t` added; `t` must be below 16.
-    pub fn with(self, t: u8) -> TokenSet {
-        assert!(t < Self::COUNT, "token t{t} does not exist");
-        TokenSet(self.0 | 1 << t)
+    /// The set with token `t` added; `None` for `t >= 16`.
+    pub fn with(self, t: u8) -> Option<TokenSet> {
+        (t < Self::COUNT).then(|| TokenSet(self.0 | 1 << t))
     }
 }
 
@@ -1035,7 +1045,9 @@ impl Field for TokenSet {
             if set.0 >> t & 1 == 1 {
                 return Err(format!("token t{t} listed twice"));
             }
-            set = set.with(t);
+            set = set
+                .with(t)
+                .ok_or_else(|| format!("token t{t} does not exist"))?;
         }
         Ok(set)
     }
