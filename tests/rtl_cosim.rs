@@ -2,7 +2,8 @@
 //! (`-Wall`, no waivers), and Icarus Verilog (and once Verilator) run
 //! testbenches whose vectors and expected results come from the functional
 //! simulator; results must be bit-exact and the cycle count must equal the
-//! timing model's. A mutated processing element must fail.
+//! timing model's. A mutated processing element must fail. Yosys netlists
+//! (generic gates and iCE40 cells) pass the same testbench after synthesis.
 //!
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1` (set by `scripts/test.sh`, hence by CI).
@@ -11,12 +12,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use proptest::prelude::*;
-use tessera_isa::asm::assemble;
-use tessera_isa::program::MemSpace;
 use tessera_isa::Arch;
-use tessera_rtl::array::array_sources;
-use tessera_rtl::testbench::{fold_testbench, FoldCase};
-use tessera_sim::{run_functional, timing, Memory};
+use tessera_rtl::array::{array_sources, ARRAY};
+use tessera_rtl::fpga::{parse_stat, yosys_script, Target};
+use tessera_rtl::testbench::fold_testbench;
 
 fn tool(name: &str) -> bool {
     let found = Command::new(name)
@@ -49,58 +48,6 @@ fn arch(rows: u32, cols: u32) -> Arch {
     spec.array.double_buffered_weights = false;
     spec.scratchpad.size_kib = 256;
     Arch::new(spec).unwrap()
-}
-
-/// Runs one fold through the functional and timing simulators: the
-/// expected C, and the cycles from the preload's start to the compute's end.
-fn simulate_fold(a: &Arch, m: usize, k: usize, n: usize, av: &[i8], wv: &[i8]) -> (Vec<i32>, u64) {
-    let src = format!(
-        "\
-.region fold
-.queue load
-    addr.set r1, 0x4000
-    dma.load dst=spad[r0], src=hbm[r0], rows={m}, row_bytes={k}, planes=1, transpose=none
-    dma.load dst=spad[r1], src=hbm[r1], rows={k}, row_bytes={n}, planes=1, transpose=none, signal=t0
-    halt
-.queue matrix
-    addr.set r1, 0x4000
-    nop wait=t0
-    prof.begin fold
-    mm.preload b=spad[r1]:int8, k={k}, n={n}, transpose=false
-    mm.compute a=spad[r0]:int8, c=acc[r0]:int32, m={m}, transpose=false, mode=overwrite, signal=t1
-    prof.end fold
-    halt
-.queue store
-    addr.set r1, 0x8000
-    dma.store dst=hbm[r1], src=acc[r0], rows={m}, row_bytes={nb}, planes=1, transpose=none, wait=t1
-    halt
-",
-        nb = 4 * n
-    );
-    let p = assemble(&src, "fold.s", Some(a)).unwrap();
-    let mut mem = Memory::new(&p.arch);
-    mem.write(
-        MemSpace::Hbm,
-        0,
-        &av.iter().map(|x| *x as u8).collect::<Vec<_>>(),
-    )
-    .unwrap();
-    mem.write(
-        MemSpace::Hbm,
-        0x4000,
-        &wv.iter().map(|x| *x as u8).collect::<Vec<_>>(),
-    )
-    .unwrap();
-    run_functional(&p, &mut mem, 1 << 20).unwrap();
-    let c = mem
-        .read_vec(MemSpace::Hbm, 0x8000, 4 * m * n)
-        .unwrap()
-        .chunks_exact(4)
-        .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    let t = timing::run(&p, 1 << 20, &mut |_| {}).unwrap();
-    let cycles = t.regions.iter().find(|r| r.name == "fold").unwrap().cycles;
-    (c, cycles)
 }
 
 /// Writes the design files, returning their names.
@@ -151,20 +98,8 @@ fn case(
     wv: Vec<i8>,
 ) -> (Vec<(String, String)>, String, u64) {
     let a = arch(rows, cols);
-    let (c, cycles) = simulate_fold(&a, m, k, n, &av, &wv);
-    let tb = fold_testbench(
-        rows as usize,
-        cols as usize,
-        &FoldCase {
-            m,
-            k,
-            n,
-            a: av,
-            w: wv,
-            c,
-        },
-    )
-    .unwrap();
+    let (fold, cycles) = tessera::cosim::fold(&a, m, k, n, av, wv).unwrap();
+    let tb = fold_testbench(rows as usize, cols as usize, &fold).unwrap();
     (array_sources(&a).unwrap(), tb, cycles)
 }
 
@@ -281,5 +216,83 @@ fn verilator_runs_the_same_testbench() {
         out.lines().any(|l| l == format!("PASS cycles={cycles}")),
         "{out}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Yosys's data directory (cell simulation models).
+fn yosys_datdir() -> PathBuf {
+    Command::new("yosys-config")
+        .arg("--datdir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| PathBuf::from("/usr/share/yosys"))
+}
+
+#[test]
+fn synthesised_netlists_pass_the_same_testbench() {
+    if !tool("yosys") || !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("postsynth");
+    let av: Vec<i8> = (0..8 * 4).map(|i| (i * 53 % 256) as u8 as i8).collect();
+    let wv: Vec<i8> = (0..4 * 4).map(|i| (i * 29 % 256) as u8 as i8).collect();
+    let (design, tb, cycles) = case(4, 4, 8, 4, 4, av, wv);
+    let files = write_design(&dir, &design);
+    std::fs::write(dir.join("tb.v"), &tb).unwrap();
+    for target in [Target::Generic, Target::Ice40] {
+        let (stat, netlist) = (format!("stat_{target}.txt"), format!("netlist_{target}.v"));
+        std::fs::write(
+            dir.join("synth.ys"),
+            yosys_script(target, ARRAY, &files, &stat, &netlist),
+        )
+        .unwrap();
+        let out = Command::new("yosys")
+            .args(["-q", "-s", "synth.ys"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "yosys {target}:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let res = parse_stat(&std::fs::read_to_string(dir.join(&stat)).unwrap());
+        // Weight and activation registers at least (Yosys merges redundant sign-extension bits).
+        assert!(res.flip_flops >= 4 * 4 * 16, "{target}: {res:?}");
+        if target == Target::Ice40 {
+            assert!(res.luts > 0 && res.dsps == 0, "{target}: {res:?}");
+        }
+        let models = yosys_datdir().join(target.cell_models());
+        let sim = Command::new("iverilog")
+            .args([
+                "-g2005",
+                "-o",
+                "post.vvp",
+                "-DNO_ICE40_DEFAULT_ASSIGNMENTS",
+                "tb.v",
+                &netlist,
+            ])
+            .arg(&models)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            sim.status.success(),
+            "iverilog {target} netlist:\n{}",
+            String::from_utf8_lossy(&sim.stderr)
+        );
+        let run = Command::new("vvp")
+            .args(["-n", "post.vvp"])
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&run.stdout);
+        assert!(
+            out.lines().any(|l| l == format!("PASS cycles={cycles}")),
+            "{target} netlist:\n{out}"
+        );
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -12,6 +12,7 @@
 //! compiler or the simulator, and does no IO: emitters return `String`.
 
 pub mod array;
+pub mod fpga;
 pub mod testbench;
 pub mod verilog;
 

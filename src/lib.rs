@@ -1,0 +1,7 @@
+//! Flows that join Tessera's crates, shared by the `tessera` binary and the
+//! end-to-end tests. Library crates never meet each other; they meet here.
+//!
+//! - [`cosim`]: generated RTL against the simulator (vectors and expected
+//!   results from the functional mode, cycle counts from the timing mode).
+
+pub mod cosim;
