@@ -10,6 +10,7 @@ mod check_cmd;
 mod demo;
 mod files;
 mod hw;
+mod rtl_cmd;
 mod sim_cmd;
 
 use std::path::PathBuf;
@@ -60,6 +61,9 @@ enum Command {
     /// Simulate a program: cycles, utilization, energy and where the time
     /// went (timing mode), or its values (`--functional`).
     Sim(sim_cmd::SimArgs),
+    /// Generate the Verilog of a hardware description with a self-checking
+    /// testbench and a synthesis script; run them when the tools are installed.
+    Rtl(rtl_cmd::RtlArgs),
     /// Inspect hardware descriptions.
     Hw {
         #[command(subcommand)]
@@ -99,6 +103,7 @@ fn run(cli: Cli) -> Result<()> {
             HwCommand::Check { hw } => hw::check(&hw),
         },
         Command::Sim(args) => sim_cmd::run(&args),
+        Command::Rtl(args) => rtl_cmd::run(&args),
         Command::Demo => demo::run(),
     }
 }

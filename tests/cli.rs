@@ -551,3 +551,56 @@ fn functional_sim_loads_and_dumps_symbols() {
         "no HBM symbol `Z`",
     );
 }
+
+#[test]
+fn rtl_writes_design_testbench_script_and_report() {
+    let dir = TempDir::new("rtl");
+    // A 4x4 variant of the FPGA preset keeps synthesis quick.
+    let toml = ok(tessera(&["hw", "show", "fpga-8x8"], &dir.0))
+        .replace("rows = 8", "rows = 4")
+        .replace("cols = 8", "cols = 4");
+    dir.write(
+        "hw4.toml",
+        toml.replace("name = \"fpga-8x8\"", "name = \"fpga-4x4\""),
+    );
+    let out = ok(tessera(
+        &[
+            "rtl", "--hw", "hw4.toml", "--out", "gen", "--target", "generic",
+        ],
+        &dir.0,
+    ));
+    assert!(out.contains("4x4 int8 weight-stationary array"), "{out}");
+    let gen = dir.path("gen");
+    for f in [
+        "tessera_pe_int8.v",
+        "tessera_array_int8.v",
+        "tb_fold.v",
+        "synth_generic.ys",
+        "report.json",
+        "report.md",
+    ] {
+        assert!(gen.join(f).exists(), "{f} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&fs::read(gen.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["array"]["rows"], 4);
+    // 2R + C + M - 2 with M = 2R: the fold the testbench runs.
+    assert_eq!(report["testbench_cycles_expected"], 2 * 4 + 4 + 8 - 2);
+    if std::env::var_os("TESSERA_REQUIRE_TOOLS").is_some() {
+        assert_eq!(report["rtl_simulation"]["status"], "passed", "{report}");
+        assert_eq!(
+            report["post_synthesis_simulation"]["status"], "passed",
+            "{report}"
+        );
+        assert!(
+            report["resources"]["flip_flops"].as_u64().unwrap() > 0,
+            "{report}"
+        );
+    }
+    // The default preset has double-buffered weights, which the generator does not build yet.
+    fails(
+        tessera(&["rtl", "--hw", "default", "--out", "no"], &dir.0),
+        "array.double_buffered_weights",
+    );
+    assert!(!dir.path("no").exists());
+}

@@ -67,6 +67,9 @@ fn fpga_8x8() -> ArchSpec {
     s.array.rows = 8;
     s.array.cols = 8;
     s.array.input_types = vec![DType::Int8, DType::Bf16];
+    // Single-buffered weights: half the weight registers, and what the RTL
+    // generator builds today.
+    s.array.double_buffered_weights = false;
     s.clock.frequency_mhz = 100.0;
     s.scratchpad = SramSpec {
         size_kib: 64,
