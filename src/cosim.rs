@@ -3,6 +3,9 @@
 //! from the preload's start to the compute's end), packaged for the RTL
 //! testbench generator.
 
+use std::path::PathBuf;
+use std::process::Command;
+
 use anyhow::{anyhow, Result};
 use tessera_isa::asm::assemble;
 use tessera_isa::program::MemSpace;
@@ -94,4 +97,16 @@ pub fn full_fold(arch: &Arch, seed: u64) -> Result<(FoldCase, u64)> {
     a[0] = -128;
     a[1] = 127;
     fold(arch, m, r, c, a, w)
+}
+
+/// Yosys's data directory, where the FPGA cell simulation models live:
+/// `yosys-config --datdir` when available, else Debian's location.
+pub fn yosys_datdir() -> PathBuf {
+    Command::new("yosys-config")
+        .arg("--datdir")
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
+        .unwrap_or_else(|| PathBuf::from("/usr/share/yosys"))
 }

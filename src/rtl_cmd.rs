@@ -63,16 +63,6 @@ fn installed(tool: &str) -> bool {
     Command::new(tool).arg("-V").output().is_ok()
 }
 
-fn yosys_datdir() -> PathBuf {
-    Command::new("yosys-config")
-        .arg("--datdir")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .unwrap_or_else(|| PathBuf::from("/usr/share/yosys"))
-}
-
 /// Compiles with iverilog and runs; the testbench's last line is the verdict.
 fn simulate(dir: &Path, files: &[String], extra: &[PathBuf]) -> Result<Outcome> {
     if !installed("iverilog") {
@@ -151,7 +141,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         if out.status.success() {
             let stat_text =
                 std::fs::read_to_string(dir.join(&stat)).with_context(|| stat.clone())?;
-            let models = yosys_datdir().join(target.cell_models());
+            let models = cosim::yosys_datdir().join(target.cell_models());
             let post = simulate(dir, &["tb_fold.v".to_string(), netlist.clone()], &[models])?;
             (
                 Outcome::Passed(script.clone()),

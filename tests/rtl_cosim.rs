@@ -58,26 +58,24 @@ fn write_design(dir: &Path, design: &[(String, String)]) -> Vec<String> {
     design.iter().map(|(n, _)| n.clone()).collect()
 }
 
-/// Writes design and testbench, runs Icarus Verilog, returns stdout.
-fn run_iverilog(dir: &Path, design: &[(String, String)], tb: &str) -> String {
-    let files = write_design(dir, design);
-    std::fs::write(dir.join("tb.v"), tb).unwrap();
-    let mut args = vec![
-        "-g2005".to_string(),
-        "-Wall".into(),
-        "-o".into(),
-        "sim.vvp".into(),
-        "tb.v".into(),
-    ];
-    args.extend(files);
+/// Compiles `sources` (relative to `dir`) with Icarus Verilog, runs the
+/// result, and returns its stdout.
+fn iverilog(dir: &Path, sources: &[String]) -> String {
     let out = Command::new("iverilog")
-        .args(&args)
+        .args([
+            "-g2005",
+            "-Wall",
+            "-DNO_ICE40_DEFAULT_ASSIGNMENTS",
+            "-o",
+            "sim.vvp",
+        ])
+        .args(sources)
         .current_dir(dir)
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "iverilog:\n{}",
+        "iverilog {sources:?}:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     let run = Command::new("vvp")
@@ -86,6 +84,14 @@ fn run_iverilog(dir: &Path, design: &[(String, String)], tb: &str) -> String {
         .output()
         .unwrap();
     String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+/// Writes design and testbench, runs Icarus Verilog, returns stdout.
+fn run_iverilog(dir: &Path, design: &[(String, String)], tb: &str) -> String {
+    std::fs::write(dir.join("tb.v"), tb).unwrap();
+    let mut sources = vec!["tb.v".to_string()];
+    sources.extend(write_design(dir, design));
+    iverilog(dir, &sources)
 }
 
 fn case(
@@ -219,17 +225,6 @@ fn verilator_runs_the_same_testbench() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Yosys's data directory (cell simulation models).
-fn yosys_datdir() -> PathBuf {
-    Command::new("yosys-config")
-        .arg("--datdir")
-        .output()
-        .ok()
-        .filter(|o| o.status.success())
-        .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
-        .unwrap_or_else(|| PathBuf::from("/usr/share/yosys"))
-}
-
 #[test]
 fn synthesised_netlists_pass_the_same_testbench() {
     if !tool("yosys") || !tool("iverilog") {
@@ -264,31 +259,15 @@ fn synthesised_netlists_pass_the_same_testbench() {
         if target == Target::Ice40 {
             assert!(res.luts > 0 && res.dsps == 0, "{target}: {res:?}");
         }
-        let models = yosys_datdir().join(target.cell_models());
-        let sim = Command::new("iverilog")
-            .args([
-                "-g2005",
-                "-o",
-                "post.vvp",
-                "-DNO_ICE40_DEFAULT_ASSIGNMENTS",
-                "tb.v",
-                &netlist,
-            ])
-            .arg(&models)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            sim.status.success(),
-            "iverilog {target} netlist:\n{}",
-            String::from_utf8_lossy(&sim.stderr)
+        let models = tessera::cosim::yosys_datdir().join(target.cell_models());
+        let out = iverilog(
+            &dir,
+            &[
+                "tb.v".to_string(),
+                netlist.clone(),
+                models.to_string_lossy().into_owned(),
+            ],
         );
-        let run = Command::new("vvp")
-            .args(["-n", "post.vvp"])
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        let out = String::from_utf8_lossy(&run.stdout);
         assert!(
             out.lines().any(|l| l == format!("PASS cycles={cycles}")),
             "{target} netlist:\n{out}"

@@ -578,19 +578,7 @@ impl<'a> Frontend<'a> {
                 v.push(direct(Write, c_region));
                 v
             }
-            Op::VBin { dst, a, b, .. } => {
-                let mut out = vec![direct(
-                    Read,
-                    self.tile(a, v.rows, v.cols, v.a_stride, "operand a")?,
-                )];
-                out.extend(self.vec_src(b)?.map(|r| direct(Read, r)));
-                out.push(direct(
-                    Write,
-                    self.tile(dst, v.rows, v.cols, v.d_stride, "destination")?,
-                ));
-                out
-            }
-            Op::VAxpby { dst, a, b, .. } => {
+            Op::VBin { dst, a, b, .. } | Op::VAxpby { dst, a, b, .. } => {
                 let mut out = vec![direct(
                     Read,
                     self.tile(a, v.rows, v.cols, v.a_stride, "operand a")?,

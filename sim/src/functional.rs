@@ -278,42 +278,18 @@ fn execute(
             rows,
             row_bytes,
         } => {
-            let (dspace, dbase) = (
-                MemSpace::from(dst.space),
-                fe.address(dst.reg, dst.offset.get())
-                    .map_err(|e| e.to_string())?,
-            );
-            let tbase = fe
-                .address(table.reg, table.offset.get())
-                .map_err(|e| e.to_string())?;
-            let ix = View {
-                space: idx.space.into(),
-                base: fe
-                    .address(idx.reg, idx.offset.get())
-                    .map_err(|e| e.to_string())?,
-                row_stride: 4,
-                dtype: DType::Int32,
-            };
-            let hrow = if fe.dma.hbm_row == 0 {
-                row_bytes.get()
-            } else {
-                fe.dma.hbm_row
-            };
-            let lrow = if fe.dma.local_row == 0 {
-                row_bytes.get()
-            } else {
-                fe.dma.local_row
-            };
+            let x = indexed_dma(fe, table, idx, row_bytes.get())?;
+            let (dspace, dbase) = (MemSpace::from(dst.space), addr(fe, dst)?);
             let mut buf = vec![0u8; row_bytes.get() as usize];
             for i in 0..rows.get() {
-                let k = ix.get_i32(mem, i, 0)?;
+                let k = x.idx.get_i32(mem, i, 0)?;
                 if k < 0 {
                     buf.fill(0);
                 } else {
-                    mem.read(MemSpace::Hbm, tbase + k as u64 * hrow, &mut buf)
+                    mem.read(MemSpace::Hbm, x.table + k as u64 * x.hbm_row, &mut buf)
                         .map_err(|e| e.to_string())?;
                 }
-                mem.write(dspace, dbase + i * lrow, &buf)
+                mem.write(dspace, dbase + i * x.local_row, &buf)
                     .map_err(|e| e.to_string())?;
             }
         }
@@ -324,44 +300,21 @@ fn execute(
             rows,
             row_bytes,
         } => {
-            let tbase = fe
-                .address(table.reg, table.offset.get())
-                .map_err(|e| e.to_string())?;
-            let sbase = fe
-                .address(src.reg, src.offset.get())
-                .map_err(|e| e.to_string())?;
-            let ix = View {
-                space: idx.space.into(),
-                base: fe
-                    .address(idx.reg, idx.offset.get())
-                    .map_err(|e| e.to_string())?,
-                row_stride: 4,
-                dtype: DType::Int32,
-            };
-            let hrow = if fe.dma.hbm_row == 0 {
-                row_bytes.get()
-            } else {
-                fe.dma.hbm_row
-            };
-            let lrow = if fe.dma.local_row == 0 {
-                row_bytes.get()
-            } else {
-                fe.dma.local_row
-            };
+            let x = indexed_dma(fe, table, idx, row_bytes.get())?;
             let s = View {
                 space: src.space.into(),
-                base: sbase,
-                row_stride: lrow,
+                base: addr(fe, src)?,
+                row_stride: x.local_row,
                 dtype: DType::Fp32,
             };
             for i in 0..rows.get() {
-                let k = ix.get_i32(mem, i, 0)?;
+                let k = x.idx.get_i32(mem, i, 0)?;
                 if k < 0 {
                     continue;
                 }
                 let t = View {
                     space: MemSpace::Hbm,
-                    base: tbase + k as u64 * hrow,
+                    base: x.table + k as u64 * x.hbm_row,
                     row_stride: 0,
                     dtype: DType::Fp32,
                 };
@@ -636,6 +589,42 @@ fn execute(
         | Op::VStride { .. } => {}
     }
     Ok(())
+}
+
+/// The effective address of an on-chip operand.
+fn addr(fe: &Frontend<'_>, a: tessera_isa::field::LocalAddr) -> Result<u64, String> {
+    fe.address(a.reg, a.offset.get()).map_err(|e| e.to_string())
+}
+
+/// What a gather or scatter-add needs: the HBM table base, the packed int32
+/// index vector, and the row strides (0 in the configuration means packed).
+struct IndexedDma {
+    table: u64,
+    idx: View,
+    hbm_row: u64,
+    local_row: u64,
+}
+
+fn indexed_dma(
+    fe: &Frontend<'_>,
+    table: tessera_isa::field::HbmAddr,
+    idx: tessera_isa::field::LocalAddr,
+    row_bytes: u64,
+) -> Result<IndexedDma, String> {
+    let packed = |stride: u64| if stride == 0 { row_bytes } else { stride };
+    Ok(IndexedDma {
+        table: fe
+            .address(table.reg, table.offset.get())
+            .map_err(|e| e.to_string())?,
+        idx: View {
+            space: idx.space.into(),
+            base: addr(fe, idx)?,
+            row_stride: 4,
+            dtype: DType::Int32,
+        },
+        hbm_row: packed(fe.dma.hbm_row),
+        local_row: packed(fe.dma.local_row),
+    })
 }
 
 fn index_view(fe: &Frontend<'_>, idx: tessera_isa::field::LocalAddr) -> Result<View, String> {
