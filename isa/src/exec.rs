@@ -202,6 +202,8 @@ pub enum ExecError {
         addr: u64,
         align: u64,
     },
+    #[error("{region} is outside the {capacity} bytes of {}", region.space)]
+    OutOfBounds { region: Region, capacity: u64 },
 }
 
 /// The 16 dependency-token counters and their rules: an instruction may
@@ -707,6 +709,30 @@ impl<'a> Frontend<'a> {
             | Op::VFset { .. } => Vec::new(),
         };
         Ok(out)
+    }
+
+    /// [`Frontend::accesses`], and every access inside its memory: the
+    /// address rules both simulators enforce.
+    ///
+    /// # Errors
+    /// As [`Frontend::accesses`], or the first access past its memory's `capacity`.
+    pub fn checked_accesses(
+        &self,
+        inst: &Instruction,
+        symbols: &[Symbol],
+        capacity: impl Fn(MemSpace) -> u64,
+    ) -> Result<Vec<Access>, ExecError> {
+        let accesses = self.accesses(inst, symbols, &capacity)?;
+        for a in &accesses {
+            let cap = capacity(a.region.space);
+            if a.region.end().is_none_or(|e| e > cap) {
+                return Err(ExecError::OutOfBounds {
+                    region: a.region,
+                    capacity: cap,
+                });
+            }
+        }
+        Ok(accesses)
     }
 
     /// Source and destination boxes of a DMA: `rows`, `row_bytes`, `planes`

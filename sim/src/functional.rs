@@ -243,12 +243,13 @@ fn execute(
     mem: &mut Memory,
     fregs: &mut [f32; 8],
 ) -> Result<(), String> {
+    // The address rules (alignment, bounds) are the ISA's, shared with the timing mode.
+    let acc = fe
+        .checked_accesses(inst, &p.symbols, |s| mem.capacity(s))
+        .map_err(|e| e.to_string())?;
     let v = fe.vector;
     match inst.op {
         Op::DmaLoad { transpose, .. } | Op::DmaStore { transpose, .. } => {
-            let acc = fe
-                .accesses(inst, &p.symbols, |s| mem.capacity(s))
-                .map_err(|e| e.to_string())?;
             let (src, dst) = (acc[0].region, acc[1].region);
             let mut row = vec![0u8; src.row_bytes as usize];
             for plane in 0..src.planes {

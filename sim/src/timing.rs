@@ -445,16 +445,9 @@ impl Machine<'_> {
         };
 
         let accesses = self.fronts[qi]
-            .accesses(&inst, &self.p.symbols, |s| self.arch.capacity(s).get())
+            .checked_accesses(&inst, &self.p.symbols, |s| self.arch.capacity(s).get())
             .map_err(|e| at(e.to_string()))?;
         for a in &accesses {
-            let cap = self.arch.capacity(a.region.space).get();
-            if a.region.end().is_none_or(|e| e > cap) {
-                return Err(at(format!(
-                    "{} is outside the {cap} bytes of {}",
-                    a.region, a.region.space
-                )));
-            }
             let bytes = a.region.bytes();
             let c = &mut self.counters;
             match (a.region.space, a.kind) {
