@@ -55,7 +55,8 @@ pub struct ArraySpec {
     pub double_buffered_weights: bool,
     /// Input element types the multipliers accept.
     pub input_types: Vec<DType>,
-    /// Pipeline registers inside one processing element (1 = single-cycle MAC).
+    /// Pipeline registers inside one processing element; only 1 (a
+    /// single-cycle MAC) is modelled and generated today.
     pub pe_pipeline_stages: u32,
 }
 
@@ -252,12 +253,15 @@ impl Arch {
                 return Err(rule("array.input_types", format!("lists {t} twice")));
             }
         }
-        check_range(
-            "array.pe_pipeline_stages",
-            u64::from(a.pe_pipeline_stages),
-            1,
-            8,
-        )?;
+        if a.pe_pipeline_stages != 1 {
+            return Err(rule(
+                "array.pe_pipeline_stages",
+                format!(
+                    "must be 1: pipelined processing elements are not modelled by the simulator or generated yet, got {}",
+                    a.pe_pipeline_stages
+                ),
+            ));
+        }
         check_positive_finite("clock.frequency_mhz", spec.clock.frequency_mhz, 10_000.0)?;
         check_sram(
             &[
@@ -533,6 +537,8 @@ mod tests {
         assert!(broken(|s| s.accumulator.size_kib = 1)
             .starts_with("field `accumulator.size_kib` must hold"));
         assert!(broken(|s| s.name = "has space".into()).starts_with("field `name`"));
+        assert!(broken(|s| s.array.pe_pipeline_stages = 2)
+            .starts_with("field `array.pe_pipeline_stages` must be 1"));
         assert!(broken(|s| s.scratchpad.size_kib = 1001)
             .starts_with("field `scratchpad.size_kib` must be a multiple"));
     }
