@@ -58,12 +58,6 @@ fn seeded_bytes(name: &str, len: usize) -> Vec<u8> {
     out
 }
 
-fn fnv64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 fn split_assignment(s: &str, flag: &str) -> Result<(String, PathBuf)> {
     match s.split_once('=') {
         Some((name, file)) if !name.is_empty() && !file.is_empty() => {
@@ -173,7 +167,7 @@ fn run_functional_mode(args: &SimArgs, p: &Program) -> Result<()> {
         let bytes = mem
             .read_vec(MemSpace::Hbm, s.addr, s.size as usize)
             .with_context(|| format!("{name}: symbol {}", s.name))?;
-        let h = fnv64(&bytes);
+        let h = tessera_isa::arch::fnv1a64(&bytes);
         let _ = writeln!(
             out,
             "{:<20} {:>#18x} {:>12}  {h:016x}",

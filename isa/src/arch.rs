@@ -484,7 +484,7 @@ fn line_col(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// FNV-1a, 64-bit: small, stable and dependency-free; not a cryptographic hash.
-pub(crate) fn fnv1a64(bytes: &[u8]) -> u64 {
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in bytes {
         h ^= u64::from(b);

@@ -434,16 +434,6 @@ impl Machine<'_> {
         for t in inst.wait.iter() {
             self.pending[usize::from(t)].pop_front();
         }
-        let gap_for = |start: u64, resource: u64| {
-            if start == ready && token_ready > issue {
-                Gap::Token
-            } else if start > ready && start == resource {
-                Gap::Memory
-            } else {
-                Gap::Idle
-            }
-        };
-
         let accesses = self.fronts[qi]
             .checked_accesses(&inst, &self.p.symbols, |s| self.arch.capacity(s).get())
             .map_err(|e| at(e.to_string()))?;
@@ -462,7 +452,8 @@ impl Machine<'_> {
         }
 
         let (rows, cols) = (u64::from(self.arch.rows()), u64::from(self.arch.cols()));
-        let (start, end, stall, gap) = match inst.op {
+        // `resource`: when the shared resource this instruction needed (a DMA engine) became free.
+        let (start, end, stall, resource) = match inst.op {
             Op::DmaLoad { .. }
             | Op::DmaStore { .. }
             | Op::DmaGather { .. }
@@ -484,7 +475,7 @@ impl Machine<'_> {
                     .max(start + self.latency + local)
                     .max(start + 1);
                 self.dma_free[slot] = end;
-                (start, end, 0, gap_for(start, free))
+                (start, end, 0, Some(free))
             }
             Op::MmPreload { .. } => {
                 let a = &mut self.array;
@@ -501,7 +492,7 @@ impl Machine<'_> {
                 };
                 a.weights_free = start + dur;
                 a.weights_ready = start + dur;
-                (start, start + dur, 0, Gap::Idle)
+                (start, start + dur, 0, None)
             }
             Op::MmCompute { m, .. } => {
                 let pre = *self.fronts[qi].preload().ok_or_else(|| {
@@ -545,7 +536,7 @@ impl Machine<'_> {
                 };
                 a.stream_free = start + stream;
                 a.last_compute = (start, start + stream + tail);
-                (start, start + stream + tail, stream - nominal, Gap::Idle)
+                (start, start + stream + tail, stream - nominal, None)
             }
             Op::VBin { .. }
             | Op::VUn { .. }
@@ -589,17 +580,21 @@ impl Machine<'_> {
                     start,
                     start + u64::from(v.latency_cycles) + stream,
                     stream - compute,
-                    Gap::Idle,
+                    None,
                 )
             }
-            _ => (ready, ready, 0, Gap::Idle),
+            _ => (ready, ready, 0, None),
         };
         // Control and configuration run in the sequencer, ahead of the engine: no issue slot.
         let engine_op = end > start;
-        let gap = if gap == Gap::Idle && start == ready && token_ready > issue {
+        // Why the queue waited before `start`: for a token, for a shared memory
+        // resource, or neither (its own engine, or nothing to do).
+        let gap = if start == ready && token_ready > issue {
             Gap::Token
+        } else if resource.is_some_and(|r| start > ready && start == r) {
+            Gap::Memory
         } else {
-            gap
+            Gap::Idle
         };
 
         match inst.op {
