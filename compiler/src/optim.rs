@@ -1,0 +1,210 @@
+//! Optimizer updates written as graph code, one rule per
+//! [`Optimizer`], with `torch.optim` semantics. Moments are fp32 states
+//! named `{param}.{moment}`; bias corrections use running powers
+//! `optim.beta1_power` / `optim.beta2_power` (states starting at 1) so the
+//! step number never has to be baked into the program.
+
+use tessera_isa::DType;
+
+use crate::autodiff::Gradients;
+use crate::error::IrError;
+use crate::ir::{Graph, Op, TensorType, Unary, ValueId};
+use crate::setup::Optimizer;
+
+/// Appends the update of every parameter in `grads` (each gradient
+/// already averaged over the batch) and the `assign`s that commit it.
+///
+/// # Errors
+/// Only if the graph is inconsistent (a compiler bug).
+pub fn update(g: &mut Graph, grads: &Gradients, opt: &Optimizer) -> Result<(), IrError> {
+    let mut u = Updater { g };
+    // Bias-correction powers, advanced once per step.
+    let powers = match *opt {
+        Optimizer::AdamW { beta1, beta2, .. } | Optimizer::Lamb { beta1, beta2, .. } => {
+            let p1 = u.state("optim.beta1_power", &[], 1.0)?;
+            let p2 = u.state("optim.beta2_power", &[], 1.0)?;
+            let p1 = u.affine(p1, beta1, 0.0)?;
+            let p2 = u.affine(p2, beta2, 0.0)?;
+            u.assign("optim.beta1_power", p1)?;
+            u.assign("optim.beta2_power", p2)?;
+            // 1 - beta^t
+            Some((u.affine(p1, -1.0, 1.0)?, u.affine(p2, -1.0, 1.0)?))
+        }
+        Optimizer::Sgd { .. } | Optimizer::Lion { .. } => None,
+    };
+    for (p, name, grad) in &grads.params {
+        let (p, grad) = (*p, *grad);
+        let shape = u.g.ty(p).shape.clone();
+        let new_p = match *opt {
+            Optimizer::AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let (c1, c2) = powers.expect("adamw has bias corrections");
+                let (m, v) = u.moments(name, &shape, grad, beta1, beta2)?;
+                let decayed = u.affine(p, 1.0 - lr * weight_decay, 0.0)?;
+                // denom = sqrt(v) / sqrt(1 - beta2^t) + eps
+                let sv = u.unary(Unary::Sqrt, v)?;
+                let sc2 = u.unary(Unary::Sqrt, c2)?;
+                let ratio = u.bin(Op::Div, sv, sc2)?;
+                let denom = u.affine(ratio, 1.0, eps)?;
+                // step = lr / (1 - beta1^t)
+                let rc1 = u.unary(Unary::Recip, c1)?;
+                let step = u.affine(rc1, lr, 0.0)?;
+                let dir = u.bin(Op::Div, m, denom)?;
+                let delta = u.bin(Op::Mul, dir, step)?;
+                u.bin(Op::Sub, decayed, delta)?
+            }
+            Optimizer::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+            } => {
+                let d = if weight_decay != 0.0 {
+                    let wd = u.affine(p, weight_decay, 0.0)?;
+                    u.bin(Op::Add, grad, wd)?
+                } else {
+                    grad
+                };
+                let step_dir = if momentum != 0.0 {
+                    let buf = u.state(&format!("{name}.momentum_buffer"), &shape, 0.0)?;
+                    let kept = u.affine(buf, momentum, 0.0)?;
+                    let buf = u.bin(Op::Add, kept, d)?;
+                    u.assign(&format!("{name}.momentum_buffer"), buf)?;
+                    buf
+                } else {
+                    d
+                };
+                let delta = u.affine(step_dir, lr, 0.0)?;
+                u.bin(Op::Sub, p, delta)?
+            }
+            Optimizer::Lion {
+                lr,
+                beta1,
+                beta2,
+                weight_decay,
+            } => {
+                let m = u.state(&format!("{name}.exp_avg"), &shape, 0.0)?;
+                let mi = u.affine(m, beta1, 0.0)?;
+                let gi = u.affine(grad, 1.0 - beta1, 0.0)?;
+                let c = u.bin(Op::Add, mi, gi)?;
+                let s = u.unary(Unary::Sign, c)?;
+                let delta = u.affine(s, lr, 0.0)?;
+                let decayed = u.affine(p, 1.0 - lr * weight_decay, 0.0)?;
+                let np = u.bin(Op::Sub, decayed, delta)?;
+                let mk = u.affine(m, beta2, 0.0)?;
+                let gk = u.affine(grad, 1.0 - beta2, 0.0)?;
+                let m2 = u.bin(Op::Add, mk, gk)?;
+                u.assign(&format!("{name}.exp_avg"), m2)?;
+                np
+            }
+            Optimizer::Lamb {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+            } => {
+                let (c1, c2) = powers.expect("lamb has bias corrections");
+                let (m, v) = u.moments(name, &shape, grad, beta1, beta2)?;
+                let mh = u.bin(Op::Div, m, c1)?;
+                let vh = u.bin(Op::Div, v, c2)?;
+                let sv = u.unary(Unary::Sqrt, vh)?;
+                let denom = u.affine(sv, 1.0, eps)?;
+                let adam = u.bin(Op::Div, mh, denom)?;
+                let upd = if weight_decay != 0.0 {
+                    let wd = u.affine(p, weight_decay, 0.0)?;
+                    u.bin(Op::Add, adam, wd)?
+                } else {
+                    adam
+                };
+                let pn = u.norm(p)?;
+                let un = u.norm(upd)?;
+                // trust = ||p|| / ||u|| if both are non-zero, else 1
+                let both = u.bin(Op::Mul, pn, un)?;
+                let ok = u.unary(Unary::NonZero, both)?;
+                let ratio = u.bin(Op::Div, pn, un)?;
+                let one = u.g.push(
+                    Op::Const {
+                        value: 1.0,
+                        ty: TensorType::scalar(),
+                    },
+                    &[],
+                )?;
+                let trust = u.g.push(Op::Where, &[ok, ratio, one])?;
+                let scaled = u.bin(Op::Mul, upd, trust)?;
+                let delta = u.affine(scaled, lr, 0.0)?;
+                u.bin(Op::Sub, p, delta)?
+            }
+        };
+        u.assign(name, new_p)?;
+    }
+    Ok(())
+}
+
+struct Updater<'a> {
+    g: &'a mut Graph,
+}
+
+impl Updater<'_> {
+    fn state(&mut self, name: &str, shape: &[u64], init: f64) -> Result<ValueId, IrError> {
+        self.g.push(
+            Op::State {
+                name: name.into(),
+                ty: TensorType::new(shape, DType::Fp32),
+                init,
+            },
+            &[],
+        )
+    }
+
+    fn assign(&mut self, name: &str, v: ValueId) -> Result<(), IrError> {
+        self.g
+            .push(Op::Assign { name: name.into() }, &[v])
+            .map(|_| ())
+    }
+
+    fn affine(&mut self, x: ValueId, scale: f64, shift: f64) -> Result<ValueId, IrError> {
+        self.g.push(Op::Affine { scale, shift }, &[x])
+    }
+
+    fn unary(&mut self, f: Unary, x: ValueId) -> Result<ValueId, IrError> {
+        self.g.push(Op::Unary(f), &[x])
+    }
+
+    fn bin(&mut self, op: Op, a: ValueId, b: ValueId) -> Result<ValueId, IrError> {
+        self.g.push(op, &[a, b])
+    }
+
+    fn norm(&mut self, x: ValueId) -> Result<ValueId, IrError> {
+        let sq = self.unary(Unary::Square, x)?;
+        let s = self.g.push(Op::SumAll, &[sq])?;
+        self.unary(Unary::Sqrt, s)
+    }
+
+    /// Adam's first and second moments, updated and assigned.
+    fn moments(
+        &mut self,
+        name: &str,
+        shape: &[u64],
+        grad: ValueId,
+        beta1: f64,
+        beta2: f64,
+    ) -> Result<(ValueId, ValueId), IrError> {
+        let m = self.state(&format!("{name}.exp_avg"), shape, 0.0)?;
+        let v = self.state(&format!("{name}.exp_avg_sq"), shape, 0.0)?;
+        let mk = self.affine(m, beta1, 0.0)?;
+        let gk = self.affine(grad, 1.0 - beta1, 0.0)?;
+        let m = self.bin(Op::Add, mk, gk)?;
+        let vk = self.affine(v, beta2, 0.0)?;
+        let g2 = self.unary(Unary::Square, grad)?;
+        let gk2 = self.affine(g2, 1.0 - beta2, 0.0)?;
+        let v = self.bin(Op::Add, vk, gk2)?;
+        self.assign(&format!("{name}.exp_avg"), m)?;
+        self.assign(&format!("{name}.exp_avg_sq"), v)?;
+        Ok((m, v))
+    }
+}
