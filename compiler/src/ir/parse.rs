@@ -44,6 +44,7 @@ pub fn parse(text: &str, source: &str) -> Result<Graph, IrError> {
     let mut graph: Option<Graph> = None;
     let mut names: HashMap<&str, ValueId> = HashMap::new();
     let mut closed = false;
+    let mut node_lines = Vec::new();
     for (n, raw) in text.lines().enumerate() {
         let line_no = n + 1;
         let code = strip_comment(raw);
@@ -90,11 +91,11 @@ pub fn parse(text: &str, source: &str) -> Result<Graph, IrError> {
             )
         })?;
         if !rest.trim().is_empty() {
-            return Err(err(
-                line_no,
-                col(rest),
-                format!("unexpected `{}`", rest.trim()),
-            ));
+            let message = match rest.trim_start().strip_prefix(':') {
+                Some(ty) => format!("expected a type `[dims] dtype`, got `{}`", ty.trim()),
+                None => format!("unexpected `{}`", rest.trim()),
+            };
+            return Err(err(line_no, col(rest), message));
         }
         let op = Op::from_parts(l.op, &l.attrs, l.ty.clone())
             .map_err(|m| err(line_no, col(start), m))?;
@@ -113,6 +114,7 @@ pub fn parse(text: &str, source: &str) -> Result<Graph, IrError> {
             IrError::Verify { rule, op, .. } => err(line_no, col(start), format!("{op}: {rule}")),
             other => other,
         })?;
+        node_lines.push((line_no, col(start)));
         let node = &g.nodes[id.0];
         match (l.def, &node.ty) {
             (Some(def), Some(inferred)) => {
@@ -158,7 +160,14 @@ pub fn parse(text: &str, source: &str) -> Result<Graph, IrError> {
     match graph {
         None => Err(err(1, 1, "empty input: expected `graph \"name\" {`".into())),
         Some(_) if !closed => Err(err(at_end, 1, "missing the closing `}`".into())),
-        Some(g) => Ok(g),
+        Some(g) => match super::verify::verify(&g) {
+            Ok(()) => Ok(g),
+            Err(IrError::Verify { node, op, rule }) => {
+                let (line, column) = node_lines.get(node).copied().unwrap_or((at_end, 1));
+                Err(err(line, column, format!("{op}: {rule}")))
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 
