@@ -7,6 +7,7 @@
 //! clap's status 2.
 
 mod check_cmd;
+mod compile_cmd;
 mod demo;
 mod files;
 mod hw;
@@ -69,6 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: HwCommand,
     },
+    /// Build the training-step graph of a model (forward, loss, backward,
+    /// optimizer) and print its IR, or read and check a hand-edited one.
+    Compile(compile_cmd::CompileArgs),
     /// Assemble, check, disassemble and re-assemble the built-in tiled
     /// matrix-multiply example, and summarise it.
     Demo,
@@ -104,6 +108,7 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Rtl(args) => rtl_cmd::run(&args),
+        Command::Compile(args) => compile_cmd::run(&args),
         Command::Demo => demo::run(),
     }
 }

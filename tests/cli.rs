@@ -604,3 +604,85 @@ fn rtl_writes_design_testbench_script_and_report() {
     );
     assert!(!dir.path("no").exists());
 }
+
+#[test]
+fn compile_emits_a_graph_that_reads_back_and_rejects_bad_models() {
+    let dir = TempDir::new("compile");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("examples/models/llama-tiny.json");
+    let config = config.to_str().unwrap();
+    let args = [
+        "compile",
+        "--model",
+        config,
+        "--batch",
+        "2",
+        "--seq",
+        "8",
+        "--optimizer",
+        "lion",
+    ];
+    let text = ok(tessera(&args, &dir.0));
+    assert!(
+        text.starts_with("graph \"llama-tiny_train_step\" {\n"),
+        "{}",
+        &text[..80]
+    );
+    assert!(text.contains("assign{name=\"model.layers.1.mlp.down_proj.weight.exp_avg\"}"));
+    assert_eq!(ok(tessera(&args, &dir.0)), text, "deterministic");
+    // The emitted graph, written to a file, reads back and prints the same.
+    let mut with_out = args.to_vec();
+    with_out.extend(["-o", "step.ir"]);
+    ok(tessera(&with_out, &dir.0));
+    assert_eq!(
+        ok(tessera(&["compile", "--graph", "step.ir"], &dir.0)),
+        text
+    );
+    // A hand edit that breaks typing is reported at its line.
+    let broken = text
+        .replacen(": [2, 8] int32", ": [2, 9] int32", 1)
+        .replacen("%2 = embedding(%1, %0)", "%2 = embedding(%0, %1)", 1);
+    dir.write("broken.ir", broken);
+    let e = fails(
+        tessera(&["compile", "--graph", "broken.ir"], &dir.0),
+        "broken.ir:",
+    );
+    assert!(e.contains("broken.ir:4:3: embedding:"), "{e}");
+    fails(
+        tessera(&["compile", "--model", "gpt9"], &dir.0),
+        "unknown model preset `gpt9`",
+    );
+    dir.write("t5.json", r#"{"model_type": "t5"}"#);
+    fails(
+        tessera(&["compile", "--model", "t5.json"], &dir.0),
+        "t5.json: unsupported model_type `t5`",
+    );
+    fails(
+        tessera(
+            &["compile", "--model", "gpt2-small", "--seq", "4096"],
+            &dir.0,
+        ),
+        "exceeds the model's 1024 positions",
+    );
+    fails(
+        tessera(
+            &["compile", "--model", "gpt2-small", "--precision", "fp4"],
+            &dir.0,
+        ),
+        "`precision` must be",
+    );
+    let out = tessera(
+        &[
+            "compile",
+            "--model",
+            "gpt2-small",
+            "--seq",
+            "4096",
+            "-o",
+            "x.ir",
+        ],
+        &dir.0,
+    );
+    fails(out, "positions");
+    assert!(!dir.path("x.ir").exists());
+}
