@@ -83,3 +83,20 @@ pub enum SetupError {
     #[error("internal error, the built graph is invalid: {0}")]
     Graph(#[from] IrError),
 }
+
+/// Errors lowering a graph to a program.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum LowerError {
+    /// A kernel cannot be generated for this hardware.
+    #[error("kernel `{kernel}`: {rule}")]
+    Kernel { kernel: String, rule: String },
+    /// The graph needs more HBM than the hardware has.
+    #[error("the step needs {needed} bytes of HBM at its peak, the hardware has {capacity}")]
+    OutOfMemory { needed: u64, capacity: u64 },
+    /// An op has no lowering yet.
+    #[error("node %{node}: op `{op}` {rule}")]
+    Unsupported { node: usize, op: String, rule: String },
+    /// Linking kernels broke a program rule (a compiler bug, reported).
+    #[error("internal error linking kernels: {0}")]
+    Link(String),
+}

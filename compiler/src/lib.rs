@@ -12,12 +12,13 @@ pub mod autodiff;
 pub mod build;
 pub mod error;
 pub mod ir;
+pub mod lower;
 pub mod model;
 pub mod optim;
 pub mod setup;
 pub mod step;
 
-pub use error::{IrError, ModelError, SetupError};
+pub use error::{IrError, LowerError, ModelError, SetupError};
 pub use model::{Activation, Family, ModelConfig};
 pub use setup::{Optimizer, Precision, Recompute, TrainingSetup};
 pub use step::{training_graph, Stage};
