@@ -95,7 +95,11 @@ pub enum LowerError {
     OutOfMemory { needed: u64, capacity: u64 },
     /// An op has no lowering yet.
     #[error("node %{node}: op `{op}` {rule}")]
-    Unsupported { node: usize, op: String, rule: String },
+    Unsupported {
+        node: usize,
+        op: String,
+        rule: String,
+    },
     /// Linking kernels broke a program rule (a compiler bug, reported).
     #[error("internal error linking kernels: {0}")]
     Link(String),

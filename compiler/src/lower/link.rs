@@ -28,7 +28,10 @@ pub struct Linker {
 impl Linker {
     /// An empty program for `arch`.
     pub fn new(arch: &Arch) -> Linker {
-        Linker { program: Program::new(arch.clone()), kernels: 0 }
+        Linker {
+            program: Program::new(arch.clone()),
+            kernels: 0,
+        }
     }
 
     /// Appends `kernel` after everything so far.
@@ -38,7 +41,9 @@ impl Linker {
     /// for other hardware.
     pub fn push(&mut self, kernel: &Program) -> Result<(), LowerError> {
         if kernel.arch != self.program.arch {
-            return Err(LowerError::Link("a kernel was built for other hardware".into()));
+            return Err(LowerError::Link(
+                "a kernel was built for other hardware".into(),
+            ));
         }
         if self.kernels > 0 {
             self.barrier();
@@ -53,7 +58,10 @@ impl Linker {
                     self.program.regions.len() - 1
                 }
             };
-            region_map.push(Region(u16::try_from(id).map_err(|_| LowerError::Link("more than 65536 regions".into()))?));
+            region_map
+                .push(Region(u16::try_from(id).map_err(|_| {
+                    LowerError::Link("more than 65536 regions".into())
+                })?));
         }
         for q in Queue::ALL {
             let src = kernel.queue(q);
@@ -62,14 +70,16 @@ impl Linker {
                 if matches!(inst.op, Op::Halt {}) {
                     continue;
                 }
-                let mut inst = inst.clone();
+                let mut inst = *inst;
                 let used = inst.wait.0 | inst.signal.0;
                 // Loop ends are relative to the loop, so instructions move without change.
                 if used >> BARRIER_TOKENS.start != 0 {
                     return Err(LowerError::Link("a kernel uses a barrier token".into()));
                 }
                 match &mut inst.op {
-                    Op::ProfBegin { region } | Op::ProfEnd { region } => *region = region_map[usize::from(region.0)],
+                    Op::ProfBegin { region } | Op::ProfEnd { region } => {
+                        *region = region_map[usize::from(region.0)]
+                    }
                     _ => {}
                 }
                 dst.push(inst);
@@ -80,12 +90,19 @@ impl Linker {
     }
 
     fn barrier(&mut self) {
-        let nop = |wait: u16, signal: u16| Instruction { op: Op::Nop {}, wait: TokenSet(wait), signal: TokenSet(signal) };
+        let nop = |wait: u16, signal: u16| Instruction {
+            op: Op::Nop {},
+            wait: TokenSet(wait),
+            signal: TokenSet(signal),
+        };
         let matrix = Queue::Matrix.index();
         for (q, up) in [(Queue::Load, 10), (Queue::Vector, 11), (Queue::Store, 12)] {
             self.program.queues[q.index()].push(nop(0, 1 << up));
         }
-        self.program.queues[matrix].push(nop((1 << 10) | (1 << 11) | (1 << 12), (1 << 13) | (1 << 14) | (1 << 15)));
+        self.program.queues[matrix].push(nop(
+            (1 << 10) | (1 << 11) | (1 << 12),
+            (1 << 13) | (1 << 14) | (1 << 15),
+        ));
         for (q, down) in [(Queue::Load, 13), (Queue::Vector, 14), (Queue::Store, 15)] {
             self.program.queues[q.index()].push(nop(1 << down, 0));
         }
@@ -101,9 +118,14 @@ impl Linker {
                 q.push(Instruction::new(Op::Halt {}));
             }
         }
-        self.program
-            .validate()
-            .map_err(|errs| LowerError::Link(errs.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")))?;
+        self.program.validate().map_err(|errs| {
+            LowerError::Link(
+                errs.iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
         Ok(self.program)
     }
 }

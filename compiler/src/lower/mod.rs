@@ -4,3 +4,4 @@
 
 pub mod link;
 pub mod rowwise;
+pub mod vector_ops;

@@ -87,6 +87,10 @@ pub struct RowKernel {
     pub scalars: Vec<(u8, f32)>,
     /// The vector code of one block.
     pub body: Vec<String>,
+    /// If set, blocks never straddle a multiple of this many rows (the
+    /// block size divides it), and `$Q0` is the first row's index modulo it
+    /// (a causal mask's query position).
+    pub period: Option<u64>,
 }
 
 const ALIGN: u64 = 64;
@@ -98,7 +102,10 @@ fn align(x: u64) -> u64 {
 /// Bytes of one DMA row piece: `row_bytes` split into `pieces` equal parts
 /// of at most 65,535 bytes (the field's width).
 fn split_row(row_bytes: u64) -> Option<(u64, u64)> {
-    (1..=4095u64).find_map(|pieces| (row_bytes % pieces == 0 && row_bytes / pieces <= 65_535).then_some((pieces, row_bytes / pieces)))
+    (1..=4095u64).find_map(|pieces| {
+        (row_bytes % pieces == 0 && row_bytes / pieces <= 65_535)
+            .then_some((pieces, row_bytes / pieces))
+    })
 }
 
 impl RowKernel {
@@ -108,19 +115,33 @@ impl RowKernel {
     /// [`LowerError`] if the operands cannot fit the scratchpad or a row is
     /// too long for the DMA and vector fields.
     pub fn lower(&self, arch: &Arch) -> Result<Program, LowerError> {
-        let err = |rule: String| LowerError::Kernel { kernel: self.name.clone(), rule };
+        let err = |rule: String| LowerError::Kernel {
+            kernel: self.name.clone(),
+            rule,
+        };
         if self.rows == 0 || self.cols == 0 {
             return Err(err("empty matrix".into()));
         }
         if self.cols > 65_535 {
-            return Err(err(format!("{} columns exceed the vector unit's 65,535", self.cols)));
+            return Err(err(format!(
+                "{} columns exceed the vector unit's 65,535",
+                self.cols
+            )));
         }
-        let n_regs = self.inputs.len() + self.outputs.len() + self.temps.len() + self.accumulators.len();
+        let n_regs =
+            self.inputs.len() + self.outputs.len() + self.temps.len() + self.accumulators.len();
         if n_regs > 14 {
-            return Err(err(format!("{n_regs} operands exceed the 14 address registers")));
+            return Err(err(format!(
+                "{n_regs} operands exceed the 14 address registers"
+            )));
         }
-        let scalar_inputs: Vec<usize> =
-            self.inputs.iter().enumerate().filter(|(_, o)| o.extent == Extent::Scalar).map(|(i, _)| i).collect();
+        let scalar_inputs: Vec<usize> = self
+            .inputs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| o.extent == Extent::Scalar)
+            .map(|(i, _)| i)
+            .collect();
         if scalar_inputs.len() + self.scalars.len() > 8 {
             return Err(err("more than 8 scalar registers needed".into()));
         }
@@ -139,14 +160,22 @@ impl RowKernel {
             .filter(|o| matches!(o.extent, Extent::Full | Extent::Col))
             .map(|o| size(o.dtype, o.extent, 1) + ALIGN)
             .sum::<u64>()
-            + self.temps.iter().map(|e| size(DType::Fp32, *e, 1) + ALIGN).sum::<u64>();
+            + self
+                .temps
+                .iter()
+                .map(|e| size(DType::Fp32, *e, 1) + ALIGN)
+                .sum::<u64>();
         let fixed: u64 = self
             .inputs
             .iter()
             .filter(|o| matches!(o.extent, Extent::Row | Extent::Scalar))
             .map(|o| align(size(o.dtype, o.extent, 1)))
             .sum::<u64>()
-            + self.accumulators.iter().map(|a| align(size(DType::Fp32, a.extent, 1))).sum::<u64>();
+            + self
+                .accumulators
+                .iter()
+                .map(|a| align(size(DType::Fp32, a.extent, 1)))
+                .sum::<u64>();
         let spad = arch.capacity(MemSpace::Spad).0;
         if fixed + 2 * (per_row + ALIGN) > spad {
             return Err(err(format!(
@@ -154,7 +183,18 @@ impl RowKernel {
                 fixed + 2 * (per_row + ALIGN)
             )));
         }
-        let block = ((spad - fixed) / (2 * per_row + 2 * ALIGN)).min(self.rows).min(4095);
+        let mut block = ((spad - fixed) / (2 * per_row + 2 * ALIGN))
+            .min(self.rows)
+            .min(4095);
+        if let Some(p) = self.period {
+            if p == 0 || self.rows % p != 0 {
+                return Err(err(format!(
+                    "{} rows are not whole periods of {p}",
+                    self.rows
+                )));
+            }
+            block = (1..=block.min(p)).rev().find(|b| p % b == 0).unwrap_or(1);
+        }
         // Local layout: fixed operands, then set A, then set B.
         let mut at = 0u64;
         let mut take = |bytes: u64| {
@@ -165,19 +205,36 @@ impl RowKernel {
         let const_addr: Vec<Option<u64>> = self
             .inputs
             .iter()
-            .map(|o| matches!(o.extent, Extent::Row | Extent::Scalar).then(|| take(size(o.dtype, o.extent, 1))))
+            .map(|o| {
+                matches!(o.extent, Extent::Row | Extent::Scalar)
+                    .then(|| take(size(o.dtype, o.extent, 1)))
+            })
             .collect();
-        let acc_addr: Vec<(u64, u64)> =
-            self.accumulators.iter().map(|a| (take(size(DType::Fp32, a.extent, 1)), 0)).collect();
+        let acc_addr: Vec<(u64, u64)> = self
+            .accumulators
+            .iter()
+            .map(|a| (take(size(DType::Fp32, a.extent, 1)), 0))
+            .collect();
         let mut sets = Vec::new();
         for _ in 0..2 {
             let ins: Vec<Option<u64>> = self
                 .inputs
                 .iter()
-                .map(|o| matches!(o.extent, Extent::Full | Extent::Col).then(|| take(size(o.dtype, o.extent, block))))
+                .map(|o| {
+                    matches!(o.extent, Extent::Full | Extent::Col)
+                        .then(|| take(size(o.dtype, o.extent, block)))
+                })
                 .collect();
-            let outs: Vec<u64> = self.outputs.iter().map(|o| take(size(o.dtype, o.extent, block))).collect();
-            let temps: Vec<u64> = self.temps.iter().map(|e| take(size(DType::Fp32, *e, block))).collect();
+            let outs: Vec<u64> = self
+                .outputs
+                .iter()
+                .map(|o| take(size(o.dtype, o.extent, block)))
+                .collect();
+            let temps: Vec<u64> = self
+                .temps
+                .iter()
+                .map(|e| take(size(DType::Fp32, *e, block)))
+                .collect();
             sets.push((ins, outs, temps));
         }
         debug_assert!(at <= spad);
@@ -188,10 +245,16 @@ impl RowKernel {
         let reg_out = |i: usize| 1 + self.inputs.len() + i;
         let reg_tmp = |i: usize| 1 + self.inputs.len() + self.outputs.len() + i;
         let reg_acc = |i: usize| 1 + self.inputs.len() + self.outputs.len() + self.temps.len() + i;
-        let scalar_reg = |i: usize| scalar_inputs.iter().position(|&s| s == i).map(|p| p + self.scalars.len());
+        let scalar_reg = |i: usize| {
+            scalar_inputs
+                .iter()
+                .position(|&s| s == i)
+                .map(|p| p + self.scalars.len())
+        };
 
-        let blocks: Vec<(u64, u64)> =
-            (0..self.rows.div_ceil(block)).map(|b| (b * block, block.min(self.rows - b * block))).collect();
+        let blocks: Vec<(u64, u64)> = (0..self.rows.div_ceil(block))
+            .map(|b| (b * block, block.min(self.rows - b * block)))
+            .collect();
 
         let mut load = String::new();
         let mut vector = String::new();
@@ -199,7 +262,10 @@ impl RowKernel {
         let region = format!("prof.begin {}\n", self.name);
         let region_end = format!("prof.end {}\n", self.name);
         let has_consts = const_addr.iter().any(Option::is_some);
-        let has_block_inputs = self.inputs.iter().any(|o| matches!(o.extent, Extent::Full | Extent::Col));
+        let has_block_inputs = self
+            .inputs
+            .iter()
+            .any(|o| matches!(o.extent, Extent::Full | Extent::Col));
 
         // ---- load queue
         load.push_str("dma.lstride row=0, plane=0\n");
@@ -221,7 +287,15 @@ impl RowKernel {
             for (i, o) in self.inputs.iter().enumerate() {
                 if let Some(local) = ins[i] {
                     let row_bytes = size(o.dtype, o.extent, 1);
-                    dma(&mut load, "load", o.addr + first * row_bytes, local, rows, row_bytes, None)?;
+                    dma(
+                        &mut load,
+                        "load",
+                        o.addr + first * row_bytes,
+                        local,
+                        rows,
+                        row_bytes,
+                        None,
+                    )?;
                 }
             }
             load.push_str("nop signal=t0\n");
@@ -285,7 +359,18 @@ impl RowKernel {
                     }
                     _ => {
                         let mode = if b == 0 { "overwrite" } else { "accumulate" };
-                        let text = self.substitute(line, rows, mode, &scalar_reg, reg_in, reg_out, reg_tmp, reg_acc)?;
+                        let q0 = self.period.map_or(0, |p| blocks[b].0 % p);
+                        let line = line.replace("$Q0", &q0.to_string());
+                        let text = self.substitute(
+                            &line,
+                            rows,
+                            mode,
+                            &scalar_reg,
+                            reg_in,
+                            reg_out,
+                            reg_tmp,
+                            reg_acc,
+                        )?;
                         vector.push_str(&text);
                         vector.push('\n');
                     }
@@ -319,7 +404,15 @@ impl RowKernel {
             store.push_str("nop wait=t2\n");
             for (i, o) in self.outputs.iter().enumerate() {
                 let row_bytes = size(o.dtype, o.extent, 1);
-                dma(&mut store, "store", o.addr + first * row_bytes, outs[i], rows, row_bytes, None)?;
+                dma(
+                    &mut store,
+                    "store",
+                    o.addr + first * row_bytes,
+                    outs[i],
+                    rows,
+                    row_bytes,
+                    None,
+                )?;
             }
             store.push_str("nop signal=t3\n");
         }
@@ -333,11 +426,16 @@ impl RowKernel {
 
         let mut src = String::new();
         for (name, body) in [("load", load), ("vector", vector), ("store", store)] {
-            if body.lines().any(|l| !l.starts_with("prof.") && !l.starts_with("dma.lstride")) || name == "vector" {
+            if body
+                .lines()
+                .any(|l| !l.starts_with("prof.") && !l.starts_with("dma.lstride"))
+                || name == "vector"
+            {
                 let _ = writeln!(src, ".queue {name}\n{body}halt");
             }
         }
-        assemble(&src, &self.name, Some(arch)).map_err(|e| err(format!("internal assembly error: {e}")))
+        assemble(&src, &self.name, Some(arch))
+            .map_err(|e| err(format!("internal assembly error: {e}")))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -352,7 +450,10 @@ impl RowKernel {
         reg_tmp: impl Fn(usize) -> usize,
         reg_acc: impl Fn(usize) -> usize,
     ) -> Result<String, LowerError> {
-        let err = |rule: String| LowerError::Kernel { kernel: self.name.clone(), rule };
+        let err = |rule: String| LowerError::Kernel {
+            kernel: self.name.clone(),
+            rule,
+        };
         let mut out = String::new();
         let mut rest = line;
         while let Some(pos) = rest.find('$') {
@@ -368,11 +469,20 @@ impl RowKernel {
                 rest = t;
                 continue;
             }
-            let kind = tail.chars().next().ok_or_else(|| err(format!("dangling `$` in `{line}`")))?;
+            let kind = tail
+                .chars()
+                .next()
+                .ok_or_else(|| err(format!("dangling `$` in `{line}`")))?;
             let digits: String = tail[1..].chars().take_while(char::is_ascii_digit).collect();
-            let n: usize = digits.parse().map_err(|_| err(format!("bad placeholder in `{line}`")))?;
+            let n: usize = digits
+                .parse()
+                .map_err(|_| err(format!("bad placeholder in `{line}`")))?;
             rest = &tail[1 + digits.len()..];
-            let bad = || err(format!("placeholder `${kind}{n}` names no operand in `{line}`"));
+            let bad = || {
+                err(format!(
+                    "placeholder `${kind}{n}` names no operand in `{line}`"
+                ))
+            };
             match kind {
                 'i' => {
                     let o = self.inputs.get(n).ok_or_else(bad)?;
@@ -406,7 +516,15 @@ impl RowKernel {
 }
 
 /// One DMA box, with the row split into pieces the `row_bytes` field can hold.
-fn dma(out: &mut String, dir: &str, hbm: u64, local: u64, rows: u64, row_bytes: u64, _t: Option<()>) -> Result<(), LowerError> {
+fn dma(
+    out: &mut String,
+    dir: &str,
+    hbm: u64,
+    local: u64,
+    rows: u64,
+    row_bytes: u64,
+    _t: Option<()>,
+) -> Result<(), LowerError> {
     let (pieces, piece) = split_row(row_bytes).ok_or_else(|| LowerError::Kernel {
         kernel: "dma".into(),
         rule: format!("a row of {row_bytes} bytes cannot be split into DMA pieces"),
@@ -417,8 +535,17 @@ fn dma(out: &mut String, dir: &str, hbm: u64, local: u64, rows: u64, row_bytes: 
     let mut done = 0;
     while done < rows {
         let planes = (rows - done).min(255);
-        let _ = writeln!(out, "addr.set r1, {}\naddr.set r2, {}", hbm + done * row_bytes, local + done * row_bytes);
-        let (dst, src) = if dir == "load" { ("spad[r2]", "hbm[r1]") } else { ("hbm[r1]", "spad[r2]") };
+        let _ = writeln!(
+            out,
+            "addr.set r1, {}\naddr.set r2, {}",
+            hbm + done * row_bytes,
+            local + done * row_bytes
+        );
+        let (dst, src) = if dir == "load" {
+            ("spad[r2]", "hbm[r1]")
+        } else {
+            ("hbm[r1]", "spad[r2]")
+        };
         let _ = writeln!(
             out,
             "dma.{dir} dst={dst}, src={src}, rows={pieces}, row_bytes={piece}, planes={planes}, transpose=none"
@@ -432,7 +559,11 @@ fn fp32_literal(v: f32) -> String {
     if v.is_nan() {
         format!("nan(0x{:08x})", v.to_bits())
     } else if v.is_infinite() {
-        if v > 0.0 { "inf".into() } else { "-inf".into() }
+        if v > 0.0 {
+            "inf".into()
+        } else {
+            "-inf".into()
+        }
     } else {
         format!("{v:?}")
     }
