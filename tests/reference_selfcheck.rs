@@ -1246,3 +1246,28 @@ fn checkpoints_are_matched_to_the_model() -> R {
     assert!(from_safetensors(b"not a safetensors file").is_err());
     Ok(())
 }
+
+// -------------------------------------------------------------- independence
+
+/// The oracle must not share code with what it checks: no file of
+/// `tests/reference/` names a Tessera crate.
+#[test]
+fn reference_imports_no_tessera_crate() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/reference");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| p.extension().is_some_and(|e| e == "rs"));
+    assert!(files.len() >= 10, "found only {files:?}");
+    for path in files {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        for (n, line) in text.lines().enumerate() {
+            assert!(
+                !line.contains(concat!("tessera", "_")) && !line.contains(concat!("tessera", "::")),
+                "{}:{}: {line}",
+                path.display(),
+                n + 1
+            );
+        }
+    }
+}
