@@ -514,6 +514,16 @@ fn twenty_adamw_steps_reduce_the_loss_of_every_family() -> R {
             &Optimizer::adamw(1e-2),
         )?;
         let elapsed = start.elapsed();
+        // Step 0 reports the loss and gradient norm of the initial weights.
+        let b = Batch {
+            tokens: &tokens,
+            labels: labels.as_deref(),
+            attention_mask: None,
+            batch,
+            seq,
+        };
+        let (l0, g0) = loss_and_grads(&c, &Weights::init(&c, 1), &b)?;
+        assert_eq!((rec[0].loss, rec[0].grad_norm), (l0, g0.global_norm()));
         assert_eq!(rec.len(), 20);
         assert!(
             rec.iter().all(|r| r.loss.is_finite() && r.grad_norm > 0.0),
@@ -1270,4 +1280,135 @@ fn reference_imports_no_tessera_crate() {
             );
         }
     }
+}
+
+// ------------------------------------------------------------- composition
+
+/// With every block's output projections zeroed, each block is the identity
+/// (GPT-2, Llama: zero residual branch; BERT: LayerNorm of an already
+/// normalised input), so the loss must equal embeddings -> final norm ->
+/// head computed directly here.
+#[test]
+fn zeroed_blocks_reduce_each_model_to_embedding_norm_and_head() -> R {
+    let zero_suffixes = [
+        "attn.c_proj.weight",
+        "attn.c_proj.bias",
+        "mlp.c_proj.weight",
+        "mlp.c_proj.bias",
+        "self_attn.o_proj.weight",
+        "mlp.down_proj.weight",
+        "attention.output.dense.weight",
+        "attention.output.dense.bias",
+        "output.dense.weight",
+        "output.dense.bias",
+    ];
+    for c in [
+        RefConfig::tiny_gpt2(),
+        RefConfig::tiny_llama(),
+        RefConfig::tiny_bert(),
+    ] {
+        let mut w = random_weights(&c, 31);
+        for (name, t) in w.map.iter_mut() {
+            let in_block =
+                name.starts_with("h.") || name.contains("layers.") || name.contains("layer.");
+            if in_block && zero_suffixes.iter().any(|s| name.ends_with(s)) {
+                t.data.fill(0.0);
+            }
+        }
+        let (seq, h, v) = (6, c.hidden_size, c.vocab_size);
+        let tokens = lm_batch(&c, 14, 1, seq);
+        let ids: Vec<usize> = tokens.iter().map(|&t| t as usize).collect();
+        let pos: Vec<usize> = (0..seq).collect();
+        let labels: Vec<i64> = lm_batch(&c, 15, 1, seq).iter().map(|&t| t as i64).collect();
+        let g = |n: &str| w.map[n].data.clone();
+        let (logits, targets) = match c.family {
+            Family::Gpt2 => {
+                let x = ops::add(
+                    &ops::embedding(&ids, &g("wte.weight"), h),
+                    &ops::embedding(&pos, &g("wpe.weight"), h),
+                );
+                let (y, _) =
+                    ops::layer_norm(&x, &g("ln_f.weight"), &g("ln_f.bias"), seq, h, c.norm_eps);
+                let l = ops::linear(&y, &g("wte.weight"), None, seq, h, v, Layout::OutIn);
+                (l, shift_labels(&labels, 1, seq))
+            }
+            Family::Llama => {
+                let x = ops::embedding(&ids, &g("model.embed_tokens.weight"), h);
+                let (y, _) = ops::rms_norm(&x, &g("model.norm.weight"), seq, h, c.norm_eps);
+                let l = ops::linear(&y, &g("lm_head.weight"), None, seq, h, v, Layout::OutIn);
+                (l, shift_labels(&labels, 1, seq))
+            }
+            Family::Bert => {
+                let e = |n: &str| g(&format!("bert.embeddings.{n}"));
+                let x = ops::add(
+                    &ops::add(
+                        &ops::embedding(&ids, &e("word_embeddings.weight"), h),
+                        &ops::embedding(&pos, &e("position_embeddings.weight"), h),
+                    ),
+                    &ops::embedding(&[0; 6], &e("token_type_embeddings.weight"), h),
+                );
+                let (mut x, _) = ops::layer_norm(
+                    &x,
+                    &e("LayerNorm.weight"),
+                    &e("LayerNorm.bias"),
+                    seq,
+                    h,
+                    c.norm_eps,
+                );
+                for l in 0..c.num_layers {
+                    for ln in ["attention.output.LayerNorm", "output.LayerNorm"] {
+                        let p = |s: &str| g(&format!("bert.encoder.layer.{l}.{ln}.{s}"));
+                        x = ops::layer_norm(&x, &p("weight"), &p("bias"), seq, h, c.norm_eps).0;
+                    }
+                }
+                let t = |n: &str| g(&format!("cls.predictions.transform.{n}"));
+                let y = ops::linear(
+                    &x,
+                    &t("dense.weight"),
+                    Some(&t("dense.bias")),
+                    seq,
+                    h,
+                    h,
+                    Layout::OutIn,
+                );
+                let y = ops::activation(Activation::GeluErf, &y);
+                let (y, _) = ops::layer_norm(
+                    &y,
+                    &t("LayerNorm.weight"),
+                    &t("LayerNorm.bias"),
+                    seq,
+                    h,
+                    c.norm_eps,
+                );
+                let l = ops::linear(
+                    &y,
+                    &e("word_embeddings.weight"),
+                    Some(&g("cls.predictions.bias")),
+                    seq,
+                    h,
+                    v,
+                    Layout::OutIn,
+                );
+                (l, labels.clone())
+            }
+        };
+        let want = cross_entropy(&logits, &targets, v)?.loss;
+        let got = loss(
+            &c,
+            &w,
+            &Batch {
+                tokens: &tokens,
+                labels: Some(&labels),
+                attention_mask: None,
+                batch: 1,
+                seq,
+            },
+        )?;
+        assert!(
+            (got - want).abs() < 1e-12,
+            "{:?}: {got} vs {want}",
+            c.family
+        );
+    }
+    Ok(())
 }
