@@ -1,3 +1,4 @@
 //! placeholder
 
 pub mod gemm;
+pub mod scalesim;
