@@ -80,8 +80,6 @@ pub enum GemmError {
     },
     #[error("gemm `{name}`: A is {a} and B is {b}; the array multiplies two floating or two integer inputs")]
     MixedKinds { name: String, a: DType, b: DType },
-    #[error("gemm `{name}`: C is stored transposed; only A and B may be transposed")]
-    TransposedOutput { name: String },
     #[error("gemm `{name}`: operand {operand} row stride {stride} is shorter than a stored row ({row} bytes)")]
     RowStride {
         name: String,

@@ -69,16 +69,57 @@ fn tokens(list: &[(u8, bool)]) -> TokenSet {
     )
 }
 
-/// A DMA box: `rows` rows of `row_bytes` between HBM and on chip.
+/// A DMA box: `rows` source rows of `row_bytes` between HBM and on chip.
+/// Source row r starts `r * hbm_step` after `hbm` and lands `r * local_step`
+/// after `local` (the row strides, or the element size on the transposed side).
 #[derive(Debug, Clone, Copy)]
 struct Box2 {
     hbm: u64,
     hbm_row: u64,
+    hbm_step: u64,
     space: Space,
     local: u64,
     local_row: u64,
+    local_step: u64,
     rows: u64,
     row_bytes: u64,
+    transpose: Transpose,
+}
+
+impl Box2 {
+    /// An untransposed box: source rows step by the row strides.
+    #[allow(clippy::too_many_arguments)]
+    fn plain(
+        hbm: u64,
+        hbm_row: u64,
+        space: Space,
+        local: u64,
+        local_row: u64,
+        rows: u64,
+        row_bytes: u64,
+    ) -> Box2 {
+        Box2 {
+            hbm,
+            hbm_row,
+            hbm_step: hbm_row,
+            space,
+            local,
+            local_row,
+            local_step: local_row,
+            rows,
+            row_bytes,
+            transpose: Transpose::None,
+        }
+    }
+}
+
+/// The transposing-DMA mode for `e`-byte elements.
+fn transpose_of(e: u64) -> Transpose {
+    match e {
+        1 => Transpose::B1,
+        2 => Transpose::B2,
+        _ => Transpose::B4,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -121,8 +162,8 @@ impl Emitter {
         let mut r0 = 0;
         while r0 < b.rows {
             let rows = (b.rows - r0).min(DMA_ROWS);
-            self.addr(q, 0, b.hbm + r0 * b.hbm_row)?;
-            self.addr(q, 1, b.local + r0 * b.local_row)?;
+            self.addr(q, 0, b.hbm + r0 * b.hbm_step)?;
+            self.addr(q, 1, b.local + r0 * b.local_step)?;
             let (rows_f, row_bytes, planes) = (
                 count(rows, "dma rows")?,
                 count(b.row_bytes, "dma row_bytes")?,
@@ -140,7 +181,7 @@ impl Emitter {
                     rows: rows_f,
                     row_bytes,
                     planes,
-                    transpose: Transpose::None,
+                    transpose: b.transpose,
                 }
             } else {
                 Op::DmaStore {
@@ -149,7 +190,7 @@ impl Emitter {
                     rows: rows_f,
                     row_bytes,
                     planes,
-                    transpose: Transpose::None,
+                    transpose: b.transpose,
                 }
             };
             let first = r0 == 0;
@@ -285,14 +326,33 @@ pub(super) fn emit(arch: &Arch, spec: &GemmSpec, plan: &GemmPlan) -> Result<Prog
     let nblk = blocks.len() as u64;
     let nch = chunks.len() as u64;
     let folds = nblk * nch;
-    let c_box = |blk: &Block, space: Space, local: u64, local_row: u64| Box2 {
-        hbm: c.addr + blk.i0 * rs_c + blk.j0 * ec,
-        hbm_row: rs_c,
-        space,
-        local,
-        local_row,
-        rows: blk.rows,
-        row_bytes: blk.cols * ec,
+    let c_t = c.layout == Layout::Transposed;
+    // A block of C between HBM and on chip (m rows of n there); `to_hbm`
+    // says which side is the source. Transposed C goes through the
+    // transposing DMA path.
+    let c_box = |blk: &Block, space: Space, local: u64, local_row: u64, to_hbm: bool| {
+        if !c_t {
+            let hbm = c.addr + blk.i0 * rs_c + blk.j0 * ec;
+            return Box2::plain(hbm, rs_c, space, local, local_row, blk.rows, blk.cols * ec);
+        }
+        let hbm = c.addr + blk.j0 * rs_c + blk.i0 * ec;
+        let (rows, row_bytes, hbm_step, local_step) = if to_hbm {
+            (blk.rows, blk.cols * ec, ec, local_row)
+        } else {
+            (blk.cols, blk.rows * ec, rs_c, ec)
+        };
+        Box2 {
+            hbm,
+            hbm_row: rs_c,
+            hbm_step,
+            space,
+            local,
+            local_row,
+            local_step,
+            rows,
+            row_bytes,
+            transpose: transpose_of(ec),
+        }
     };
 
     let mut e = Emitter::default();
@@ -303,57 +363,63 @@ pub(super) fn emit(arch: &Arch, spec: &GemmSpec, plan: &GemmPlan) -> Result<Prog
         let bi = bi as u64;
         if add && cast {
             let wait = tokens(&[(T_OLD_FREE, bi >= plan.stages)]);
-            let bx = c_box(blk, Space::Spad, old_stage(bi % plan.stages), stage_row);
+            let bx = c_box(
+                blk,
+                Space::Spad,
+                old_stage(bi % plan.stages),
+                stage_row,
+                false,
+            );
             e.dma(ld, bx, wait, tokens(&[(T_OLD_IN, true)]))?;
         } else if add {
             let wait = tokens(&[(T_FREE, bi >= plan.acc_buffers)]);
-            let bx = c_box(blk, Space::Acc, acc_buf(bi), c_row);
+            let bx = c_box(blk, Space::Acc, acc_buf(bi), c_row, false);
             e.dma(ld, bx, wait, tokens(&[(T_ACC, true)]))?;
         }
         for (li, &(l0, kl)) in chunks.iter().enumerate() {
             let f = bi * nch + li as u64;
             let s = f % plan.slots;
             let b_box = if b_t {
-                Box2 {
-                    hbm: b.addr + blk.j0 * rs_b + l0 * eb,
-                    hbm_row: rs_b,
-                    space: Space::Spad,
-                    local: b_slot(s),
-                    local_row: b_row,
-                    rows: blk.cols,
-                    row_bytes: kl * eb,
-                }
+                Box2::plain(
+                    b.addr + blk.j0 * rs_b + l0 * eb,
+                    rs_b,
+                    Space::Spad,
+                    b_slot(s),
+                    b_row,
+                    blk.cols,
+                    kl * eb,
+                )
             } else {
-                Box2 {
-                    hbm: b.addr + l0 * rs_b + blk.j0 * eb,
-                    hbm_row: rs_b,
-                    space: Space::Spad,
-                    local: b_slot(s),
-                    local_row: b_row,
-                    rows: kl,
-                    row_bytes: blk.cols * eb,
-                }
+                Box2::plain(
+                    b.addr + l0 * rs_b + blk.j0 * eb,
+                    rs_b,
+                    Space::Spad,
+                    b_slot(s),
+                    b_row,
+                    kl,
+                    blk.cols * eb,
+                )
             };
             let a_box = if a_t {
-                Box2 {
-                    hbm: a.addr + l0 * rs_a + blk.i0 * ea,
-                    hbm_row: rs_a,
-                    space: Space::Spad,
-                    local: a_slot(s),
-                    local_row: a_row,
-                    rows: kl,
-                    row_bytes: blk.rows * ea,
-                }
+                Box2::plain(
+                    a.addr + l0 * rs_a + blk.i0 * ea,
+                    rs_a,
+                    Space::Spad,
+                    a_slot(s),
+                    a_row,
+                    kl,
+                    blk.rows * ea,
+                )
             } else {
-                Box2 {
-                    hbm: a.addr + blk.i0 * rs_a + l0 * ea,
-                    hbm_row: rs_a,
-                    space: Space::Spad,
-                    local: a_slot(s),
-                    local_row: a_row,
-                    rows: blk.rows,
-                    row_bytes: kl * ea,
-                }
+                Box2::plain(
+                    a.addr + blk.i0 * rs_a + l0 * ea,
+                    rs_a,
+                    Space::Spad,
+                    a_slot(s),
+                    a_row,
+                    blk.rows,
+                    kl * ea,
+                )
             };
             e.dma(
                 ld,
@@ -459,11 +525,11 @@ pub(super) fn emit(arch: &Arch, spec: &GemmSpec, plan: &GemmPlan) -> Result<Prog
     for (bi, blk) in blocks.iter().enumerate() {
         let bi = bi as u64;
         if cast {
-            let bx = c_box(blk, Space::Spad, stage(bi % plan.stages), stage_row);
+            let bx = c_box(blk, Space::Spad, stage(bi % plan.stages), stage_row, true);
             let signal = tokens(&[(T_FREE, bi + plan.stages < nblk)]);
             e.dma(st, bx, tokens(&[(T_OUT, true)]), signal)?;
         } else {
-            let bx = c_box(blk, Space::Acc, acc_buf(bi), c_row);
+            let bx = c_box(blk, Space::Acc, acc_buf(bi), c_row, true);
             let freed = if add { T_FREE } else { T_ACC };
             let signal = tokens(&[(freed, bi + plan.acc_buffers < nblk)]);
             e.dma(st, bx, tokens(&[(T_DONE, true)]), signal)?;

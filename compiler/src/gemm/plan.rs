@@ -226,9 +226,6 @@ fn check_spec(arch: &Arch, spec: &GemmSpec) -> Result<(), GemmError> {
             b: spec.b.dtype,
         });
     }
-    if spec.c.layout == Layout::Transposed {
-        return Err(GemmError::TransposedOutput { name: name() });
-    }
     let a = extent(arch, spec, 'A', &spec.a, spec.m, spec.k)?;
     let b = extent(arch, spec, 'B', &spec.b, spec.k, spec.n)?;
     let c = extent(arch, spec, 'C', &spec.c, spec.m, spec.n)?;
@@ -291,12 +288,14 @@ pub fn plan(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
                 let cap = match dataflow {
                     Dataflow::WeightStationary => {
                         p.k_chunk = spec.k.min(rows);
-                        let row_limit = if p.a_transposed {
-                            DMA_ROW_BYTES / p.ea
-                        } else {
-                            u64::MAX
-                        };
-                        spec.m.min(COUNT16).min(row_limit)
+                        let mut lim = spec.m.min(COUNT16);
+                        if p.a_transposed {
+                            lim = lim.min(DMA_ROW_BYTES / p.ea);
+                        }
+                        if spec.c.layout == Layout::Transposed {
+                            lim = lim.min(DMA_ROW_BYTES / p.ec);
+                        }
+                        lim
                     }
                     Dataflow::OutputStationary => {
                         p.m_block = spec.m.min(rows);
