@@ -85,10 +85,10 @@ pub fn study_layer(arch: &Arch, layer: &TopologyLayer, dtype: DType) -> Result<L
     // Cycles in which rows stream into the array, over all folds.
     let streamed = match tiling.dataflow {
         Dataflow::WeightStationary => {
-            layer.n.div_ceil(tiling.n_tile) * layer.k.div_ceil(tiling.k_chunk) * layer.m
+            tiling.n.div_ceil(tiling.n_tile) * tiling.k.div_ceil(tiling.k_chunk) * tiling.m
         }
         Dataflow::OutputStationary => {
-            layer.m.div_ceil(tiling.m_block) * layer.n.div_ceil(tiling.n_tile) * layer.k
+            tiling.m.div_ceil(tiling.m_block) * tiling.n.div_ceil(tiling.n_tile) * tiling.k
         }
     };
     let pct = |cycles: u64| {

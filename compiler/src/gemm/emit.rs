@@ -29,7 +29,7 @@ use tessera_isa::field::{
 };
 use tessera_isa::{Arch, DType, Instruction, Op, Program, Queue};
 
-use super::plan::{row_stride, GemmPlan, DMA_ROWS};
+use super::plan::{row_stride, swapped, GemmPlan, DMA_ROWS};
 use super::{accumulator_type, CInit, GemmSpec, Layout};
 
 const T_IN: u8 = 0;
@@ -273,7 +273,14 @@ struct Block {
 }
 
 /// Builds the program for `plan`; an error is a field the plan failed to bound.
-pub(super) fn emit(arch: &Arch, spec: &GemmSpec, plan: &GemmPlan) -> Result<Program, String> {
+pub(super) fn emit(arch: &Arch, given: &GemmSpec, plan: &GemmPlan) -> Result<Program, String> {
+    let flipped;
+    let spec = if plan.swapped {
+        flipped = swapped(given);
+        &flipped
+    } else {
+        given
+    };
     let (a, b, c) = (&spec.a, &spec.b, &spec.c);
     let (ea, eb, ec) = (
         a.dtype.size_bytes(),

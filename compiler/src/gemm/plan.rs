@@ -24,6 +24,10 @@ pub(crate) const ALIGN: u64 = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct GemmPlan {
     pub dataflow: Dataflow,
+    /// The kernel computes C^T = B^T A^T instead (same bits: each product
+    /// commutes exactly and k still increases), streaming the n dimension;
+    /// `m` and `n` below are then the transposed product's.
+    pub swapped: bool,
     /// Rows of C per accumulator block (the rows one `mm.compute` streams).
     pub m_block: u64,
     /// Columns of C per block (one `mm.preload`'s n).
@@ -240,14 +244,48 @@ fn check_spec(arch: &Arch, spec: &GemmSpec) -> Result<(), GemmError> {
     Ok(())
 }
 
+/// The same GEMM as C^T (n x m) = B^T (n x k) * A^T (k x m): every operand
+/// keeps its bytes and flips its layout.
+pub(crate) fn swapped(spec: &GemmSpec) -> GemmSpec {
+    let flip = |mat: &HbmMatrix| HbmMatrix {
+        layout: match mat.layout {
+            Layout::RowMajor => Layout::Transposed,
+            Layout::Transposed => Layout::RowMajor,
+        },
+        ..*mat
+    };
+    GemmSpec {
+        m: spec.n,
+        n: spec.m,
+        a: flip(&spec.b),
+        b: flip(&spec.a),
+        c: flip(&spec.c),
+        ..spec.clone()
+    }
+}
+
 /// Checks `spec` against `arch` and picks the tiling with the lowest
-/// [`GemmPlan::estimate`] among those that fit.
+/// [`GemmPlan::estimate`] among those that fit, for the product as given
+/// or transposed (C^T = B^T A^T; ties keep it as given).
 ///
 /// # Errors
 /// Whatever [`super::gemm_kernel`] reports for a malformed spec, or
 /// [`GemmError::DoesNotFit`] when no tiling fits the memories.
 pub fn plan(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
     check_spec(arch, spec)?;
+    let direct = plan_one(arch, spec);
+    let Ok(mut flipped) = plan_one(arch, &swapped(spec)) else {
+        return direct;
+    };
+    flipped.swapped = true;
+    match direct {
+        Ok(d) if d.estimate(arch) <= flipped.estimate(arch) => Ok(d),
+        _ => Ok(flipped),
+    }
+}
+
+/// The best tiling of `spec` as given.
+fn plan_one(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
     let (rows, cols) = (u64::from(arch.rows()), u64::from(arch.cols()));
     let dataflow = arch.dataflow();
     let acc_t = accumulator_type(spec.a.dtype);
@@ -256,6 +294,7 @@ pub fn plan(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
     let acc = arch.accumulator_bytes().get();
     let base = GemmPlan {
         dataflow,
+        swapped: false,
         m_block: 1,
         n_tile: spec.n.min(cols),
         k_chunk: 1,
