@@ -56,8 +56,20 @@ pub fn study_layer(arch: &Arch, layer: &TopologyLayer, dtype: DType) -> Result<L
         dtype,
         layout: Layout::RowMajor,
     };
-    let b_addr = mib(layer.m * layer.k * e);
-    let c_addr = b_addr + mib(layer.k * layer.n * e);
+    let bytes = |r: u64, c: u64| {
+        r.checked_mul(c)
+            .and_then(|x| x.checked_mul(e))
+            .filter(|x| *x <= arch.hbm_bytes().get())
+            .ok_or_else(|| {
+                anyhow!(
+                    "layer `{}`: a {r} x {c} operand does not fit the {}-byte HBM",
+                    layer.name,
+                    arch.hbm_bytes().get()
+                )
+            })
+    };
+    let b_addr = mib(bytes(layer.m, layer.k)?);
+    let c_addr = b_addr + mib(bytes(layer.k, layer.n)?);
     let spec = GemmSpec {
         name: "gemm".into(),
         m: layer.m,

@@ -122,6 +122,13 @@ fn bad_inputs_are_one_line_errors_without_output() {
             cfg.replace("ArrayHeight:    32", "ArrayHeight: 0"),
             "c.cfg:5: field `ArrayHeight`",
         ),
+        (
+            "t.csv",
+            "Layer,M,N,K,\nx,4,4,4,\nhuge,18446744073709551615,4,4,\n",
+            "ws32_calc.cfg",
+            cfg.clone(),
+            "layer `huge`: a 18446744073709551615 x 4 operand does not fit",
+        ),
     ];
     for (topo_name, topo, cfg_name, cfg_text, want) in cases {
         let (t, c, out) = (dir.join(topo_name), dir.join(cfg_name), dir.join("out.csv"));

@@ -364,7 +364,8 @@ fn bad_specs_are_errors_naming_the_rule() {
     let rm = (Layout::RowMajor, Layout::RowMajor, Layout::RowMajor);
     let base = spec((8, 8, 8), bf, rm, 0, CInit::Zero);
     type Edit = fn(&mut GemmSpec);
-    let cases: [(Edit, &str); 8] = [
+    let cases: [(Edit, &str); 9] = [
+        (|s| s.n = u64::MAX, "operand B spans bytes"),
         (|s| s.m = 0, "dimension m must be at least 1"),
         (
             |s| s.name = "1bad".into(),

@@ -146,9 +146,10 @@ fn is_identifier(s: &str) -> bool {
 /// Stored rows and bytes per stored row of a logical `rows x cols` operand.
 fn stored(mat: &HbmMatrix, rows: u64, cols: u64) -> (u64, u64) {
     let e = mat.dtype.size_bytes();
+    // Saturating: an absurd size must fail the HBM bound, not overflow.
     match mat.layout {
-        Layout::RowMajor => (rows, cols * e),
-        Layout::Transposed => (cols, rows * e),
+        Layout::RowMajor => (rows, cols.saturating_mul(e)),
+        Layout::Transposed => (cols, rows.saturating_mul(e)),
     }
 }
 
