@@ -3,5 +3,7 @@
 //!
 //! - [`cosim`]: generated RTL against the simulator (vectors and expected
 //!   results from the functional mode, cycle counts from the timing mode).
+//! - [`gemm_study`]: SCALE-Sim GEMM studies (compiler lowers, timing sim times).
 
 pub mod cosim;
+pub mod gemm_study;

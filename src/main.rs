@@ -10,6 +10,7 @@ mod check_cmd;
 mod compile_cmd;
 mod demo;
 mod files;
+mod gemm_cmd;
 mod hw;
 mod rtl_cmd;
 mod sim_cmd;
@@ -65,6 +66,9 @@ enum Command {
     /// Generate the Verilog of a hardware description with a self-checking
     /// testbench and a synthesis script; run them when the tools are installed.
     Rtl(rtl_cmd::RtlArgs),
+    /// Lower and time every GEMM of a SCALE-Sim topology (`--config` a
+    /// SCALE-Sim `.cfg`, or `--hw`), writing a COMPUTE_REPORT-shaped CSV and JSON.
+    Gemm(gemm_cmd::GemmArgs),
     /// Inspect hardware descriptions.
     Hw {
         #[command(subcommand)]
@@ -109,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Rtl(args) => rtl_cmd::run(&args),
         Command::Compile(args) => compile_cmd::run(&args),
+        Command::Gemm(args) => gemm_cmd::run(&args),
         Command::Demo => demo::run(),
     }
 }

@@ -11,10 +11,12 @@
 pub mod autodiff;
 pub mod build;
 pub mod error;
+pub mod gemm;
 pub mod ir;
 pub mod lower;
 pub mod model;
 pub mod optim;
+pub mod scalesim;
 pub mod setup;
 pub mod step;
 
