@@ -267,3 +267,244 @@ fn key_masked_softmax_and_where_match_the_interpreter() {
     feeds.insert("c".into(), Tensor::scalar(0.0));
     run_and_compare(&g, &arch, &feeds, 2e-5, "where false");
 }
+
+/// Lowers the whole graph with the driver (memory reuse off), runs it and
+/// compares every fp32 value.
+fn run_graph(g: &Graph, arch: &Arch, feeds: &HashMap<String, Tensor>, tol: f64, what: &str) {
+    use tessera_compiler::lower::{lower_graph_with, LowerOptions};
+    let step = lower_graph_with(
+        g,
+        arch,
+        LowerOptions {
+            reuse_memory: false,
+        },
+    )
+    .unwrap_or_else(|e| panic!("{what}: {e}"));
+    let report = check::check(&step.program);
+    assert!(report.is_clean(), "{what}: {:?}", report.findings);
+    let reference = eval(g, feeds, Rounding::ToType).unwrap();
+    let mut mem = Memory::new(arch);
+    for (i, n) in g.nodes.iter().enumerate() {
+        if let (true, Some(ty)) = (n.op.is_source(), &n.ty) {
+            write(
+                &mut mem,
+                step.values[i],
+                reference.values[i].as_ref().unwrap(),
+                ty.dtype,
+            );
+        }
+    }
+    for c in &step.constants {
+        let t = Tensor::new(
+            &[c.values.len() as u64],
+            c.values.iter().map(|v| f64::from(*v)).collect(),
+        );
+        write(&mut mem, c.addr, &t, DType::Fp32);
+    }
+    run_functional(&step.program, &mut mem, 1 << 40).unwrap_or_else(|e| panic!("{what}: {e}"));
+    for (i, n) in g.nodes.iter().enumerate() {
+        let Some(ty) = &n.ty else { continue };
+        let want = &reference.values[i].as_ref().unwrap().data;
+        let got = read(&mem, step.values[i], ty);
+        for (k, (a, b)) in got.iter().zip(want).enumerate() {
+            let ok = (a - b).abs() <= tol * (1.0 + b.abs());
+            assert!(
+                ok,
+                "{what}: %{i} {} [{k}]: simulated {a} vs reference {b}",
+                n.op.name()
+            );
+        }
+    }
+}
+
+#[test]
+fn data_movement_embedding_rope_loss_and_matmul_match_the_interpreter() {
+    let arch = Arch::preset("fpga-8x8").unwrap();
+    let mut rng = Rng(99);
+    let int = |shape: &[u64]| TensorType::new(shape, DType::Int32);
+    let ids = Tensor::new(&[2, 5], vec![3., 0., 6., 6., 1., 2., 5., 4., 0., 3.]);
+    let labels = Tensor::new(&[2, 5], vec![3., -100., 6., 6., 1., 2., 5., -100., 0., 3.]);
+    type Case<'a> = (Op, Vec<(&'a str, TensorType, Option<Tensor>)>);
+    let cases: Vec<Case> = vec![
+        (
+            Op::Rope {
+                theta: 10000.0,
+                inverse: false,
+            },
+            vec![("a", fp32(&[2, 2, 8, 8]), None)],
+        ),
+        (
+            Op::Rope {
+                theta: 500.0,
+                inverse: true,
+            },
+            vec![("a", fp32(&[1, 3, 5, 4]), None)],
+        ),
+        (
+            Op::SplitHeads { heads: 3 },
+            vec![("a", fp32(&[2, 5, 12]), None)],
+        ),
+        (Op::MergeHeads, vec![("a", fp32(&[2, 3, 5, 4]), None)]),
+        (
+            Op::Slice {
+                axis: 2,
+                start: 4,
+                len: 4,
+            },
+            vec![("a", fp32(&[2, 5, 12]), None)],
+        ),
+        (
+            Op::Slice {
+                axis: 0,
+                start: 0,
+                len: 3,
+            },
+            vec![("a", fp32(&[7, 6]), None)],
+        ),
+        (
+            Op::Pad {
+                axis: 2,
+                start: 4,
+                total: 12,
+            },
+            vec![("a", fp32(&[2, 5, 4]), None)],
+        ),
+        (
+            Op::RepeatKv { groups: 3 },
+            vec![("a", fp32(&[2, 1, 5, 4]), None)],
+        ),
+        (
+            Op::SumKv { groups: 2 },
+            vec![("a", fp32(&[2, 4, 5, 4]), None)],
+        ),
+        (
+            Op::SumTo { shape: vec![5, 6] },
+            vec![("a", fp32(&[3, 5, 6]), None)],
+        ),
+        (
+            Op::Embedding,
+            vec![
+                ("a", fp32(&[7, 6]), None),
+                ("ids", int(&[2, 5]), Some(ids.clone())),
+            ],
+        ),
+        (
+            Op::EmbeddingGrad { rows: 7 },
+            vec![
+                ("a", fp32(&[2, 5, 6]), None),
+                ("ids", int(&[2, 5]), Some(ids.clone())),
+            ],
+        ),
+        (
+            Op::CrossEntropy { shift: true },
+            vec![
+                ("a", fp32(&[2, 5, 7]), None),
+                ("l", int(&[2, 5]), Some(labels.clone())),
+            ],
+        ),
+        (
+            Op::CrossEntropy { shift: false },
+            vec![
+                ("a", fp32(&[2, 5, 7]), None),
+                ("l", int(&[2, 5]), Some(labels.clone())),
+            ],
+        ),
+        (
+            Op::CrossEntropyGrad { shift: true },
+            vec![
+                ("a", fp32(&[2, 5, 7]), None),
+                ("l", int(&[2, 5]), Some(labels.clone())),
+                ("s", fp32(&[]), Some(Tensor::scalar(0.7))),
+            ],
+        ),
+        (
+            Op::CrossEntropyGrad { shift: false },
+            vec![
+                ("a", fp32(&[2, 5, 7]), None),
+                ("l", int(&[2, 5]), Some(labels)),
+                ("s", fp32(&[]), Some(Tensor::scalar(1.0))),
+            ],
+        ),
+    ];
+    for (op, operands) in cases {
+        let what = format!("{op:?}");
+        let mut g = Graph::new("op");
+        let mut feeds = HashMap::new();
+        let mut ids_v = Vec::new();
+        for (name, ty, value) in operands {
+            ids_v.push(
+                g.push(
+                    Op::Param {
+                        name: name.to_string(),
+                        ty: ty.clone(),
+                    },
+                    &[],
+                )
+                .unwrap(),
+            );
+            let t = value.unwrap_or_else(|| {
+                Tensor::new(
+                    &ty.shape,
+                    (0..ty.elements()).map(|_| rng.next() * 2.0).collect(),
+                )
+            });
+            feeds.insert(name.to_string(), t);
+        }
+        g.push(op, &ids_v).unwrap();
+        run_graph(&g, &arch, &feeds, 2e-5, &what);
+    }
+    // Matrix products: fp32 through three bf16 products, and bf16 directly; batched and shared operands.
+    for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+        for dtype in [DType::Fp32, DType::Bf16] {
+            let (a, b) = (
+                if ta { [2, 9, 5] } else { [2, 5, 9] },
+                if tb { [2, 6, 9] } else { [2, 9, 6] },
+            );
+            let mut g = Graph::new("mm");
+            let pa = g
+                .push(
+                    Op::Param {
+                        name: "a".into(),
+                        ty: TensorType::new(&a, dtype),
+                    },
+                    &[],
+                )
+                .unwrap();
+            let pb = g
+                .push(
+                    Op::Param {
+                        name: "b".into(),
+                        ty: TensorType::new(&b, dtype),
+                    },
+                    &[],
+                )
+                .unwrap();
+            g.push(
+                Op::MatMul {
+                    ta,
+                    tb,
+                    out: DType::Fp32,
+                },
+                &[pa, pb],
+            )
+            .unwrap();
+            let mut feeds = HashMap::new();
+            feeds.insert(
+                "a".into(),
+                Tensor::new(&a, (0..90).map(|_| rng.next()).collect()),
+            );
+            feeds.insert(
+                "b".into(),
+                Tensor::new(&b, (0..108).map(|_| rng.next()).collect()),
+            );
+            // bf16_3x leaves about 2^-17 of each product; bf16 inputs multiply exactly.
+            run_graph(
+                &g,
+                &arch,
+                &feeds,
+                if dtype == DType::Fp32 { 1e-4 } else { 1e-5 },
+                &format!("matmul {ta} {tb} {dtype}"),
+            );
+        }
+    }
+}

@@ -1,7 +1,289 @@
-//! Lowering: from the graph IR to Tessera programs. Each op (or fused
+//! Lowering: from the graph IR to one Tessera program. Each op (or fused
 //! group of ops) becomes a kernel, a complete program over HBM addresses;
-//! the [`link::Linker`] joins kernels with barriers into one program.
+//! the [`link::Linker`] joins kernels with barriers. HBM is planned by
+//! liveness ([`plan`]) as the nodes are lowered in order.
+//!
+//! The program expects parameters, optimizer states, inputs and
+//! [`ConstInit`] data at their addresses before it starts (a runtime
+//! writes them once; states and parameters then persist across steps, and
+//! `assign`s take effect at the end of each step).
 
+pub mod copy;
+pub mod graph_ops;
 pub mod link;
+pub mod plan;
 pub mod rowwise;
 pub mod vector_ops;
+
+use tessera_isa::program::MemSpace;
+use tessera_isa::{Arch, Program};
+
+use crate::error::LowerError;
+use crate::gemm::{gemm_kernel, GemmSpec};
+use crate::ir::{Graph, Op, TensorType, ValueId};
+use copy::BoxCopy;
+use plan::FirstFit;
+use rowwise::RowKernel;
+
+/// Data the program expects in HBM before it starts: fp32 values.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ConstInit {
+    /// Byte address.
+    pub addr: u64,
+    /// The values, fp32.
+    pub values: Vec<f32>,
+}
+
+/// One kernel before assembly.
+#[derive(Clone, Debug)]
+pub enum Kernel {
+    /// Row-wise vector work.
+    Row(RowKernel),
+    /// Strided copy.
+    Copy(BoxCopy),
+    /// Matrix product.
+    Gemm(GemmSpec),
+    /// Already assembled.
+    Program(Program),
+}
+
+impl Kernel {
+    /// The kernel as a program.
+    ///
+    /// # Errors
+    /// [`LowerError::Kernel`] if it cannot be built for `arch`.
+    pub fn lower(&self, arch: &Arch) -> Result<Program, LowerError> {
+        match self {
+            Kernel::Row(k) => k.lower(arch),
+            Kernel::Copy(k) => k.lower(arch),
+            Kernel::Gemm(spec) => gemm_kernel(arch, spec).map_err(|e| LowerError::Kernel {
+                kernel: spec.name.clone(),
+                rule: e.to_string(),
+            }),
+            Kernel::Program(p) => Ok(p.clone()),
+        }
+    }
+}
+
+/// A named tensor at a fixed HBM address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Binding {
+    /// Parameter, state, input or output name.
+    pub name: String,
+    /// Byte address.
+    pub addr: u64,
+    /// Shape and element type.
+    pub ty: TensorType,
+}
+
+/// A lowered training step.
+#[derive(Debug)]
+pub struct LoweredStep {
+    /// The program.
+    pub program: Program,
+    /// Parameters, by name.
+    pub params: Vec<Binding>,
+    /// States with their initial value.
+    pub states: Vec<(Binding, f64)>,
+    /// Per-step inputs.
+    pub inputs: Vec<Binding>,
+    /// Named outputs (valid after the step).
+    pub outputs: Vec<Binding>,
+    /// Data to write once before the first step.
+    pub constants: Vec<ConstInit>,
+    /// Bytes of parameters, states, inputs and constants.
+    pub persistent_bytes: u64,
+    /// Highest HBM address used, plus one: the step's peak footprint.
+    pub hbm_peak: u64,
+    /// Kernels linked.
+    pub kernels: usize,
+    /// Address of every node's value (meaningful while it is live).
+    pub values: Vec<u64>,
+}
+
+struct Driver<'a> {
+    arch: &'a Arch,
+    addr: Vec<u64>,
+    temps: FirstFit,
+    scratch: Vec<(u64, u64)>,
+    constants: Vec<ConstInit>,
+}
+
+impl vector_ops::Placement for Driver<'_> {
+    fn addr(&self, v: ValueId) -> u64 {
+        self.addr[v.0]
+    }
+}
+
+impl graph_ops::Context for Driver<'_> {
+    fn scratch(&mut self, bytes: u64) -> u64 {
+        let a = self.temps.alloc(bytes);
+        self.scratch.push((a, bytes));
+        a
+    }
+
+    fn constant(&mut self, init: ConstInit) {
+        self.constants.push(init);
+    }
+
+    fn arch(&self) -> &Arch {
+        self.arch
+    }
+}
+
+/// Choices that change the program but not what it computes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LowerOptions {
+    /// Reuse the HBM of dead values (off: every value keeps its own
+    /// address, so all of them can be inspected after a run).
+    pub reuse_memory: bool,
+}
+
+impl Default for LowerOptions {
+    fn default() -> LowerOptions {
+        LowerOptions { reuse_memory: true }
+    }
+}
+
+/// Lowers a verified graph to one program for `arch`.
+///
+/// # Errors
+/// [`LowerError`] if an op cannot be lowered, a kernel does not fit the
+/// hardware, or the step needs more HBM than the hardware has.
+pub fn lower_graph(g: &Graph, arch: &Arch) -> Result<LoweredStep, LowerError> {
+    lower_graph_with(g, arch, LowerOptions::default())
+}
+
+/// [`lower_graph`] with options.
+///
+/// # Errors
+/// As [`lower_graph`].
+pub fn lower_graph_with(
+    g: &Graph,
+    arch: &Arch,
+    opts: LowerOptions,
+) -> Result<LoweredStep, LowerError> {
+    let mut persistent = FirstFit::new(0);
+    let mut addr = vec![0u64; g.nodes.len()];
+    let (mut params, mut states, mut inputs, mut outputs) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut constants = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        let Some(ty) = &node.ty else { continue };
+        if !node.op.is_source() {
+            continue;
+        }
+        addr[i] = persistent.alloc(ty.bytes());
+        let bind = |name: &str| Binding {
+            name: name.to_string(),
+            addr: addr[i],
+            ty: ty.clone(),
+        };
+        match &node.op {
+            Op::Param { name, .. } => params.push(bind(name)),
+            Op::State { name, init, .. } => states.push((bind(name), *init)),
+            Op::Input { name, .. } => inputs.push(bind(name)),
+            Op::Const { value, .. } => constants.push(ConstInit {
+                addr: addr[i],
+                values: vec![*value as f32; ty.elements() as usize],
+            }),
+            _ => {}
+        }
+    }
+    let persistent_bytes = persistent.high_water;
+    let last = plan::last_uses(g);
+    let mut frees: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
+    for (v, l) in last.iter().enumerate() {
+        if let (Some(l), false) = (l, g.nodes[v].op.is_source()) {
+            frees[*l].push(v);
+        }
+    }
+    let mut d = Driver {
+        arch,
+        addr,
+        temps: FirstFit::new(plan::plan_base(persistent_bytes)),
+        scratch: Vec::new(),
+        constants,
+    };
+    let mut linker = link::Linker::new(arch);
+    let mut kernels = 0usize;
+    let mut assigns = Vec::new();
+    for (i, node) in g.nodes.iter().enumerate() {
+        match (&node.op, &node.ty) {
+            (op, _) if op.is_source() => continue,
+            (Op::Reshape { .. }, _) => d.addr[i] = d.addr[node.inputs[0].0],
+            (Op::Output { name }, _) => {
+                let v = node.inputs[0];
+                outputs.push(Binding {
+                    name: name.clone(),
+                    addr: d.addr[v.0],
+                    ty: g.ty(v).clone(),
+                });
+            }
+            (Op::Assign { name }, _) => assigns.push((name.clone(), node.inputs[0])),
+            (_, Some(ty)) => {
+                d.addr[i] = d.temps.alloc(ty.bytes());
+                let ks = match vector_ops::lower_rowwise(g, i, &d)? {
+                    Some(ks) => ks.into_iter().map(Kernel::Row).collect(),
+                    None => graph_ops::lower_node(g, i, &mut d)?.ok_or_else(|| {
+                        LowerError::Unsupported {
+                            node: i,
+                            op: node.op.name().to_string(),
+                            rule: "has no lowering".into(),
+                        }
+                    })?,
+                };
+                for k in ks {
+                    linker.push(&k.lower(arch)?)?;
+                    kernels += 1;
+                }
+                for (a, bytes) in std::mem::take(&mut d.scratch) {
+                    // Rotary tables are constants: keep them.
+                    if !d.constants.iter().any(|c| c.addr == a) {
+                        d.temps.free(a, bytes);
+                    }
+                }
+            }
+            _ => {}
+        }
+        for &v in frees[i].iter().filter(|_| opts.reuse_memory) {
+            d.temps
+                .free(d.addr[v], g.nodes[v].ty.as_ref().map_or(0, |t| t.bytes()));
+        }
+    }
+    // Assignments take effect at the end of the step.
+    for (name, v) in assigns {
+        let target = params
+            .iter()
+            .chain(states.iter().map(|(b, _)| b))
+            .find(|b| b.name == name)
+            .map(|b| b.addr);
+        let target =
+            target.ok_or_else(|| LowerError::Link(format!("assign to unknown `{name}`")))?;
+        for c in BoxCopy::contiguous("assign", d.addr[v.0], target, g.ty(v).bytes()) {
+            linker.push(&c.lower(arch)?)?;
+            kernels += 1;
+        }
+    }
+    let hbm_peak = d.temps.high_water;
+    let capacity = arch.capacity(MemSpace::Hbm).0;
+    if hbm_peak > capacity {
+        return Err(LowerError::OutOfMemory {
+            needed: hbm_peak,
+            capacity,
+        });
+    }
+    let program = linker.finish()?;
+    Ok(LoweredStep {
+        program,
+        params,
+        states,
+        inputs,
+        outputs,
+        constants: d.constants,
+        persistent_bytes,
+        hbm_peak,
+        kernels,
+        values: d.addr,
+    })
+}

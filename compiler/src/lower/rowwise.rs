@@ -22,7 +22,8 @@
 //! first block, `accumulate` after: reductions into accumulators use it),
 //! and `$ROWS` (the block's row count). Row inputs stay in the scratchpad
 //! for the whole kernel; scalar inputs are read into registers, and `$iN`
-//! then names the register. A line `shape full` or
+//! then names the register. `$t0@256` adds a byte offset; `$i1!` drops
+//! the element type (index operands). A line `shape full` or
 //! `shape col` sets the vector shape to the block's rows x cols or rows x 1.
 
 use std::fmt::Write;
@@ -44,6 +45,10 @@ pub enum Extent {
     Row,
     /// `[]`: one fp32 value, in a scalar register.
     Scalar,
+    /// `[period, cols]` read cyclically: block row r is row `r % period`
+    /// (per-position tables such as rotary cosines). Needs the kernel's
+    /// `period` to be a multiple of it.
+    Periodic(u64),
 }
 
 /// An operand in HBM.
@@ -147,7 +152,7 @@ impl RowKernel {
         }
         let cols = self.cols;
         let size = |dtype: DType, e: Extent, rows: u64| match e {
-            Extent::Full => rows * cols * dtype.size_bytes(),
+            Extent::Full | Extent::Periodic(_) => rows * cols * dtype.size_bytes(),
             Extent::Col => rows * dtype.size_bytes(),
             Extent::Row => cols * dtype.size_bytes(),
             Extent::Scalar => 4,
@@ -157,7 +162,7 @@ impl RowKernel {
             .inputs
             .iter()
             .chain(&self.outputs)
-            .filter(|o| matches!(o.extent, Extent::Full | Extent::Col))
+            .filter(|o| matches!(o.extent, Extent::Full | Extent::Col | Extent::Periodic(_)))
             .map(|o| size(o.dtype, o.extent, 1) + ALIGN)
             .sum::<u64>()
             + self
@@ -186,6 +191,13 @@ impl RowKernel {
         let mut block = ((spad - fixed) / (2 * per_row + 2 * ALIGN))
             .min(self.rows)
             .min(4095);
+        for o in &self.inputs {
+            if let Extent::Periodic(p) = o.extent {
+                if self.period.is_none_or(|k| p == 0 || k % p != 0) {
+                    return Err(err(format!("a periodic input of period {p} needs a kernel period that is a multiple of it")));
+                }
+            }
+        }
         if let Some(p) = self.period {
             if p == 0 || self.rows % p != 0 {
                 return Err(err(format!(
@@ -221,7 +233,7 @@ impl RowKernel {
                 .inputs
                 .iter()
                 .map(|o| {
-                    matches!(o.extent, Extent::Full | Extent::Col)
+                    matches!(o.extent, Extent::Full | Extent::Col | Extent::Periodic(_))
                         .then(|| take(size(o.dtype, o.extent, block)))
                 })
                 .collect();
@@ -265,7 +277,7 @@ impl RowKernel {
         let has_block_inputs = self
             .inputs
             .iter()
-            .any(|o| matches!(o.extent, Extent::Full | Extent::Col));
+            .any(|o| matches!(o.extent, Extent::Full | Extent::Col | Extent::Periodic(_)));
 
         // ---- load queue
         load.push_str("dma.lstride row=0, plane=0\n");
@@ -287,10 +299,14 @@ impl RowKernel {
             for (i, o) in self.inputs.iter().enumerate() {
                 if let Some(local) = ins[i] {
                     let row_bytes = size(o.dtype, o.extent, 1);
+                    let row = match o.extent {
+                        Extent::Periodic(p) => first % p,
+                        _ => first,
+                    };
                     dma(
                         &mut load,
                         "load",
-                        o.addr + first * row_bytes,
+                        o.addr + row * row_bytes,
                         local,
                         rows,
                         row_bytes,
@@ -478,6 +494,21 @@ impl RowKernel {
                 .parse()
                 .map_err(|_| err(format!("bad placeholder in `{line}`")))?;
             rest = &tail[1 + digits.len()..];
+            // `@OFF`: a byte offset into the operand.
+            let mut off = String::new();
+            if let Some(t) = rest.strip_prefix('@') {
+                let num: String = t
+                    .chars()
+                    .take_while(|c| c.is_ascii_digit() || *c == '-')
+                    .collect();
+                off = format!("+{num}");
+                rest = &t[num.len()..];
+            }
+            // `!`: the bare address, for operands that take no element type (indices).
+            let untyped = rest.starts_with('!');
+            if untyped {
+                rest = &rest[1..];
+            }
             let bad = || {
                 err(format!(
                     "placeholder `${kind}{n}` names no operand in `{line}`"
@@ -487,8 +518,8 @@ impl RowKernel {
                 'i' => {
                     let o = self.inputs.get(n).ok_or_else(bad)?;
                     match o.extent {
-                        Extent::Full | Extent::Col | Extent::Row => {
-                            let _ = write!(out, "spad[r{}]:{}", reg_in(n), o.dtype.name());
+                        Extent::Full | Extent::Col | Extent::Row | Extent::Periodic(_) => {
+                            let _ = write!(out, "spad[r{}{off}]:{}", reg_in(n), o.dtype.name());
                         }
                         Extent::Scalar => {
                             let _ = write!(out, "f{}", scalar_reg(n).ok_or_else(bad)?);
@@ -497,21 +528,37 @@ impl RowKernel {
                 }
                 'o' => {
                     let o = self.outputs.get(n).ok_or_else(bad)?;
-                    let _ = write!(out, "spad[r{}]:{}", reg_out(n), o.dtype.name());
+                    let _ = write!(out, "spad[r{}{off}]:{}", reg_out(n), o.dtype.name());
                 }
                 't' => {
                     self.temps.get(n).ok_or_else(bad)?;
-                    let _ = write!(out, "spad[r{}]:fp32", reg_tmp(n));
+                    let _ = write!(out, "spad[r{}{off}]:fp32", reg_tmp(n));
                 }
                 'a' => {
                     self.accumulators.get(n).ok_or_else(bad)?;
-                    let _ = write!(out, "spad[r{}]:fp32", reg_acc(n));
+                    let _ = write!(out, "spad[r{}{off}]:fp32", reg_acc(n));
                 }
                 _ => return Err(bad()),
+            }
+            if untyped {
+                strip_type(&mut out);
             }
         }
         out.push_str(rest);
         Ok(out)
+    }
+}
+
+/// Drops the `:type` suffix of the operand just written, for `$iN!`.
+fn strip_type(out: &mut String) {
+    if let Some(colon) = out.rfind(':') {
+        if out[colon..]
+            .chars()
+            .skip(1)
+            .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            out.truncate(colon);
+        }
     }
 }
 

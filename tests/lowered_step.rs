@@ -1,0 +1,219 @@
+//! Whole training steps of tiny GPT-2, Llama and BERT models, compiled to
+//! one program, run on the functional simulator and compared with the IR
+//! interpreter: the loss, the gradient norm and every updated parameter
+//! and optimizer state.
+
+use std::collections::HashMap;
+
+use tessera_compiler::ir::eval::{eval, Rounding, Tensor};
+use tessera_compiler::ir::Op;
+use tessera_compiler::lower::{lower_graph, LoweredStep};
+use tessera_compiler::model::{Family, ModelConfig};
+use tessera_compiler::setup::{Precision, TrainingSetup};
+use tessera_compiler::{training_graph, Stage};
+use tessera_isa::program::MemSpace;
+use tessera_isa::{Arch, DType};
+use tessera_sim::{numerics, run_functional, Memory};
+
+fn tiny(preset: &str) -> ModelConfig {
+    let mut m = ModelConfig::preset(preset).unwrap();
+    m.vocab_size = 23;
+    m.hidden = 16;
+    m.layers = 2;
+    m.heads = 2;
+    m.kv_heads = if m.family == Family::Llama { 1 } else { 2 };
+    m.ffn_hidden = 24;
+    m.max_positions = 12;
+    m
+}
+
+fn write(mem: &mut Memory, addr: u64, data: &[f64], dtype: DType) {
+    let size = dtype.size_bytes() as usize;
+    let mut bytes = vec![0u8; data.len() * size];
+    for (i, v) in data.iter().enumerate() {
+        if dtype == DType::Int32 {
+            bytes[i * 4..i * 4 + 4].copy_from_slice(&(*v as i32).to_le_bytes());
+        } else {
+            numerics::store(dtype, *v as f32, &mut bytes[i * size..(i + 1) * size]);
+        }
+    }
+    mem.write(MemSpace::Hbm, addr, &bytes).unwrap();
+}
+
+fn read(mem: &Memory, addr: u64, n: usize) -> Vec<f64> {
+    let bytes = mem.read_vec(MemSpace::Hbm, addr, n * 4).unwrap();
+    bytes
+        .chunks(4)
+        .map(|c| f64::from(numerics::load(DType::Fp32, c)))
+        .collect()
+}
+
+fn feeds(step: &LoweredStep, vocab: u64, bert: bool) -> HashMap<String, Tensor> {
+    let mut seed = 12345u64;
+    let mut rnd = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+    };
+    let mut f = HashMap::new();
+    for p in &step.params {
+        let n = p.ty.elements() as usize;
+        let norm_weight = p.name.ends_with("norm.weight")
+            || p.name.contains("ln_") && p.name.ends_with("weight")
+            || p.name.contains("LayerNorm.weight");
+        let data = (0..n)
+            .map(|_| {
+                if norm_weight {
+                    1.0 + 0.1 * rnd()
+                } else {
+                    0.2 * rnd()
+                }
+            })
+            .collect();
+        f.insert(p.name.clone(), Tensor::new(&p.ty.shape, data));
+    }
+    for i in &step.inputs {
+        let n = i.ty.elements() as usize;
+        let data = match i.name.as_str() {
+            "attention_mask" => (0..n).map(|k| if k % 7 == 6 { 0.0 } else { 1.0 }).collect(),
+            "token_type_ids" => vec![0.0; n],
+            "labels" if bert => (0..n)
+                .map(|k| {
+                    if k % 3 == 1 {
+                        (k as u64 * 5 % vocab) as f64
+                    } else {
+                        -100.0
+                    }
+                })
+                .collect(),
+            _ => (0..n)
+                .map(|k| ((k as u64 * 7 + 3) % vocab) as f64)
+                .collect(),
+        };
+        f.insert(i.name.clone(), Tensor::new(&i.ty.shape, data));
+    }
+    f
+}
+
+fn check_family(preset: &str, precision: Precision, tol: f64) {
+    let arch = Arch::preset("fpga-8x8").unwrap();
+    let m = tiny(preset);
+    let mut setup = TrainingSetup::new(2, 8);
+    setup.precision = precision;
+    let g = training_graph(&m, &setup, Stage::Step).unwrap();
+    let step = lower_graph(&g, &arch).unwrap_or_else(|e| panic!("{preset}: {e}"));
+    let f = feeds(&step, m.vocab_size, preset.starts_with("bert"));
+    let reference = eval(&g, &f, Rounding::ToType).unwrap();
+    let mut mem = Memory::new(&arch);
+    for b in step.params.iter().chain(&step.inputs) {
+        write(&mut mem, b.addr, &f[&b.name].data, b.ty.dtype);
+    }
+    for (b, init) in &step.states {
+        write(
+            &mut mem,
+            b.addr,
+            &vec![*init; b.ty.elements() as usize],
+            DType::Fp32,
+        );
+    }
+    for c in &step.constants {
+        let data: Vec<f64> = c.values.iter().map(|v| f64::from(*v)).collect();
+        write(&mut mem, c.addr, &data, DType::Fp32);
+    }
+    run_functional(&step.program, &mut mem, 1 << 40).unwrap_or_else(|e| panic!("{preset}: {e}"));
+    let close = |a: f64, b: f64| (a - b).abs() <= tol * (1.0 + b.abs());
+    for o in &step.outputs {
+        let got = read(&mem, o.addr, 1)[0];
+        let want = reference.outputs[&o.name].data[0];
+        assert!(
+            close(got, want),
+            "{preset} {}: simulated {got} vs reference {want}",
+            o.name
+        );
+    }
+    for (name, t) in &reference.assigned {
+        let b = step
+            .params
+            .iter()
+            .chain(step.states.iter().map(|(b, _)| b))
+            .find(|b| &b.name == name)
+            .unwrap();
+        let got = read(&mem, b.addr, t.data.len());
+        for (k, (a, w)) in got.iter().zip(&t.data).enumerate() {
+            assert!(
+                close(*a, *w),
+                "{preset} {name}[{k}]: simulated {a} vs reference {w}"
+            );
+        }
+    }
+    assert!(g.nodes.iter().any(|n| matches!(n.op, Op::Assign { .. })));
+}
+
+#[test]
+fn gpt2_step_matches_the_interpreter() {
+    check_family("gpt2-small", Precision::Fp32, 2e-4);
+}
+
+#[test]
+fn llama_step_matches_the_interpreter() {
+    check_family("llama-7b", Precision::Fp32, 2e-4);
+}
+
+#[test]
+fn bert_step_matches_the_interpreter() {
+    check_family("bert-base", Precision::Fp32, 2e-4);
+}
+
+#[test]
+fn bf16_mixed_steps_match_the_interpreter() {
+    for preset in ["gpt2-small", "llama-7b", "bert-base"] {
+        check_family(preset, Precision::Bf16Mixed, 2e-2);
+    }
+}
+
+/// With memory reuse off, every value of the forward pass is compared (a
+/// mismatch names the first node that differs).
+#[test]
+fn every_forward_value_matches_the_interpreter() {
+    use tessera_compiler::lower::{lower_graph_with, LowerOptions};
+    let arch = Arch::preset("fpga-8x8").unwrap();
+    for preset in ["gpt2-small", "llama-7b", "bert-base"] {
+        let m = tiny(preset);
+        let g = training_graph(&m, &TrainingSetup::new(2, 8), Stage::Backward).unwrap();
+        let step = lower_graph_with(
+            &g,
+            &arch,
+            LowerOptions {
+                reuse_memory: false,
+            },
+        )
+        .unwrap();
+        let f = feeds(&step, m.vocab_size, preset.starts_with("bert"));
+        let reference = eval(&g, &f, Rounding::ToType).unwrap();
+        let mut mem = Memory::new(&arch);
+        for b in step.params.iter().chain(&step.inputs) {
+            write(&mut mem, b.addr, &f[&b.name].data, b.ty.dtype);
+        }
+        for c in &step.constants {
+            let data: Vec<f64> = c.values.iter().map(|v| f64::from(*v)).collect();
+            write(&mut mem, c.addr, &data, DType::Fp32);
+        }
+        run_functional(&step.program, &mut mem, 1 << 40).unwrap();
+        for (i, n) in g.nodes.iter().enumerate() {
+            let Some(ty) = &n.ty else { continue };
+            if ty.dtype != DType::Fp32 {
+                continue;
+            }
+            let want = &reference.values[i].as_ref().unwrap().data;
+            let got = read(&mem, step.values[i], want.len());
+            for (k, (a, w)) in got.iter().zip(want).enumerate() {
+                assert!(
+                    (a - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "{preset} %{i} {}[{k}]: simulated {a} vs reference {w}",
+                    n.op.name()
+                );
+            }
+        }
+    }
+}
