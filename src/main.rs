@@ -6,6 +6,7 @@
 //! `error: ...` line to stderr and exits with status 1; usage errors keep
 //! clap's status 2.
 
+mod calibrate_cmd;
 mod check_cmd;
 mod demo;
 mod files;
@@ -69,6 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: HwCommand,
     },
+    /// Fit the GPU device model to published training measurements and
+    /// report held-out errors next to the Hugging Face baseline.
+    Calibrate(calibrate_cmd::CalibrateArgs),
     /// Assemble, check, disassemble and re-assemble the built-in tiled
     /// matrix-multiply example, and summarise it.
     Demo,
@@ -104,6 +108,7 @@ fn run(cli: Cli) -> Result<()> {
         },
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Rtl(args) => rtl_cmd::run(&args),
+        Command::Calibrate(args) => calibrate_cmd::run(&args),
         Command::Demo => demo::run(),
     }
 }
