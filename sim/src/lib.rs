@@ -8,7 +8,8 @@
 //! - [`energy`] prices the actions from `data/energy.toml`.
 //! - [`report`] turns a run into a table, JSON and a Perfetto trace.
 //! - [`workload`] describes a Transformer training job as operators;
-//!   [`gpu`] times it on a GPU (calibrated against published runs).
+//!   [`gpu`] times it on a GPU (calibrated against published runs);
+//!   [`scaleout`] spreads it over many devices.
 //!
 //! Architecture invariant: this crate imports `tessera-isa` only; it never
 //! sees the compiler or the RTL generator, and it does no file IO.
@@ -20,6 +21,7 @@ pub mod memory;
 pub mod model_error;
 pub mod numerics;
 pub mod report;
+pub mod scaleout;
 pub mod timing;
 pub mod units;
 pub mod workload;
