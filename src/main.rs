@@ -12,6 +12,7 @@ mod demo;
 mod files;
 mod hw;
 mod rtl_cmd;
+mod scale_cmd;
 mod sim_cmd;
 
 use std::path::PathBuf;
@@ -73,6 +74,9 @@ enum Command {
     /// Fit the GPU device model to published training measurements and
     /// report held-out errors next to the Hugging Face baseline.
     Calibrate(calibrate_cmd::CalibrateArgs),
+    /// Step time, breakdown and per-device memory of a training job on many
+    /// devices, for a given parallel plan or the fastest found by `--search`.
+    Scale(scale_cmd::ScaleArgs),
     /// Assemble, check, disassemble and re-assemble the built-in tiled
     /// matrix-multiply example, and summarise it.
     Demo,
@@ -109,6 +113,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Rtl(args) => rtl_cmd::run(&args),
         Command::Calibrate(args) => calibrate_cmd::run(&args),
+        Command::Scale(args) => scale_cmd::run(&args),
         Command::Demo => demo::run(),
     }
 }

@@ -65,7 +65,7 @@ impl Topology {
                 rule: rule.to_string(),
             })
         };
-        if !(self.link_gbps > 0.0) {
+        if !self.link_gbps.is_finite() || self.link_gbps <= 0.0 {
             return bad("`link_gbps` must be > 0");
         }
         if !(self.bus_efficiency > 0.0 && self.bus_efficiency <= 1.0) {
@@ -76,7 +76,7 @@ impl Topology {
             Fabric::Switched {
                 node_size,
                 inter_gbps,
-            } if node_size == 0 || !(inter_gbps > 0.0) => {
+            } if node_size == 0 || !inter_gbps.is_finite() || inter_gbps <= 0.0 => {
                 bad("`node_size` must be >= 1 and `inter_gbps` > 0")
             }
             _ => Ok(()),
