@@ -9,7 +9,9 @@ use anyhow::{anyhow, bail, Context, Result};
 use tessera_sim::gpu::GpuModel;
 use tessera_sim::scaleout::collective::AllReduceAlgo;
 use tessera_sim::scaleout::search::{search, SearchSpace};
-use tessera_sim::scaleout::{estimate, Estimate, Fabric, Offload, Plan, Schedule, Topology, Zero};
+use tessera_sim::scaleout::{
+    estimate, Estimate, Fabric, GradSync, Offload, Plan, Schedule, Topology, Zero,
+};
 use tessera_sim::workload::{self, AttentionKernel, Precision, Recompute};
 
 use crate::files::{print, write_atomic};
@@ -65,6 +67,10 @@ pub struct ScaleArgs {
     /// Offload optimizer states to the CPU.
     #[arg(long)]
     pub offload_cpu: bool,
+    /// Reduce gradients after the backward pass instead of overlapping
+    /// bucketed reductions with it.
+    #[arg(long)]
+    pub no_overlap: bool,
     /// All-reduce algorithm: ring or tree.
     #[arg(long, default_value = "ring")]
     pub allreduce: String,
@@ -268,6 +274,11 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
                 "ring" => AllReduceAlgo::Ring,
                 "tree" => AllReduceAlgo::Tree,
                 other => bail!("--allreduce `{other}`: expected ring or tree"),
+            },
+            grad_sync: if args.no_overlap {
+                GradSync::AfterBackward
+            } else {
+                GradSync::Overlapped
             },
         };
         let e = estimate(&gpu, &topo, &job, &plan, args.devices, args.batch)?;

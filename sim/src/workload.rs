@@ -91,6 +91,18 @@ pub enum Mlp {
     SwiGlu,
 }
 
+/// How far the implementation fuses memory-bound work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fusion {
+    /// A framework's separate kernels: norms, residuals, dropouts and the
+    /// activation each read and write memory; the loss upcasts to fp32.
+    Framework,
+    /// Hand-fused kernels (llm.c, FlashAttention's training scripts): the
+    /// activation and bias live in GEMM epilogues, residual and norm share a
+    /// kernel, and the classifier fuses softmax, loss and its gradient.
+    Fused,
+}
+
 /// Whether attention sees only earlier tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Masking {
@@ -137,6 +149,8 @@ pub struct Workload {
     pub attention: AttentionKernel,
     /// Recomputation policy.
     pub recompute: Recompute,
+    /// Kernel fusion of memory-bound work.
+    pub fusion: Fusion,
 }
 
 /// How one layer's work is split across a tensor-parallel group.
@@ -315,7 +329,11 @@ impl Workload {
             Mlp::Gelu => 2.0,
             Mlp::SwiGlu => 3.0,
         };
-        let ew = tok * h * ab * 14.0 / sp + tok * (ffn / t) * ab * act_passes;
+        let (h_passes, act_passes, fwd_kernels) = match self.fusion {
+            Fusion::Framework => (14.0, act_passes, 8.0),
+            Fusion::Fused => (6.0, 0.0, 3.0),
+        };
+        let ew = tok * h * ab * h_passes / sp + tok * (ffn / t) * ab * act_passes;
         fwd.push(("elementwise", OpShape::Elementwise { bytes: ew }, 1.0));
         let core = self.attention_core(b * heads, s, skv, dh);
         let mut ops = Vec::new();
@@ -330,7 +348,6 @@ impl Workload {
                 });
             }
         };
-        let fwd_kernels = 8.0;
         fwd.iter_mut().for_each(|f| {
             if f.0 == "elementwise" {
                 f.2 = fwd_kernels;
@@ -413,8 +430,13 @@ impl Workload {
         match self.attention {
             AttentionKernel::Unfused => {
                 // scores = Q K^T, probs = softmax(scale, mask, dropout), out = P V;
-                // softmax/mask/dropout read and write the [s, skv] scores 5 times.
-                let score_bytes = batch_heads * s * skv * ab * 5.0;
+                // softmax/mask/dropout read and write the [s, skv] scores.
+                // Fused scale-mask-softmax (Megatron) leaves 3 passes.
+                let passes = match self.fusion {
+                    Fusion::Framework => 5.0,
+                    Fusion::Fused => 3.0,
+                };
+                let score_bytes = batch_heads * s * skv * ab * passes;
                 vec![
                     (
                         "scores",
@@ -513,7 +535,12 @@ impl Workload {
         // fp32 softmax cross-entropy: read logits, write probabilities, read
         // again for the gradient, write the gradient.
         let loss = OpShape::Elementwise {
-            bytes: tok * v * (ab + 4.0 + 4.0 + ab),
+            bytes: tok
+                * v
+                * match self.fusion {
+                    Fusion::Framework => ab + 4.0 + 4.0 + ab,
+                    Fusion::Fused => 2.0 * ab,
+                },
         };
         let embed = OpShape::Elementwise {
             bytes: tok * h * ab * 6.0,
@@ -879,5 +906,6 @@ pub fn preset(name: &str) -> Result<Workload, ModelError> {
         precision: Precision::Mixed16,
         attention: AttentionKernel::Flash,
         recompute: Recompute::None,
+        fusion: Fusion::Framework,
     })
 }

@@ -10,7 +10,7 @@
 use crate::gpu::csv::Table;
 use crate::gpu::model::StepLayout;
 use crate::model_error::ModelError;
-use crate::workload::{AttentionKernel, Masking, Mlp, Precision, Recompute, Workload};
+use crate::workload::{AttentionKernel, Fusion, Masking, Mlp, Precision, Recompute, Workload};
 
 /// Groups whose rows are calibration points.
 pub const GROUPS: [&str; 4] = [
@@ -104,7 +104,10 @@ fn precision_of(p: &str, device: &str) -> Precision {
 
 fn attention_of(implementation: &str, model: &str) -> AttentionKernel {
     let i = implementation.to_ascii_lowercase();
+    // nanoGPT's bench.py at 5a725d90 (2022-12-29) predates its use of
+    // PyTorch's fused scaled-dot-product attention.
     if i.contains("without flashattention")
+        || i.contains("nanogpt bench.py")
         || model.contains("BERT")
         || model.contains("Transformer-XL")
     {
@@ -233,6 +236,11 @@ fn point(t: &Table, r: usize, group: &str) -> Result<Result<CalPoint, String>, M
         precision: precision_of(t.get(r, "precision")?, device),
         attention: attention_of(implementation, model),
         recompute,
+        fusion: if implementation.contains("llm.c") || implementation.contains("fused MLP") {
+            Fusion::Fused
+        } else {
+            Fusion::Framework
+        },
     };
     if job.validate().is_err() {
         return Ok(Err("model shape breaks a workload rule".into()));

@@ -20,6 +20,6 @@ pub mod step;
 pub mod topology;
 pub mod validate;
 
-pub use plan::{Offload, Plan, Schedule, Zero};
+pub use plan::{GradSync, Offload, Plan, Schedule, Zero};
 pub use step::{estimate, Breakdown, Estimate, LayerTimer};
 pub use topology::{Fabric, Topology};

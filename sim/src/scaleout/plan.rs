@@ -41,6 +41,15 @@ pub enum Offload {
     Cpu,
 }
 
+/// When the data-parallel gradient reduction runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum GradSync {
+    /// In buckets, overlapped with the last micro-batch's backward pass.
+    Overlapped,
+    /// After the whole backward pass (Megatron-LM 2021), fully exposed.
+    AfterBackward,
+}
+
 /// A parallel plan. Invariant (checked against a job and a device count by
 /// `step::estimate`): `tp * pp * dp` equals the devices, `pp * v` divides
 /// the layers, `tp` divides the heads, and `dp * micro_batch` divides the
@@ -58,6 +67,7 @@ pub struct Plan {
     pub recompute: Recompute,
     pub offload: Offload,
     pub all_reduce: AllReduceAlgo,
+    pub grad_sync: GradSync,
 }
 
 impl Plan {
@@ -90,7 +100,7 @@ impl fmt::Display for Plan {
         };
         write!(
             f,
-            "tp={} pp={} dp={} mb={} {} zero={} sp={} recompute={} offload={} allreduce={}",
+            "tp={} pp={} dp={} mb={} {} zero={} sp={} recompute={} offload={} allreduce={} overlap={}",
             self.tp,
             self.pp,
             self.dp,
@@ -108,6 +118,11 @@ impl fmt::Display for Plan {
                 "ring"
             } else {
                 "tree"
+            },
+            if self.grad_sync == GradSync::Overlapped {
+                "on"
+            } else {
+                "off"
             },
         )
     }

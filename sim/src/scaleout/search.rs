@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::model_error::ModelError;
 use crate::scaleout::collective::AllReduceAlgo;
-use crate::scaleout::plan::{Offload, Plan, Schedule, Zero};
+use crate::scaleout::plan::{GradSync, Offload, Plan, Schedule, Zero};
 use crate::scaleout::step::{check, estimate, Estimate, LayerTimer};
 use crate::scaleout::topology::{Fabric, Topology};
 use crate::workload::{Recompute, Workload};
@@ -100,6 +100,7 @@ pub fn candidates(
                                             recompute,
                                             offload,
                                             all_reduce,
+                                            grad_sync: GradSync::Overlapped,
                                         };
                                         if check(job, &plan, devices, global_batch).is_ok() {
                                             out.push(plan);

@@ -11,7 +11,7 @@
 
 use crate::model_error::ModelError;
 use crate::scaleout::memory::{memory, Memory};
-use crate::scaleout::plan::{Offload, Plan, Zero};
+use crate::scaleout::plan::{GradSync, Offload, Plan, Zero};
 use crate::scaleout::topology::Topology;
 use crate::units::Seconds;
 use crate::workload::{Split, Workload};
@@ -234,7 +234,9 @@ pub fn estimate(
         dp_stride,
     );
     let window = (bwd + rec) * layers;
-    let dp_exposed = if plan.dp > 1 {
+    let dp_exposed = if plan.dp > 1 && plan.grad_sync == GradSync::AfterBackward {
+        dp_time
+    } else if plan.dp > 1 {
         Seconds((dp_time.0 - window.0).max(last_bucket.0))
     } else {
         Seconds::ZERO
