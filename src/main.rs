@@ -6,6 +6,7 @@
 //! `error: ...` line to stderr and exits with status 1; usage errors keep
 //! clap's status 2.
 
+mod calibrate_cmd;
 mod check_cmd;
 mod compile_cmd;
 mod demo;
@@ -13,6 +14,7 @@ mod files;
 mod gemm_cmd;
 mod hw;
 mod rtl_cmd;
+mod scale_cmd;
 mod sim_cmd;
 
 use std::path::PathBuf;
@@ -77,6 +79,12 @@ enum Command {
     /// Build the training-step graph of a model (forward, loss, backward,
     /// optimizer) and print its IR, or read and check a hand-edited one.
     Compile(compile_cmd::CompileArgs),
+    /// Fit the GPU device model to published training measurements and
+    /// report held-out errors next to the Hugging Face baseline.
+    Calibrate(calibrate_cmd::CalibrateArgs),
+    /// Step time, breakdown and per-device memory of a training job on many
+    /// devices, for a given parallel plan or the fastest found by `--search`.
+    Scale(scale_cmd::ScaleArgs),
     /// Assemble, check, disassemble and re-assemble the built-in tiled
     /// matrix-multiply example, and summarise it.
     Demo,
@@ -114,6 +122,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rtl(args) => rtl_cmd::run(&args),
         Command::Compile(args) => compile_cmd::run(&args),
         Command::Gemm(args) => gemm_cmd::run(&args),
+        Command::Calibrate(args) => calibrate_cmd::run(&args),
+        Command::Scale(args) => scale_cmd::run(&args),
         Command::Demo => demo::run(),
     }
 }

@@ -7,19 +7,28 @@
 //! - [`timing`] counts cycles per queue and actions, without values.
 //! - [`energy`] prices the actions from `data/energy.toml`.
 //! - [`report`] turns a run into a table, JSON and a Perfetto trace.
+//! - [`workload`] describes a Transformer training job as operators;
+//!   [`gpu`] times it on a GPU (calibrated against published runs);
+//!   [`scaleout`] spreads it over many devices.
 //!
 //! Architecture invariant: this crate imports `tessera-isa` only; it never
 //! sees the compiler or the RTL generator, and it does no file IO.
 
 pub mod energy;
 pub mod functional;
+pub mod gpu;
 pub mod memory;
+pub mod model_error;
 pub mod numerics;
 pub mod report;
+pub mod scaleout;
 pub mod timing;
+pub mod units;
+pub mod workload;
 
 pub use functional::{run as run_functional, FunctionalStats, SimError};
 pub use memory::Memory;
+pub use model_error::ModelError;
 pub use report::SimReport;
 pub use timing::{run as run_timing, EngineCycles, TimingReport};
 
