@@ -341,6 +341,13 @@ fn data_movement_embedding_rope_loss_and_matmul_match_the_interpreter() {
             vec![("a", fp32(&[1, 3, 5, 4]), None)],
         ),
         (
+            Op::Rope {
+                theta: 10000.0,
+                inverse: true,
+            },
+            vec![("a", fp32(&[2, 1, 8, 8]), None)],
+        ),
+        (
             Op::SplitHeads { heads: 3 },
             vec![("a", fp32(&[2, 5, 12]), None)],
         ),

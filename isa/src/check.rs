@@ -1,9 +1,15 @@
 //! The static dependency checker behind `tessera check`.
 //!
 //! Rules, in the order they are checked:
-//! 1. **Channels.** Each token is signalled by exactly one queue and waited
-//!    on by exactly one other queue, so the k-th wait pairs with the k-th
-//!    signal. A token waited on that nothing signals is reported here.
+//! 1. **Channels.** At any time a token is a channel from one producer
+//!    queue to one other consumer queue, so the k-th wait pairs with the
+//!    k-th signal. A token may become a channel between other queues (as
+//!    kernels linked behind a barrier do) only once every earlier signal of
+//!    it has been consumed and every earlier use of it happens before the
+//!    new producer's first signal (likewise for a new consumer's first
+//!    wait). A token waited on that nothing signals,
+//!    or signalled and never waited on, is reported before execution; the
+//!    rest of the rule is checked during the abstract execution.
 //! 2. **Deadlock.** The four queues are executed abstractly (loops and
 //!    address generation included, no data) with 8-bit token counters. If no
 //!    queue can move and some have not halted, every stuck instruction is
@@ -35,7 +41,7 @@ pub struct Channel {
     pub token: u8,
     pub producer: Queue,
     pub consumer: Queue,
-    /// Signals sent during the abstract execution.
+    /// Signals consumed through this channel during the abstract execution.
     pub signals: u64,
 }
 
@@ -84,7 +90,8 @@ impl fmt::Display for Finding {
 pub struct CheckReport {
     /// Instructions executed per queue, loops unrolled, indexed by [`Queue::index`].
     pub executed: [u64; 4],
-    /// The token channels, by token number.
+    /// The token channels in the order they opened (a token linked behind
+    /// a barrier may appear more than once).
     pub channels: Vec<Channel>,
     pub findings: Vec<Finding>,
 }
@@ -143,62 +150,54 @@ pub fn check_with(p: &Program, opts: &CheckOptions) -> CheckReport {
     report
 }
 
-/// Rule 1. Fills `report.channels`; false when the discipline is broken.
+/// The static half of rule 1; false when a token is only signalled or
+/// only waited on.
 fn check_channels(p: &Program, report: &mut CheckReport) -> bool {
-    let mut signallers: [Vec<Site>; 16] = Default::default();
-    let mut waiters: [Vec<Site>; 16] = Default::default();
+    let mut first_signal: [Option<Site>; 16] = [None; 16];
+    let mut first_wait: [Option<Site>; 16] = [None; 16];
     for q in Queue::ALL {
         for (index, inst) in p.queue(q).iter().enumerate() {
             let site = Site { queue: q, index };
             for t in inst.signal.iter() {
-                let v = &mut signallers[usize::from(t)];
-                if !v.iter().any(|s| s.queue == q) {
-                    v.push(site);
-                }
+                first_signal[usize::from(t)].get_or_insert(site);
             }
             for t in inst.wait.iter() {
-                let v = &mut waiters[usize::from(t)];
-                if !v.iter().any(|s| s.queue == q) {
-                    v.push(site);
-                }
+                first_wait[usize::from(t)].get_or_insert(site);
             }
         }
     }
     let mut ok = true;
     for t in 0..16u8 {
-        let (sig, wai) = (&signallers[usize::from(t)], &waiters[usize::from(t)]);
-        let mut find = |sites: Vec<Site>, message: String| {
-            ok = false;
-            report.findings.push(Finding {
-                kind: FindingKind::Token,
-                sites,
-                message,
-            });
-        };
-        let list = |v: &[Site]| v.iter().map(Site::to_string).collect::<Vec<_>>().join(", ");
-        if sig.len() > 1 {
-            find(sig.clone(), format!("t{t} is signalled by more than one queue ({}); a token is a channel from one queue to one other", list(sig)));
-        }
-        if wai.len() > 1 {
-            find(wai.clone(), format!("t{t} is waited on by more than one queue ({}); a token is a channel from one queue to one other", list(wai)));
-        }
-        match (sig.first(), wai.first()) {
-            (None, Some(w)) => find(vec![*w], format!("t{t} is waited on at {w} but no instruction signals it")),
-            (Some(s), None) => find(vec![*s], format!("t{t} is signalled at {s} but nothing waits on it")),
-            (Some(s), Some(w)) if s.queue == w.queue => find(
-                vec![*s, *w],
-                format!("t{t} is signalled ({s}) and waited on ({w}) by the same queue; use program order instead"),
+        let message = match (first_signal[usize::from(t)], first_wait[usize::from(t)]) {
+            (None, Some(w)) => (
+                w,
+                format!("t{t} is waited on at {w} but no instruction signals it"),
             ),
-            (Some(s), Some(w)) if sig.len() == 1 && wai.len() == 1 => report.channels.push(Channel {
-                token: t,
-                producer: s.queue,
-                consumer: w.queue,
-                signals: 0,
-            }),
-            _ => {}
-        }
+            (Some(s), None) => (
+                s,
+                format!("t{t} is signalled at {s} but nothing waits on it"),
+            ),
+            _ => continue,
+        };
+        ok = false;
+        report.findings.push(Finding {
+            kind: FindingKind::Token,
+            sites: vec![message.0],
+            message: message.1,
+        });
     }
     ok
+}
+
+/// The current channel of one token.
+#[derive(Debug, Clone, Copy, Default)]
+struct Phase {
+    producer: Option<Queue>,
+    consumer: Option<Queue>,
+    /// The latest signal or wait on the token per queue, in this phase.
+    last: [Option<Rec>; 4],
+    /// Index of this phase's entry in `report.channels`.
+    channel: Option<usize>,
 }
 
 /// An access remembered in shadow memory.
@@ -365,6 +364,7 @@ struct Walker<'p, 'r> {
     tokens: Tokens,
     /// Clocks of the signals not yet consumed, per token, oldest first.
     pending: [VecDeque<Clock>; 16],
+    phases: [Phase; 16],
     shadow: Shadow,
     seen: HashSet<(FindingKind, Site, Site)>,
     stopped: bool,
@@ -383,6 +383,7 @@ impl<'p, 'r> Walker<'p, 'r> {
             clocks: [[0; 4]; 4],
             tokens: Tokens::default(),
             pending: Default::default(),
+            phases: [Phase::default(); 16],
             shadow: Shadow::default(),
             seen: HashSet::new(),
             stopped: false,
@@ -461,6 +462,9 @@ impl<'p, 'r> Walker<'p, 'r> {
             seq: self.report.executed[qi],
             index,
         };
+        for t in inst.wait.iter() {
+            self.wait_phase(t, me);
+        }
         let fe = &self.fronts[qi];
         match fe.accesses(&inst, &self.p.symbols, |s| self.capacity(s)) {
             Ok(accesses) => {
@@ -502,11 +506,113 @@ impl<'p, 'r> Walker<'p, 'r> {
         }
         self.tokens.give(&inst);
         for t in inst.signal.iter() {
+            self.signal_phase(t, me);
             self.pending[usize::from(t)].push_back(self.clocks[qi]);
-            if let Some(c) = self.report.channels.iter_mut().find(|c| c.token == t) {
-                c.signals += 1;
+        }
+    }
+
+    /// Rule 1 for a wait: the token's consumer is this queue (the first
+    /// wait of a phase makes it so), never its producer.
+    fn wait_phase(&mut self, t: u8, me: Rec) {
+        let ph = self.phases[usize::from(t)];
+        let site = me.site();
+        match ph.consumer {
+            None if ph.producer == Some(me.queue) => {
+                let s = ph.last[me.queue.index()].map_or(site, Rec::site);
+                self.find(
+                    FindingKind::Token,
+                    vec![s, site],
+                    format!("t{t} is signalled ({s}) and waited on ({site}) by the same queue; use program order instead"),
+                );
+            }
+            None => {
+                let producer = ph.producer.unwrap_or(me.queue);
+                self.report.channels.push(Channel {
+                    token: t,
+                    producer,
+                    consumer: me.queue,
+                    signals: 0,
+                });
+                let ph = &mut self.phases[usize::from(t)];
+                ph.consumer = Some(me.queue);
+                ph.channel = Some(self.report.channels.len() - 1);
+            }
+            Some(c) if c != me.queue && self.consumer_may_change(t, me) => {
+                let producer = ph.producer.unwrap_or(c);
+                self.report.channels.push(Channel {
+                    token: t,
+                    producer,
+                    consumer: me.queue,
+                    signals: 0,
+                });
+                let ph = &mut self.phases[usize::from(t)];
+                ph.consumer = Some(me.queue);
+                ph.last[c.index()] = None;
+                ph.channel = Some(self.report.channels.len() - 1);
+            }
+            Some(c) if c != me.queue => {
+                let other = ph.last[c.index()].map_or(site, Rec::site);
+                self.find(
+                    FindingKind::Token,
+                    vec![other, site],
+                    format!("t{t} is waited on by more than one queue ({other}, {site}); a token is a channel from one queue to one other"),
+                );
+            }
+            Some(_) => {}
+        }
+        let ph = &mut self.phases[usize::from(t)];
+        ph.last[me.queue.index()] = Some(me);
+        if let Some(i) = ph.channel {
+            self.report.channels[i].signals += 1;
+        }
+    }
+
+    /// Whether the wait `me` may take over token `t` from its consumer:
+    /// every earlier use of the token other than the producer's happens
+    /// before it.
+    fn consumer_may_change(&self, t: u8, me: Rec) -> bool {
+        let ph = &self.phases[usize::from(t)];
+        let vc = self.clocks[me.queue.index()];
+        ph.last
+            .iter()
+            .flatten()
+            .filter(|r| Some(r.queue) != ph.producer)
+            .all(|r| r.before(me.queue, &vc))
+    }
+
+    /// Rule 1 for a signal: the token's producer is this queue, or becomes
+    /// it when nothing is outstanding and every earlier use of the token
+    /// happens before this signal.
+    fn signal_phase(&mut self, t: u8, me: Rec) {
+        let ti = usize::from(t);
+        let ph = self.phases[ti];
+        let qi = me.queue.index();
+        match ph.producer {
+            Some(p) if p == me.queue => {}
+            None => self.phases[ti].producer = Some(me.queue),
+            Some(p) => {
+                let vc = self.clocks[qi];
+                let ordered = self.pending[ti].is_empty()
+                    && ph.last.iter().flatten().all(|r| r.before(me.queue, &vc));
+                if ordered {
+                    self.phases[ti] = Phase {
+                        producer: Some(me.queue),
+                        ..Phase::default()
+                    };
+                } else {
+                    let other = ph.last[p.index()].map_or(me.site(), Rec::site);
+                    let site = me.site();
+                    self.find(
+                        FindingKind::Token,
+                        vec![other, site],
+                        format!(
+                            "t{t} is signalled by more than one queue ({other}, {site}); a token is a channel from one queue to one other until every earlier use of it happens before a new producer signals it"
+                        ),
+                    );
+                }
             }
         }
+        self.phases[ti].last[qi] = Some(me);
     }
 
     fn exec_error(&mut self, site: Site, mnemonic: &str, e: &ExecError) {
@@ -580,14 +686,11 @@ impl<'p, 'r> Walker<'p, 'r> {
         for t in 0..16u8 {
             let left = self.tokens.count(t);
             if left > 0 {
-                let ch = self.report.channels.iter().find(|c| c.token == t).copied();
-                let (sites, producer) = match ch {
-                    Some(c) => (
-                        vec![Site {
-                            queue: c.producer,
-                            index: 0,
-                        }],
-                        c.producer.name(),
+                let (sites, producer) = match self.phases[usize::from(t)].producer {
+                    Some(p) => (
+                        vec![self.phases[usize::from(t)].last[p.index()]
+                            .map_or(Site { queue: p, index: 0 }, Rec::site)],
+                        p.name(),
                     ),
                     None => (
                         vec![Site {
@@ -689,6 +792,27 @@ mod tests {
         let f = findings(".queue load\n    nop signal=t2\n    nop signal=t2\n    halt\n.queue store\n    nop wait=t2\n    halt\n");
         assert!(
             f[0].contains("t2 has 1 signal(s) from the load queue that nothing consumes"),
+            "{f:?}"
+        );
+    }
+
+    #[test]
+    fn a_token_changes_channel_only_behind_a_barrier() {
+        // t0 is load -> store, then vector -> load: the store queue's wait
+        // releases the vector queue (t1), whose t2 releases the load queue, so
+        // every earlier use of t0 happens before the vector queue's signal.
+        let linked = ".queue load\n    nop signal=t0\n    nop wait=t2\n    nop wait=t0\n    halt\n\
+                      .queue vector\n    nop wait=t1\n    nop signal=t2\n    nop signal=t0\n    halt\n\
+                      .queue store\n    nop wait=t0\n    nop signal=t1\n    halt\n";
+        assert_eq!(findings(linked), Vec::<String>::new());
+        // Without the barrier the vector queue's signal is unordered with the store's wait.
+        let racy = ".queue load\n    nop signal=t0\n    halt\n\
+                    .queue vector\n    nop signal=t0\n    halt\n\
+                    .queue store\n    nop wait=t0\n    nop wait=t0\n    halt\n";
+        let f = findings(racy);
+        assert!(
+            f.iter()
+                .any(|m| m.contains("t0 is signalled by more than one queue (load#0, vector#0)")),
             "{f:?}"
         );
     }

@@ -11,7 +11,7 @@ use tessera_isa::{Arch, DType, Program};
 use super::copy::BoxCopy;
 use super::rowwise::{Accumulator, Extent, Operand, RowKernel};
 use super::vector_ops::Placement;
-use super::{ConstInit, Kernel};
+use super::Kernel;
 use crate::error::LowerError;
 use crate::gemm::{CInit, GemmSpec, HbmMatrix, Layout};
 use crate::ir::{Graph, Op, ValueId};
@@ -20,8 +20,9 @@ use crate::ir::{Graph, Op, ValueId};
 pub trait Context: Placement {
     /// HBM scratch of `bytes` bytes, live while this node's kernels run.
     fn scratch(&mut self, bytes: u64) -> u64;
-    /// Registers data the program expects in HBM before it starts.
-    fn constant(&mut self, init: ConstInit);
+    /// The persistent cosine and signed-sine tables of a rotary embedding
+    /// (see [`rope_table_values`]), planned before lowering.
+    fn rope_tables(&self, theta: f64, seq: u64, dim: u64, inverse: bool) -> Option<(u64, u64)>;
     /// The hardware.
     fn arch(&self) -> &Arch;
 }
@@ -205,11 +206,8 @@ pub fn lower_node(
             let el = e(x[0]);
             let outer: u64 = src_shape[..a].iter().product();
             let inner: u64 = src_shape[a + 1..].iter().product();
-            let (src_dim, dst_dim) = if is_slice {
-                (src_shape[a], *len)
-            } else {
-                (src_shape[a], *len)
-            };
+            // `len` is the slice's length, or the padded axis's total.
+            let (src_dim, dst_dim) = (src_shape[a], *len);
             let moved = if is_slice { *len } else { src_dim };
             let (src_off, dst_off) = if is_slice {
                 (start * inner * el, 0)
@@ -351,27 +349,9 @@ pub fn lower_node(
                     format!("head dimension {d} exceeds the 1022 the operand offsets allow"),
                 ));
             }
-            // Tables: cos [S, D] = cat(cos, cos); sin [S, D] = cat(-sin, sin) (negated for the inverse).
-            let (cos_addr, sin_addr) = (cx.scratch(sq * d * 4), cx.scratch(sq * d * 4));
-            let sign = if *inverse { -1.0 } else { 1.0 };
-            let (mut cos, mut sin) = (Vec::new(), Vec::new());
-            for p in 0..sq {
-                for j in 0..d {
-                    let i = j % half;
-                    let inv_freq = theta.powf(-((2 * i) as f64) / d as f64);
-                    let (sv, cv) = (p as f64 * inv_freq).sin_cos();
-                    cos.push(cv as f32);
-                    sin.push((if j < half { -sv } else { sv } * sign) as f32);
-                }
-            }
-            cx.constant(ConstInit {
-                addr: cos_addr,
-                values: cos,
-            });
-            cx.constant(ConstInit {
-                addr: sin_addr,
-                values: sin,
-            });
+            let (cos_addr, sin_addr) = cx
+                .rope_tables(*theta, sq, d, *inverse)
+                .ok_or_else(|| kernel_error(name, "its tables were not planned".into()))?;
             let body = vec![
                 format!("v.stride d={}, a={}, b=0, m=0", d * 4, d * 4),
                 format!("v.shape rows=$ROWS, cols={half}"),
@@ -475,6 +455,25 @@ pub fn lower_node(
         }
         _ => return Ok(None),
     }))
+}
+
+/// Rotary tables `[seq, dim]` fp32: `cat(cos, cos)` and `cat(-sin, sin)`
+/// (the sine negated for the inverse rotation), with Hugging Face's
+/// `inv_freq[i] = theta^(-2i/dim)`.
+pub fn rope_table_values(theta: f64, seq: u64, dim: u64, inverse: bool) -> (Vec<f32>, Vec<f32>) {
+    let half = dim / 2;
+    let sign = if inverse { -1.0 } else { 1.0 };
+    let (mut cos, mut sin) = (Vec::new(), Vec::new());
+    for p in 0..seq {
+        for j in 0..dim {
+            let i = j % half;
+            let inv_freq = theta.powf(-((2 * i) as f64) / dim as f64);
+            let (sv, cv) = (p as f64 * inv_freq).sin_cos();
+            cos.push(cv as f32);
+            sin.push((if j < half { -sv } else { sv } * sign) as f32);
+        }
+    }
+    (cos, sin)
 }
 
 /// Splits an fp32 tensor into bf16 `hi = bf16(x)` and `lo = bf16(x - hi)`.

@@ -107,6 +107,8 @@ struct Driver<'a> {
     temps: FirstFit,
     scratch: Vec<(u64, u64)>,
     constants: Vec<ConstInit>,
+    /// Rotary tables by (theta bits, seq, head dim, inverse): persistent, shared.
+    rope_tables: std::collections::BTreeMap<(u64, u64, u64, bool), (u64, u64)>,
 }
 
 impl vector_ops::Placement for Driver<'_> {
@@ -122,8 +124,10 @@ impl graph_ops::Context for Driver<'_> {
         a
     }
 
-    fn constant(&mut self, init: ConstInit) {
-        self.constants.push(init);
+    fn rope_tables(&self, theta: f64, seq: u64, dim: u64, inverse: bool) -> Option<(u64, u64)> {
+        self.rope_tables
+            .get(&(theta.to_bits(), seq, dim, inverse))
+            .copied()
     }
 
     fn arch(&self) -> &Arch {
@@ -190,6 +194,32 @@ pub fn lower_graph_with(
             _ => {}
         }
     }
+    // Constant tables live with the persistent data: the runtime writes them
+    // once, so no kernel may use their bytes as scratch.
+    let mut rope_tables = std::collections::BTreeMap::new();
+    for node in &g.nodes {
+        if let (Op::Rope { theta, inverse }, Some(ty)) = (&node.op, &node.ty) {
+            let (seq, dim) = (ty.shape[2], ty.shape[3]);
+            let key = (theta.to_bits(), seq, dim, *inverse);
+            if rope_tables.contains_key(&key) {
+                continue;
+            }
+            let (cos, sin) = graph_ops::rope_table_values(*theta, seq, dim, *inverse);
+            let (ca, sa) = (
+                persistent.alloc(seq * dim * 4),
+                persistent.alloc(seq * dim * 4),
+            );
+            constants.push(ConstInit {
+                addr: ca,
+                values: cos,
+            });
+            constants.push(ConstInit {
+                addr: sa,
+                values: sin,
+            });
+            rope_tables.insert(key, (ca, sa));
+        }
+    }
     let persistent_bytes = persistent.high_water;
     let last = plan::last_uses(g);
     let mut frees: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
@@ -204,6 +234,7 @@ pub fn lower_graph_with(
         temps: FirstFit::new(plan::plan_base(persistent_bytes)),
         scratch: Vec::new(),
         constants,
+        rope_tables,
     };
     let mut linker = link::Linker::new(arch);
     let mut kernels = 0usize;
@@ -238,10 +269,7 @@ pub fn lower_graph_with(
                     kernels += 1;
                 }
                 for (a, bytes) in std::mem::take(&mut d.scratch) {
-                    // Rotary tables are constants: keep them.
-                    if !d.constants.iter().any(|c| c.addr == a) {
-                        d.temps.free(a, bytes);
-                    }
+                    d.temps.free(a, bytes);
                 }
             }
             _ => {}
