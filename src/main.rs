@@ -16,6 +16,7 @@ mod hw;
 mod rtl_cmd;
 mod scale_cmd;
 mod sim_cmd;
+mod simulate_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -76,6 +77,11 @@ enum Command {
         #[command(subcommand)]
         command: HwCommand,
     },
+    /// The main job: compile one training step of a model (forward, loss,
+    /// backward, optimizer) for a hardware description, simulate it in
+    /// timing mode and report step time, tokens/s, MFU, energy, power, peak
+    /// HBM and the top operators.
+    Simulate(simulate_cmd::SimulateArgs),
     /// Build the training-step graph of a model (forward, loss, backward,
     /// optimizer) and print its IR, or read and check a hand-edited one.
     Compile(compile_cmd::CompileArgs),
@@ -121,6 +127,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Sim(args) => sim_cmd::run(&args),
         Command::Rtl(args) => rtl_cmd::run(&args),
         Command::Compile(args) => compile_cmd::run(&args),
+        Command::Simulate(args) => simulate_cmd::run(&args),
         Command::Gemm(args) => gemm_cmd::run(&args),
         Command::Calibrate(args) => calibrate_cmd::run(&args),
         Command::Scale(args) => scale_cmd::run(&args),

@@ -83,7 +83,7 @@ fn run_and_compare(g: &Graph, arch: &Arch, feeds: &HashMap<String, Tensor>, tol:
             .unwrap_or_else(|| panic!("{what}: no kernel for {}", n.op.name()));
         for k in kernels {
             let p = k.lower(arch).unwrap_or_else(|e| panic!("{what}: {e}"));
-            linker.push(&p).unwrap();
+            linker.push(&p, n.op.name()).unwrap();
         }
     }
     let program = linker.finish().unwrap();

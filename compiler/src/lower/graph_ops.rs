@@ -619,11 +619,10 @@ fn embedding_scatter(
             "nop wait=t1\naddr.set r1, {}\naddr.set r2, {idx}\n\
              dma.load dst=spad[r2], src=hbm[r1], rows=1, row_bytes={}, planes=1, transpose=none\n\
              addr.set r1, {}\naddr.set r2, {base}\n\
-             dma.load dst=spad[r2], src=hbm[r1], rows=1, row_bytes={}, planes=1, transpose=none, signal=t0",
+             dma.load dst=spad[r2], src=hbm[r1], rows={rows}, row_bytes={row_bytes}, planes=1, transpose=none, signal=t0",
             ids + i * 4,
             rows * 4,
             dy + i * row_bytes,
-            rows * row_bytes
         );
         let _ = writeln!(
             store,

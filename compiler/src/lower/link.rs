@@ -6,6 +6,8 @@
 //! The barrier uses tokens t10..t15, which kernels never use: the load,
 //! vector and store queues each signal the matrix queue (t10, t11, t12),
 //! which waits for all three and then releases them (t13, t14, t15).
+//! The matrix queue brackets each kernel in a profiling region named by
+//! the caller (the op it computes), so region times are kernel spans.
 //! Each queue's configuration (strides, shape) is reset by the kernels
 //! themselves; address registers are set before use.
 
@@ -23,6 +25,8 @@ pub const BARRIER_TOKENS: std::ops::Range<u8> = 10..16;
 pub struct Linker {
     program: Program,
     kernels: usize,
+    /// The region of the last kernel, open in the matrix queue.
+    open: Option<Region>,
 }
 
 impl Linker {
@@ -31,6 +35,7 @@ impl Linker {
         Linker {
             program: Program::new(arch.clone()),
             kernels: 0,
+            open: None,
         }
     }
 
@@ -39,7 +44,7 @@ impl Linker {
     /// # Errors
     /// [`LowerError::Link`] if the kernel uses a barrier token or was built
     /// for other hardware.
-    pub fn push(&mut self, kernel: &Program) -> Result<(), LowerError> {
+    pub fn push(&mut self, kernel: &Program, region: &str) -> Result<(), LowerError> {
         if kernel.arch != self.program.arch {
             return Err(LowerError::Link(
                 "a kernel was built for other hardware".into(),
@@ -48,21 +53,24 @@ impl Linker {
         if self.kernels > 0 {
             self.barrier();
         }
-        // Regions are merged by name, so every instance of a kernel kind adds to one region.
-        let mut region_map = Vec::with_capacity(kernel.regions.len());
-        for name in &kernel.regions {
-            let id = match self.program.regions.iter().position(|r| r == name) {
-                Some(i) => i,
-                None => {
-                    self.program.regions.push(name.clone());
-                    self.program.regions.len() - 1
-                }
-            };
-            region_map
-                .push(Region(u16::try_from(id).map_err(|_| {
-                    LowerError::Link("more than 65536 regions".into())
-                })?));
+        // One region per kernel kind, in the matrix queue, from the barrier
+        // that starts the kernel to the one that sees every queue finish it:
+        // the kernel's whole span. The kernels' own regions are dropped.
+        let id = match self.program.regions.iter().position(|r| r == region) {
+            Some(i) => i,
+            None => {
+                self.program.regions.push(region.to_string());
+                self.program.regions.len() - 1
+            }
+        };
+        let id = Region(
+            u16::try_from(id).map_err(|_| LowerError::Link("more than 65536 regions".into()))?,
+        );
+        let matrix = &mut self.program.queues[Queue::Matrix.index()];
+        if let Some(prev) = self.open.replace(id) {
+            matrix.push(Instruction::new(Op::ProfEnd { region: prev }));
         }
+        matrix.push(Instruction::new(Op::ProfBegin { region: id }));
         for q in Queue::ALL {
             let src = kernel.queue(q);
             let dst = &mut self.program.queues[q.index()];
@@ -70,17 +78,14 @@ impl Linker {
                 if matches!(inst.op, Op::Halt {}) {
                     continue;
                 }
-                let mut inst = *inst;
+                let inst = *inst;
                 let used = inst.wait.0 | inst.signal.0;
                 // Loop ends are relative to the loop, so instructions move without change.
                 if used >> BARRIER_TOKENS.start != 0 {
                     return Err(LowerError::Link("a kernel uses a barrier token".into()));
                 }
-                match &mut inst.op {
-                    Op::ProfBegin { region } | Op::ProfEnd { region } => {
-                        *region = region_map[usize::from(region.0)]
-                    }
-                    _ => {}
+                if matches!(inst.op, Op::ProfBegin { .. } | Op::ProfEnd { .. }) {
+                    continue;
                 }
                 dst.push(inst);
             }
@@ -113,6 +118,20 @@ impl Linker {
     /// # Errors
     /// [`LowerError::Link`] if the result breaks a program rule.
     pub fn finish(mut self) -> Result<Program, LowerError> {
+        if let Some(last) = self.open.take() {
+            // Join: the matrix queue closes the last region once every queue is done.
+            let nop = |wait: u16, signal: u16| Instruction {
+                op: Op::Nop {},
+                wait: TokenSet(wait),
+                signal: TokenSet(signal),
+            };
+            for (q, up) in [(Queue::Load, 10), (Queue::Vector, 11), (Queue::Store, 12)] {
+                self.program.queues[q.index()].push(nop(0, 1 << up));
+            }
+            let matrix = &mut self.program.queues[Queue::Matrix.index()];
+            matrix.push(nop((1 << 10) | (1 << 11) | (1 << 12), 0));
+            matrix.push(Instruction::new(Op::ProfEnd { region: last }));
+        }
         for q in &mut self.program.queues {
             if !q.is_empty() {
                 q.push(Instruction::new(Op::Halt {}));

@@ -265,7 +265,7 @@ pub fn lower_graph_with(
                     })?,
                 };
                 for k in ks {
-                    linker.push(&k.lower(arch)?)?;
+                    linker.push(&k.lower(arch)?, node.op.name())?;
                     kernels += 1;
                 }
                 for (a, bytes) in std::mem::take(&mut d.scratch) {
@@ -289,7 +289,7 @@ pub fn lower_graph_with(
         let target =
             target.ok_or_else(|| LowerError::Link(format!("assign to unknown `{name}`")))?;
         for c in BoxCopy::contiguous("assign", d.addr[v.0], target, g.ty(v).bytes()) {
-            linker.push(&c.lower(arch)?)?;
+            linker.push(&c.lower(arch)?, "assign")?;
             kernels += 1;
         }
     }
