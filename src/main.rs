@@ -17,6 +17,7 @@ mod rtl_cmd;
 mod scale_cmd;
 mod sim_cmd;
 mod simulate_cmd;
+mod train_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -82,6 +83,9 @@ enum Command {
     /// timing mode and report step time, tokens/s, MFU, energy, power, peak
     /// HBM and the top operators.
     Simulate(simulate_cmd::SimulateArgs),
+    /// Train a model on the functional simulator, on real numbers, from a
+    /// safetensors checkpoint: per-step loss and gradient norm as JSON.
+    Train(train_cmd::TrainArgs),
     /// Build the training-step graph of a model (forward, loss, backward,
     /// optimizer) and print its IR, or read and check a hand-edited one.
     Compile(compile_cmd::CompileArgs),
@@ -128,6 +132,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Rtl(args) => rtl_cmd::run(&args),
         Command::Compile(args) => compile_cmd::run(&args),
         Command::Simulate(args) => simulate_cmd::run(&args),
+        Command::Train(args) => train_cmd::run(&args),
         Command::Gemm(args) => gemm_cmd::run(&args),
         Command::Calibrate(args) => calibrate_cmd::run(&args),
         Command::Scale(args) => scale_cmd::run(&args),
