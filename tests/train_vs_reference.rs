@@ -23,8 +23,11 @@ struct Case {
     lr: f64,
 }
 
+/// `(loss, grad_norm)` per step.
+type Records = Vec<(f64, f64)>;
+
 /// Trains `steps` steps both ways and returns (simulated, reference) records.
-fn run(case: &Case, precision: Precision, steps: usize) -> (Vec<(f64, f64)>, Vec<(f64, f64)>) {
+fn run(case: &Case, precision: Precision, steps: usize) -> (Records, Records) {
     let (batch, seq) = (2usize, 8usize);
     let cfg = reference::RefConfig::from_hf_json(case.config).unwrap();
     // The checkpoint: reference initial weights, rounded to f32 by the safetensors round trip.
