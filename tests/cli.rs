@@ -686,3 +686,206 @@ fn compile_emits_a_graph_that_reads_back_and_rejects_bad_models() {
     fails(out, "positions");
     assert!(!dir.path("x.ir").exists());
 }
+
+/// A checkpoint for `config` with small deterministic values (norm weights 1).
+fn checkpoint(config: &Path) -> Vec<u8> {
+    use tessera::train::{write_safetensors, NamedTensor};
+    use tessera_compiler::model::ModelConfig;
+    use tessera_compiler::setup::TrainingSetup;
+    let m = ModelConfig::from_hf_json(&fs::read_to_string(config).unwrap(), "c").unwrap();
+    let g = tessera_compiler::training_graph(
+        &m,
+        &TrainingSetup::new(1, 4),
+        tessera_compiler::Stage::Forward,
+    )
+    .unwrap();
+    let mut seed = 1u32;
+    let tensors: Vec<NamedTensor> = g
+        .params()
+        .map(|(v, name)| {
+            let ty = g.ty(v);
+            let data = (0..ty.elements())
+                .map(|_| {
+                    seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                    if name.ends_with("ln_1.weight")
+                        || name.ends_with("ln_2.weight")
+                        || name == "ln_f.weight"
+                    {
+                        1.0
+                    } else {
+                        (seed >> 8) as f32 / (1u32 << 24) as f32 * 0.04 - 0.02
+                    }
+                })
+                .collect();
+            NamedTensor {
+                name: name.to_string(),
+                shape: ty.shape.clone(),
+                data,
+            }
+        })
+        .collect();
+    write_safetensors(&tensors).unwrap()
+}
+
+#[test]
+fn train_writes_losses_and_weights_and_rejects_bad_data() {
+    let dir = TempDir::new("train");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("examples/models/gpt2-tiny.json");
+    dir.write("init.safetensors", checkpoint(&config));
+    let tokens: Vec<u8> = (0..32u16)
+        .flat_map(|i| ((i * 13 + 1) % 97).to_le_bytes())
+        .collect();
+    dir.write("tokens.bin", &tokens);
+    let config = config.to_str().unwrap();
+    let base = [
+        "train",
+        "--model",
+        config,
+        "--weights",
+        "init.safetensors",
+        "--tokens",
+        "tokens.bin",
+        "--batch",
+        "2",
+        "--seq",
+        "8",
+        "--steps",
+        "3",
+        "--hw",
+        "fpga-8x8",
+        "--precision",
+        "fp32",
+        "--lr",
+        "0.01",
+    ];
+    let mut args = base.to_vec();
+    args.extend(["--json", "out.json", "--save-weights", "final.safetensors"]);
+    let text = ok(tessera(&args, &dir.0));
+    assert_eq!(text.lines().count(), 3, "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path("out.json")).unwrap()).unwrap();
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 3);
+    let losses: Vec<f64> = steps.iter().map(|s| s["loss"].as_f64().unwrap()).collect();
+    assert!(
+        (losses[0] - 97f64.ln()).abs() < 0.1,
+        "initial loss near ln(vocab): {losses:?}"
+    );
+    assert!(losses[2] < losses[0], "{losses:?}");
+    assert!(steps.iter().all(|s| s["grad_norm"].as_f64().unwrap() > 0.0));
+    // Deterministic, and the saved weights reload and continue from where training stopped.
+    assert_eq!(ok(tessera(&args, &dir.0)), text);
+    let saved = tessera::train::read_safetensors(
+        &fs::read(dir.path("final.safetensors")).unwrap(),
+        "final",
+    )
+    .unwrap();
+    assert_eq!(
+        saved.len(),
+        2 + 2 * 12 + 2,
+        "wte, wpe, 12 tensors per block, ln_f"
+    );
+    // Bad data: one error line, status 1, no output files.
+    dir.write("odd.bin", [1u8, 2, 3]);
+    let mut bad = base.to_vec();
+    bad[6] = "odd.bin";
+    bad.extend(["--json", "bad.json"]);
+    fails(
+        tessera(&bad, &dir.0),
+        "uint16 tokens need an even number of bytes",
+    );
+    dir.write("big.bin", [200u8, 0].repeat(16));
+    bad[6] = "big.bin";
+    fails(
+        tessera(&bad, &dir.0),
+        "token 200 at position 0 is outside the vocabulary of 97",
+    );
+    bad[6] = "tokens.bin";
+    bad[4] = "tokens.bin";
+    fails(tessera(&bad, &dir.0), "not a safetensors file");
+    assert!(!dir.path("bad.json").exists());
+}
+
+#[test]
+fn simulate_reports_the_documented_figures() {
+    let dir = TempDir::new("simulate");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("examples/models/llama-tiny.json");
+    let args = [
+        "simulate",
+        "--model",
+        config.to_str().unwrap(),
+        "--batch",
+        "2",
+        "--seq",
+        "16",
+        "--hw",
+        "fpga-8x8",
+        "--json",
+        "s.json",
+    ];
+    let text = ok(tessera(&args, &dir.0));
+    assert!(
+        text.contains("MFU") && text.contains("top operators"),
+        "{text}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path("s.json")).unwrap()).unwrap();
+    for key in [
+        "step_seconds",
+        "tokens_per_second",
+        "mfu",
+        "energy_joules",
+        "joules_per_token",
+        "average_power_watts",
+        "hbm_peak_bytes",
+    ] {
+        assert!(
+            j[key].as_f64().is_some_and(|v| v > 0.0),
+            "{key}: {}",
+            j[key]
+        );
+    }
+    let (s, t) = (
+        j["step_seconds"].as_f64().unwrap(),
+        j["tokens_per_second"].as_f64().unwrap(),
+    );
+    assert!(
+        (s * t - 32.0).abs() < 1e-6,
+        "tokens/s x step time = tokens per step"
+    );
+    assert!(j["mfu"].as_f64().unwrap() < 1.0);
+    let shares: f64 = j["top_operators"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["share"].as_f64().unwrap())
+        .sum();
+    assert!(
+        (shares - 1.0).abs() < 1e-9,
+        "kernels account for the whole step: {shares}"
+    );
+    let first = fs::read(dir.path("s.json")).unwrap();
+    ok(tessera(&args, &dir.0));
+    assert_eq!(
+        fs::read(dir.path("s.json")).unwrap(),
+        first,
+        "deterministic"
+    );
+    fails(
+        tessera(
+            &[
+                "simulate",
+                "--model",
+                "gpt2-small",
+                "--batch",
+                "3",
+                "--hw",
+                "datacenter",
+            ],
+            &dir.0,
+        ),
+        "multiple of the 4 cores",
+    );
+}
