@@ -155,34 +155,39 @@ pub fn check_with(p: &Program, opts: &CheckOptions) -> CheckReport {
 fn check_channels(p: &Program, report: &mut CheckReport) -> bool {
     let mut first_signal: [Option<Site>; 16] = [None; 16];
     let mut first_wait: [Option<Site>; 16] = [None; 16];
+    // Queues that signal / wait on each token (bit per queue).
+    let mut signal_queues = [0u8; 16];
+    let mut wait_queues = [0u8; 16];
     for q in Queue::ALL {
         for (index, inst) in p.queue(q).iter().enumerate() {
             let site = Site { queue: q, index };
             for t in inst.signal.iter() {
                 first_signal[usize::from(t)].get_or_insert(site);
+                signal_queues[usize::from(t)] |= 1 << q.index();
             }
             for t in inst.wait.iter() {
                 first_wait[usize::from(t)].get_or_insert(site);
+                wait_queues[usize::from(t)] |= 1 << q.index();
             }
         }
     }
     let mut ok = true;
     for t in 0..16u8 {
-        let message = match (first_signal[usize::from(t)], first_wait[usize::from(t)]) {
-            (None, Some(w)) => (
-                w,
-                format!("t{t} is waited on at {w} but no instruction signals it"),
-            ),
-            (Some(s), None) => (
-                s,
-                format!("t{t} is signalled at {s} but nothing waits on it"),
+        let ti = usize::from(t);
+        let message = match (first_signal[ti], first_wait[ti]) {
+            (None, Some(w)) => (vec![w], format!("t{t} is waited on at {w} but no instruction signals it")),
+            (Some(s), None) => (vec![s], format!("t{t} is signalled at {s} but nothing waits on it")),
+            // Only one queue ever touches it: never a channel, whatever the order.
+            (Some(s), Some(w)) if signal_queues[ti] == wait_queues[ti] && signal_queues[ti].count_ones() == 1 => (
+                vec![s, w],
+                format!("t{t} is signalled ({s}) and waited on ({w}) by the same queue; use program order instead"),
             ),
             _ => continue,
         };
         ok = false;
         report.findings.push(Finding {
             kind: FindingKind::Token,
-            sites: vec![message.0],
+            sites: message.0,
             message: message.1,
         });
     }
@@ -196,6 +201,10 @@ struct Phase {
     consumer: Option<Queue>,
     /// The latest signal or wait on the token per queue, in this phase.
     last: [Option<Rec>; 4],
+    /// The same for the previous phase: the first wait of this one must
+    /// come after them by program order and other tokens, not through
+    /// this token (otherwise that wait could have taken an earlier signal).
+    prev: [Option<Rec>; 4],
     /// Index of this phase's entry in `report.channels`.
     channel: Option<usize>,
 }
@@ -448,6 +457,7 @@ impl<'p, 'r> Walker<'p, 'r> {
         let inst = *self.fronts[qi].peek().expect("peeked by caller").1;
         let site = Site { queue: q, index };
         self.tokens.take(&inst);
+        let before_waits = self.clocks[qi];
         for t in inst.wait.iter() {
             if let Some(vc) = self.pending[usize::from(t)].pop_front() {
                 for (mine, theirs) in self.clocks[qi].iter_mut().zip(vc) {
@@ -463,7 +473,7 @@ impl<'p, 'r> Walker<'p, 'r> {
             index,
         };
         for t in inst.wait.iter() {
-            self.wait_phase(t, me);
+            self.wait_phase(t, me, &before_waits);
         }
         let fe = &self.fronts[qi];
         match fe.accesses(&inst, &self.p.symbols, |s| self.capacity(s)) {
@@ -513,10 +523,25 @@ impl<'p, 'r> Walker<'p, 'r> {
 
     /// Rule 1 for a wait: the token's consumer is this queue (the first
     /// wait of a phase makes it so), never its producer.
-    fn wait_phase(&mut self, t: u8, me: Rec) {
+    fn wait_phase(&mut self, t: u8, me: Rec, pre: &Clock) {
         let ph = self.phases[usize::from(t)];
         let site = me.site();
+        let unordered = |events: &[Option<Rec>; 4], skip: Option<Queue>| {
+            events
+                .iter()
+                .flatten()
+                .find(|r| Some(r.queue) != skip && !r.before(me.queue, pre))
+                .copied()
+        };
         match ph.consumer {
+            None if ph.producer != Some(me.queue) && unordered(&ph.prev, None).is_some() => {
+                let other = unordered(&ph.prev, None).map_or(site, Rec::site);
+                self.find(
+                    FindingKind::Token,
+                    vec![other, site],
+                    format!("t{t} is waited on by more than one queue ({other}, {site}); a token is a channel from one queue to one other until every earlier use of it happens before a new consumer waits on it"),
+                );
+            }
             None if ph.producer == Some(me.queue) => {
                 let s = ph.last[me.queue.index()].map_or(site, Rec::site);
                 self.find(
@@ -537,7 +562,7 @@ impl<'p, 'r> Walker<'p, 'r> {
                 ph.consumer = Some(me.queue);
                 ph.channel = Some(self.report.channels.len() - 1);
             }
-            Some(c) if c != me.queue && self.consumer_may_change(t, me) => {
+            Some(c) if c != me.queue && self.consumer_may_change(t, me, pre) => {
                 let producer = ph.producer.unwrap_or(c);
                 self.report.channels.push(Channel {
                     token: t,
@@ -570,14 +595,13 @@ impl<'p, 'r> Walker<'p, 'r> {
     /// Whether the wait `me` may take over token `t` from its consumer:
     /// every earlier use of the token other than the producer's happens
     /// before it.
-    fn consumer_may_change(&self, t: u8, me: Rec) -> bool {
+    fn consumer_may_change(&self, t: u8, me: Rec, pre: &Clock) -> bool {
         let ph = &self.phases[usize::from(t)];
-        let vc = self.clocks[me.queue.index()];
         ph.last
             .iter()
             .flatten()
             .filter(|r| Some(r.queue) != ph.producer)
-            .all(|r| r.before(me.queue, &vc))
+            .all(|r| r.before(me.queue, pre))
     }
 
     /// Rule 1 for a signal: the token's producer is this queue, or becomes
@@ -597,6 +621,7 @@ impl<'p, 'r> Walker<'p, 'r> {
                 if ordered {
                     self.phases[ti] = Phase {
                         producer: Some(me.queue),
+                        prev: ph.last,
                         ..Phase::default()
                     };
                 } else {
@@ -663,6 +688,28 @@ impl<'p, 'r> Walker<'p, 'r> {
     fn deadlock(&mut self) {
         let mut sites = Vec::new();
         let mut parts = Vec::new();
+        // A queue stuck on a token another queue consumes competes for it: in
+        // another interleaving it could have taken that queue's signal.
+        let mut competing = Vec::new();
+        for q in Queue::ALL {
+            let Some((index, inst)) = self.fronts[q.index()].peek() else {
+                continue;
+            };
+            for t in inst.wait.iter() {
+                let ph = self.phases[usize::from(t)];
+                if let Some(c) = ph.consumer.filter(|&c| c != q && self.tokens.count(t) == 0) {
+                    let other = ph.last[c.index()].map_or(Site { queue: c, index: 0 }, Rec::site);
+                    competing.push((t, other, Site { queue: q, index }));
+                }
+            }
+        }
+        for (t, other, site) in competing {
+            self.find(
+                FindingKind::Token,
+                vec![other, site],
+                format!("t{t} is waited on by more than one queue ({other}, {site}); a token is a channel from one queue to one other"),
+            );
+        }
         for q in Queue::ALL {
             let Some((index, inst)) = self.fronts[q.index()].peek() else {
                 continue;

@@ -89,10 +89,16 @@ proptest! {
         // deterministic process network: deadlock is then a property of the
         // program, not of the mode's interleaving. (Without channel discipline
         // it depends on which consumer wins a token, so it is not compared.)
+        // A token may change channel behind a barrier; the checker verifies
+        // each change on the interleaving it executes, so a program with no
+        // token finding is such a network up to where it stops. A functional
+        // run that stops earlier on a data error (a gathered index out of
+        // range: timing has no data) cannot see the deadlock, so it is not compared.
         let channels_ok = !check(&p).findings.iter().any(|x| x.kind == FindingKind::Token);
         let dead = |r: Result<(), String>| r.is_err_and(|e| e.starts_with("deadlock"));
+        let f_data_error = f.as_ref().is_err_and(|e| !e.to_string().starts_with("deadlock"));
         let (fd, td) = (dead(f.map(|_| ()).map_err(|e| e.to_string())), dead(t.map(|_| ()).map_err(|e| e.to_string())));
-        if channels_ok {
+        if channels_ok && !f_data_error {
             prop_assert_eq!(fd, td);
         }
     }
