@@ -129,7 +129,10 @@ fn reference(
             for i in 0..s {
                 let sc: Vec<f64> = (0..s)
                     .map(|j| {
-                        scale * (0..d).map(|x| q[qo + i * d + x] * k[ko + j * d + x]).sum::<f64>()
+                        scale
+                            * (0..d)
+                                .map(|x| q[qo + i * d + x] * k[ko + j * d + x])
+                                .sum::<f64>()
                     })
                     .collect();
                 let max = (0..s)
@@ -149,9 +152,13 @@ fn reference(
                 }
             }
             for i in 0..s {
-                let di: f64 = (0..d).map(|x| d_o[qo + i * d + x] * r.o[qo + i * d + x]).sum();
+                let di: f64 = (0..d)
+                    .map(|x| d_o[qo + i * d + x] * r.o[qo + i * d + x])
+                    .sum();
                 for j in 0..s {
-                    let dp: f64 = (0..d).map(|x| d_o[qo + i * d + x] * v[ko + j * d + x]).sum();
+                    let dp: f64 = (0..d)
+                        .map(|x| d_o[qo + i * d + x] * v[ko + j * d + x])
+                        .sum();
                     let ds = p[i * s + j] * (dp - di);
                     for x in 0..d {
                         r.dv[ko + j * d + x] += p[i * s + j] * d_o[qo + i * d + x];
@@ -189,7 +196,6 @@ fn run_case(c: &Case, seed: u64) {
         "attn-tiny4" => arch_tiny(4),
         name => Arch::preset(name).unwrap(),
     };
-    let e = c.input.size_bytes();
     let (nq, nk) = (
         c.batch * c.heads * c.seq * c.dim,
         c.batch * c.kv_heads * c.seq * c.dim,
@@ -260,17 +266,23 @@ fn run_case(c: &Case, seed: u64) {
         assert_eq!(tokens_used(p) & 0xfc00, 0, "{c:?} {what}: tokens above t9");
         assert!(p.symbols.is_empty());
     }
-    assert_eq!(attention_forward(&arch, &forward).unwrap().to_bytes(), fwd.to_bytes());
+    assert_eq!(
+        attention_forward(&arch, &forward).unwrap().to_bytes(),
+        fwd.to_bytes()
+    );
     run_functional(&fwd, &mut mem, 1 << 40).unwrap();
     if let Some(bwd) = &bwd {
-        assert_eq!(attention_backward(&arch, &spec).unwrap().to_bytes(), bwd.to_bytes());
+        assert_eq!(
+            attention_backward(&arch, &spec).unwrap().to_bytes(),
+            bwd.to_bytes()
+        );
         run_functional(bwd, &mut mem, 1 << 40).unwrap();
     }
     // bf16x3 products keep about 16 significant bits (each operand's
     // dropped tail and the dropped lo*lo term are near 2^-17 of the product),
     // and the online softmax adds a few fp32 roundings per key block;
     // bf16 inputs round P and dS (and dO) to 8 bits, as the unfused graph does.
-    let tol = if c.input == DType::Fp32 { 2e-5 } else { 2e-2 };
+    let tol = if c.input == DType::Fp32 { 2e-5 } else { 1e-2 };
     let got = [
         ("o", read(&mem, at(3), nq), &want.o),
         ("lse", read(&mem, at(4), nq / c.dim), &want.lse),
@@ -319,5 +331,115 @@ fn kernels_match_the_f64_reference() {
             masked,
         };
         run_case(&c, 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1));
+    }
+}
+
+/// A small GPT-2-like case on `default` (128x128 weight-stationary, double
+/// buffered): the share of the array's peak the nominal attention FLOPs
+/// reach in timing mode (measured 15% forward, 28% backward; the forward is
+/// bound by the vector unit's exponentials, see docs/attention.md), and HBM
+/// traffic well below one fp32 write and read of the S x S scores.
+#[test]
+fn default_preset_keeps_an_efficiency_floor() {
+    let arch = Arch::preset("default").unwrap();
+    let (b, h, s, d) = (1u64, 2u64, 512u64, 64u64);
+    let mib = 1 << 20;
+    let forward = AttentionSpec {
+        name: "attn".into(),
+        batch: b,
+        heads: h,
+        kv_heads: h,
+        seq: s,
+        head_dim: d,
+        q: 0,
+        k: 4 * mib,
+        v: 8 * mib,
+        input_type: DType::Bf16,
+        o: 12 * mib,
+        lse: 16 * mib,
+        scale: 0.125,
+        causal: true,
+        key_mask: None,
+    };
+    let spec = AttentionBackwardSpec {
+        forward: forward.clone(),
+        d_o: 20 * mib,
+        dq: 24 * mib,
+        dk: 28 * mib,
+        dv: 32 * mib,
+    };
+    let nominal = 4.0 * (b * h * s * s * d) as f64 / 2.0;
+    let peak = arch.peak_flops();
+    let scores = (b * h * s * s * 8) as f64;
+    for (what, p, flops, floor) in [
+        (
+            "forward",
+            attention_forward(&arch, &forward).unwrap(),
+            nominal,
+            0.12,
+        ),
+        (
+            "backward",
+            attention_backward(&arch, &spec).unwrap(),
+            2.5 * nominal,
+            0.22,
+        ),
+    ] {
+        assert!(check(&p).is_clean(), "{what}");
+        let (r, _) = simulate(&p, false).unwrap();
+        let share = flops / r.seconds / peak;
+        assert!(share >= floor, "{what}: {share:.3} of peak < {floor}");
+        let hbm = (r.hbm_read_bytes + r.hbm_write_bytes) as f64;
+        assert!(hbm < scores / 2.0, "{what}: {hbm} HBM bytes");
+    }
+}
+
+/// A change that breaks a spec.
+type Edit = fn(&mut AttentionSpec);
+
+#[test]
+fn bad_specs_are_errors() {
+    let arch = Arch::preset("fpga-8x8").unwrap();
+    let base = AttentionSpec {
+        name: "attn".into(),
+        batch: 1,
+        heads: 2,
+        kv_heads: 1,
+        seq: 16,
+        head_dim: 8,
+        q: 0,
+        k: 0x1000,
+        v: 0x2000,
+        input_type: DType::Bf16,
+        o: 0x3000,
+        lse: 0x4000,
+        scale: 0.35,
+        causal: false,
+        key_mask: None,
+    };
+    let cases: [(&str, Edit); 8] = [
+        ("must be an identifier", |s| s.name = "a b".into()),
+        ("`seq` must be at least 1", |s| s.seq = 0),
+        ("multiple of `kv_heads`", |s| s.kv_heads = 3),
+        ("must be fp32 or bf16", |s| s.input_type = DType::Fp16),
+        ("positive finite", |s| s.scale = -1.0),
+        ("positive finite", |s| s.scale = f64::NAN),
+        ("does not fit the", |s| s.o = u64::MAX - 8),
+        ("`seq` (70000) must be at most", |s| s.seq = 70_000),
+    ];
+    for (want, edit) in cases {
+        let mut spec = base.clone();
+        edit(&mut spec);
+        let e = attention_forward(&arch, &spec).unwrap_err().to_string();
+        assert!(e.starts_with("kernel `") && e.contains(want), "{want}: {e}");
+        let bwd = AttentionBackwardSpec {
+            forward: spec,
+            d_o: 0x5000,
+            dq: 0x6000,
+            dk: 0x7000,
+            dv: 0x8000,
+        };
+        let e = attention_backward(&arch, &bwd).unwrap_err().to_string();
+        assert!(e.contains(want), "{want}: {e}");
     }
 }

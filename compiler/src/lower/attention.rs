@@ -177,7 +177,7 @@ fn check_spec(
             arch.name()
         )));
     }
-    if !(spec.scale.is_finite() && spec.scale > 0.0) || !(spec.scale as f32).is_normal() {
+    if !(spec.scale.is_finite() && spec.scale > 0.0 && (spec.scale as f32).is_normal()) {
         return Err(err(format!(
             "`scale` must be a positive finite fp32, got {}",
             spec.scale

@@ -9,7 +9,7 @@
 //! dS = P * (scale*dP - scale*D), and the array accumulates dV += P^T dO,
 //! dK += dS^T Q and dQ += dS K (the scale is already in dS).
 
-use super::emit::{split, Bump, Gen, MatOp, Mem, V, Q};
+use super::emit::{split, Bump, Gen, MatOp, Mem, Q, V};
 use super::{kernel_err, reg, AttentionBackwardSpec, Dims};
 use crate::error::LowerError;
 use tessera_isa::program::MemSpace;
@@ -376,11 +376,21 @@ impl Bwd<'_> {
             for (hbm, local, rb) in rows {
                 self.g.dma(Q::Load, hbm, rb, Mem::Spad, local, rb, s, rb);
             }
-            self.g
-                .dma_flat(Q::Load, f.lse + head * s * 4, Mem::Spad, self.l.lse_raw, s * 4);
+            self.g.dma_flat(
+                Q::Load,
+                f.lse + head * s * 4,
+                Mem::Spad,
+                self.l.lse_raw,
+                s * 4,
+            );
             if let Some(mask) = f.key_mask {
-                self.g
-                    .dma_flat(Q::Load, mask + un.b * s * 4, Mem::Spad, self.l.mask_raw, s * 4);
+                self.g.dma_flat(
+                    Q::Load,
+                    mask + un.b * s * 4,
+                    Mem::Spad,
+                    self.l.mask_raw,
+                    s * 4,
+                );
             }
             self.ev.unit_raw[it.u] = self.g.signal(Q::Load, Q::Vector)?;
         }
@@ -430,7 +440,10 @@ impl Bwd<'_> {
                 .vop("v.bin op=mul,", &[("dst", o), ("a", o), ("b", dor)], "");
             self.g.vop(
                 "v.reduce op=sum, axis=rows,",
-                &[("dst", V::T(Mem::Spad, self.l.dvec[slot], "fp32")), ("a", o)],
+                &[
+                    ("dst", V::T(Mem::Spad, self.l.dvec[slot], "fp32")),
+                    ("a", o),
+                ],
                 ", mode=overwrite",
             );
             let do_op = self.l.do_op[slot].clone();
@@ -474,7 +487,12 @@ impl Bwd<'_> {
                 );
                 self.g.vop(
                     "v.sel",
-                    &[("dst", bi), ("mask", mr), ("a", bi), ("b", V::F(reg::NEG_INF))],
+                    &[
+                        ("dst", bi),
+                        ("mask", mr),
+                        ("a", bi),
+                        ("b", V::F(reg::NEG_INF)),
+                    ],
                     "",
                 );
             }
@@ -597,13 +615,21 @@ impl Bwd<'_> {
             g.vcfg(r, w, [bc * 2, bc * 4, bc * 2, 0]);
             g.vop(
                 "v.bin op=mul,",
-                &[("dst", V::T(Mem::Spad, ds[0], "bf16")), ("a", dp_t), ("b", pt)],
+                &[
+                    ("dst", V::T(Mem::Spad, ds[0], "bf16")),
+                    ("a", dp_t),
+                    ("b", pt),
+                ],
                 "",
             );
         } else {
             g.vop("v.un op=exp,", &[("dst", s_t), ("a", s_t)], "");
             g.vcfg(r, w, [bc * 4, bc * 4, bc * 4, 0]);
-            g.vop("v.bin op=mul,", &[("dst", dp_t), ("a", dp_t), ("b", s_t)], "");
+            g.vop(
+                "v.bin op=mul,",
+                &[("dst", dp_t), ("a", dp_t), ("b", s_t)],
+                "",
+            );
             split(g, (Mem::Acc, st, "fp32"), bc * 4, &p, bc * 2, r, w);
             split(g, (Mem::Acc, dpt, "fp32"), bc * 4, &ds, bc * 2, r, w);
         }

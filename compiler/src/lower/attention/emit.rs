@@ -298,7 +298,10 @@ impl Gen {
         if self.mstride != Some(strides) {
             self.line(
                 Q::Matrix,
-                &format!("mm.stride a={}, b={}, c={}", strides[0], strides[1], strides[2]),
+                &format!(
+                    "mm.stride a={}, b={}, c={}",
+                    strides[0], strides[1], strides[2]
+                ),
             );
             self.mstride = Some(strides);
         }

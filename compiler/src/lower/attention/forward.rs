@@ -11,7 +11,7 @@
 //! Causal: a key block's product streams only the query rows at or below
 //! its first key, so blocks above the diagonal cost nothing.
 
-use super::emit::{split, Bump, Gen, MatOp, Mem, V, Q};
+use super::emit::{split, Bump, Gen, MatOp, Mem, Q, V};
 use super::{kernel_err, reg, AttentionSpec, Dims};
 use crate::error::LowerError;
 use tessera_isa::program::MemSpace;
@@ -203,7 +203,11 @@ pub(super) fn emit(arch: &Arch, spec: &AttentionSpec, d: &Dims) -> Result<String
                         u,
                         k0,
                         bc: d.bc.min(d.s - k0),
-                        r0: if spec.causal { k0.saturating_sub(q0) } else { 0 },
+                        r0: if spec.causal {
+                            k0.saturating_sub(q0)
+                        } else {
+                            0
+                        },
                         first: k0 == 0,
                         last: false,
                     });
@@ -472,8 +476,15 @@ impl Fwd<'_> {
         };
         let c = self.l.s_acc[n % 2] + blk.r0 * bc * 4;
         let pairs = self.d.pairs();
-        self.g
-            .matmul(&a, &b, c, bc * 4, (un.rows - blk.r0, dd, blk.bc), true, pairs);
+        self.g.matmul(
+            &a,
+            &b,
+            c,
+            bc * 4,
+            (un.rows - blk.r0, dd, blk.bc),
+            true,
+            pairs,
+        );
         self.ev.s[n] = self.g.signal(Q::Matrix, Q::Vector)?;
         if blk.last {
             self.ev.q_free[blk.u] = self.ev.s[n];
@@ -650,7 +661,11 @@ impl Fwd<'_> {
         let ot = V::T(Mem::Acc, o, "fp32");
         g.vop(
             "v.bin op=mul,",
-            &[("dst", ot), ("a", ot), ("b", V::Col(Mem::Spad, self.l.al[slot]))],
+            &[
+                ("dst", ot),
+                ("a", ot),
+                ("b", V::Col(Mem::Spad, self.l.al[slot])),
+            ],
             "",
         );
         g.vcfg(un.rows, 1, [0, 0, 0, 0]);
