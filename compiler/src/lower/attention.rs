@@ -69,6 +69,10 @@ pub struct AttentionBackwardSpec {
     pub dv: u64,
 }
 
+/// Most (query block, key block) steps one unrolled kernel may hold, about
+/// 60 instructions each.
+const MAX_STEPS: u64 = 1 << 18;
+
 /// Scalar registers every kernel sets first.
 pub(crate) mod reg {
     pub const SCALE: u8 = 0;
@@ -203,14 +207,34 @@ fn check_spec(
         spec.seq,
         spec.head_dim,
     );
-    let sizes = |n: u64| n.checked_mul(s).and_then(|x| x.checked_mul(d));
+    let sizes = |n: Option<u64>| n.and_then(|n| n.checked_mul(s)?.checked_mul(d));
     let hbm = arch.hbm_bytes().0;
     let mut tensors = vec![
-        ("q", spec.q, sizes(b * h).and_then(|x| x.checked_mul(e))),
-        ("k", spec.k, sizes(b * hk).and_then(|x| x.checked_mul(e))),
-        ("v", spec.v, sizes(b * hk).and_then(|x| x.checked_mul(e))),
-        ("o", spec.o, sizes(b * h).and_then(|x| x.checked_mul(4))),
-        ("lse", spec.lse, (b * h).checked_mul(s * 4)),
+        (
+            "q",
+            spec.q,
+            sizes(b.checked_mul(h)).and_then(|x| x.checked_mul(e)),
+        ),
+        (
+            "k",
+            spec.k,
+            sizes(b.checked_mul(hk)).and_then(|x| x.checked_mul(e)),
+        ),
+        (
+            "v",
+            spec.v,
+            sizes(b.checked_mul(hk)).and_then(|x| x.checked_mul(e)),
+        ),
+        (
+            "o",
+            spec.o,
+            sizes(b.checked_mul(h)).and_then(|x| x.checked_mul(4)),
+        ),
+        (
+            "lse",
+            spec.lse,
+            b.checked_mul(h).and_then(|x| x.checked_mul(s * 4)),
+        ),
     ];
     if let Some(m) = spec.key_mask {
         tensors.push(("key_mask", m, b.checked_mul(s * 4)));
@@ -227,6 +251,18 @@ fn check_spec(
         }
     }
     let bc = u64::from(arch.rows().min(arch.cols())).min(s);
+    // The program is unrolled: bound the number of (query block, key block)
+    // steps before building it (with one-row query blocks as the worst case).
+    let steps = b
+        .saturating_mul(h)
+        .saturating_mul(s)
+        .saturating_mul(s.div_ceil(bc));
+    if steps > MAX_STEPS.saturating_mul(bc) {
+        return Err(err(format!(
+            "batch x heads x seq x key blocks = {steps} rows of work; the unrolled program allows {}",
+            MAX_STEPS * bc
+        )));
+    }
     Ok(Dims {
         b,
         h,
@@ -301,11 +337,11 @@ pub fn attention_backward(
     spec: &AttentionBackwardSpec,
 ) -> Result<Program, LowerError> {
     let f = &spec.forward;
-    let q_bytes = (f.batch * f.heads)
+    let q_bytes = (f.batch.saturating_mul(f.heads))
         .saturating_mul(f.seq)
         .saturating_mul(f.head_dim)
         .saturating_mul(4);
-    let kv_bytes = (f.batch * f.kv_heads)
+    let kv_bytes = (f.batch.saturating_mul(f.kv_heads))
         .saturating_mul(f.seq)
         .saturating_mul(f.head_dim)
         .saturating_mul(4);

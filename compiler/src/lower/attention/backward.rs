@@ -210,6 +210,18 @@ pub(super) fn emit(
 ) -> Result<String, LowerError> {
     let f = &spec.forward;
     let l = plan(arch, spec, d)?;
+    let steps = (d.b * d.h)
+        .saturating_mul(d.s.div_ceil(l.br))
+        .saturating_mul(d.s.div_ceil(d.bc));
+    if steps > super::MAX_STEPS {
+        return Err(kernel_err(
+            f,
+            format!(
+                "{steps} (query block, key block) steps exceed the {} an unrolled program may hold",
+                super::MAX_STEPS
+            ),
+        ));
+    }
     let group = d.h / d.hk;
     let (mut units, mut items, mut blocks) = (Vec::new(), Vec::new(), Vec::new());
     for b in 0..d.b {

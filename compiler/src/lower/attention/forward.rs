@@ -188,6 +188,18 @@ struct Fwd<'a> {
 /// Writes the forward's assembly source.
 pub(super) fn emit(arch: &Arch, spec: &AttentionSpec, d: &Dims) -> Result<String, LowerError> {
     let l = plan(arch, spec, d)?;
+    let steps = (d.b * d.h)
+        .saturating_mul(d.s.div_ceil(l.br))
+        .saturating_mul(d.s.div_ceil(d.bc));
+    if steps > super::MAX_STEPS {
+        return Err(kernel_err(
+            spec,
+            format!(
+                "{steps} (query block, key block) steps exceed the {} an unrolled program may hold",
+                super::MAX_STEPS
+            ),
+        ));
+    }
     let mut units = Vec::new();
     let mut blocks = Vec::new();
     for b in 0..d.b {
