@@ -37,12 +37,13 @@ struct Layout {
     ds: [Vec<u64>; 2],
     s_acc: [u64; 2],
     dp_acc: [u64; 2],
-    dq: [u64; 2],
+    /// One or two dQ slots (units alternate).
+    dq: Vec<u64>,
     dk: u64,
     dv: u64,
 }
 
-fn layout(d: &Dims, br: u64, kvs: u64, masked: bool) -> (Layout, u64, u64) {
+fn layout(d: &Dims, br: u64, kvs: u64, dqs: u64, masked: bool) -> (Layout, u64, u64) {
     let mut sp = Bump { next: 0 };
     let mut ac = Bump { next: 0 };
     let (t, s, dd) = (d.terms, d.s, d.d);
@@ -66,7 +67,7 @@ fn layout(d: &Dims, br: u64, kvs: u64, masked: bool) -> (Layout, u64, u64) {
     let ds = [terms(&mut sp, br * d.bc * 2), terms(&mut sp, br * d.bc * 2)];
     let s_acc = [ac.take(br * d.bc * 4), ac.take(br * d.bc * 4)];
     let dp_acc = [ac.take(br * d.bc * 4), ac.take(br * d.bc * 4)];
-    let dq = [ac.take(s * dd * 4), ac.take(s * dd * 4)];
+    let dq = (0..dqs).map(|_| ac.take(s * dd * 4)).collect();
     let dk = ac.take(s * dd * 4);
     let dv = ac.take(s * dd * 4);
     let l = Layout {
@@ -104,28 +105,35 @@ fn plan(arch: &Arch, spec: &AttentionBackwardSpec, d: &Dims) -> Result<Layout, L
         arch.capacity(MemSpace::Acc).0,
     );
     let masked = f.key_mask.is_some();
-    let fits = |br: u64, kvs: u64| {
-        let (_, s, a) = layout(d, br, kvs, masked);
+    let fits = |br: u64, kvs: u64, dqs: u64| {
+        let (_, s, a) = layout(d, br, kvs, dqs, masked);
         s <= spad && a <= acc
     };
-    for kvs in [3, 2] {
-        if !fits(1, kvs) {
+    // The largest query block of each ring choice; the largest wins, ties
+    // going to more slots (earlier in the list).
+    let mut best: Option<(u64, u64, u64)> = None;
+    for (kvs, dqs) in [(3, 2), (2, 2), (3, 1), (2, 1)] {
+        if !fits(1, kvs, dqs) {
             continue;
         }
         let (mut lo, mut hi) = (1, d.s.min(super::emit::COUNT16));
         while lo < hi {
             let mid = (lo + hi).div_ceil(2);
-            if fits(mid, kvs) {
+            if fits(mid, kvs, dqs) {
                 lo = mid;
             } else {
                 hi = mid - 1;
             }
         }
-        let blocks = d.s.div_ceil(lo);
-        let br = d.s.div_ceil(blocks);
-        return Ok(layout(d, br, kvs, masked).0);
+        if best.is_none_or(|(br, _, _)| lo > br) {
+            best = Some((lo, kvs, dqs));
+        }
     }
-    let (_, s, a) = layout(d, 1, 2, masked);
+    if let Some((br, kvs, dqs)) = best {
+        let br = d.s.div_ceil(d.s.div_ceil(br));
+        return Ok(layout(d, br, kvs, dqs, masked).0);
+    }
+    let (_, s, a) = layout(d, 1, 2, 1, masked);
     Err(kernel_err(
         f,
         format!(
@@ -646,7 +654,8 @@ impl Bwd<'_> {
             split(g, (Mem::Acc, dpt, "fp32"), bc * 4, &ds, bc * 2, r, w);
         }
         if blk.first_of_unit {
-            g.wait(Q::Vector, Q::Store, back(&self.ev.dq_stored, it.u, 2))?;
+            let dqs = self.l.dq.len();
+            g.wait(Q::Vector, Q::Store, back(&self.ev.dq_stored, it.u, dqs))?;
             if un.first_in_group {
                 g.wait(Q::Vector, Q::Store, back(&self.ev.dkv_stored, un.grp, 1))?;
             }
@@ -702,7 +711,7 @@ impl Bwd<'_> {
         self.g.matmul(
             &a,
             &b,
-            self.l.dq[hs] + blk.a * dd * 4,
+            self.l.dq[it.u % self.l.dq.len()] + blk.a * dd * 4,
             dd * 4,
             (blk.rows, it.bc, dd),
             it.j == 0,
@@ -737,7 +746,7 @@ impl Bwd<'_> {
             self.spec.dq + head * s * rb,
             rb,
             Mem::Acc,
-            self.l.dq[u % 2],
+            self.l.dq[u % self.l.dq.len()],
             rb,
             s,
             rb,
