@@ -350,7 +350,7 @@ fn kernels_match_the_f64_reference() {
 
 /// A small GPT-2-like case on `default` (128x128 weight-stationary, double
 /// buffered): the share of the array's peak the nominal attention FLOPs
-/// reach in timing mode (measured 15% forward, 28% backward; the forward is
+/// reach in timing mode (measured 16% forward, 28% backward; the forward is
 /// bound by the vector unit's exponentials, see docs/attention.md), and HBM
 /// traffic well below one fp32 write and read of the S x S scores.
 #[test]

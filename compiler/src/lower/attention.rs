@@ -289,7 +289,7 @@ fn finish(arch: &Arch, spec: &AttentionSpec, src: &str) -> Result<Program, Lower
 }
 
 /// Lowers the fused attention forward to one complete program for `arch`:
-/// every used queue ends in `halt`, tokens `t0`..`t5` balance, no symbols.
+/// every used queue ends in `halt`, tokens `t0`..`t7` balance, no symbols.
 ///
 /// # Errors
 /// [`LowerError::Kernel`] naming the rule when the spec is malformed or its

@@ -32,14 +32,16 @@ pub(super) enum Q {
     Store = 3,
 }
 
-/// The channels the kernels use, each one token (`t0`..`t5`).
-const CHANNELS: [(Q, Q); 6] = [
+/// The channels the kernels use, each one token (`t0`..`t7`).
+const CHANNELS: [(Q, Q); 8] = [
     (Q::Load, Q::Vector),
     (Q::Vector, Q::Load),
     (Q::Vector, Q::Matrix),
     (Q::Matrix, Q::Vector),
     (Q::Vector, Q::Store),
     (Q::Store, Q::Vector),
+    (Q::Matrix, Q::Load),
+    (Q::Load, Q::Matrix),
 ];
 
 /// An on-chip memory.
@@ -105,7 +107,7 @@ struct Chan {
 #[derive(Debug)]
 pub(super) struct Gen {
     text: [String; 4],
-    chans: [Chan; 6],
+    chans: [Chan; 8],
     vshape: Option<(u64, u64)>,
     vstride: Option<[u64; 4]>,
     mstride: Option<[u64; 3]>,

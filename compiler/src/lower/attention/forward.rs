@@ -41,18 +41,20 @@ struct Layout {
 }
 
 fn layout(d: &Dims, br: u64, kvs: u64, masked: bool) -> (Layout, u64, u64) {
+    // bf16 inputs load straight into the operand buffers: no raw staging.
+    let e = if d.terms == 1 { 0 } else { d.e };
     let mut sp = Bump { next: 0 };
     let mut ac = Bump { next: 0 };
     let t = d.terms;
     let dd = d.d;
     let terms = |sp: &mut Bump, bytes: u64| (0..t).map(|_| sp.take(bytes)).collect::<Vec<_>>();
-    let q_raw = [sp.take(br * dd * d.e), sp.take(br * dd * d.e)];
+    let q_raw = [sp.take(br * dd * e), sp.take(br * dd * e)];
     let q_op = [terms(&mut sp, br * dd * 2), terms(&mut sp, br * dd * 2)];
     let mbytes = if masked { d.s * 4 } else { 0 };
     let mask_raw = [sp.take(mbytes), sp.take(mbytes)];
     let bias = [sp.take(mbytes), sp.take(mbytes)];
-    let k_raw = (0..kvs).map(|_| sp.take(d.bc * dd * d.e)).collect();
-    let v_raw = (0..kvs).map(|_| sp.take(d.bc * dd * d.e)).collect();
+    let k_raw = (0..kvs).map(|_| sp.take(d.bc * dd * e)).collect();
+    let v_raw = (0..kvs).map(|_| sp.take(d.bc * dd * e)).collect();
     let k_op = (0..kvs).map(|_| terms(&mut sp, d.bc * dd * 2)).collect();
     let v_op = (0..kvs)
         .map(|_| terms(&mut sp, d.bc * (dd + 1) * 2))
@@ -165,6 +167,10 @@ struct Events {
     s: Vec<u64>,
     go: Vec<u64>,
     pv: Vec<u64>,
+    /// Direct (bf16) path: matrix -> load frees, load -> matrix arrivals.
+    q_free_l: Vec<u64>,
+    kv_free_l: Vec<u64>,
+    kv_ready: Vec<u64>,
 }
 
 fn back(v: &[u64], i: usize, by: usize) -> u64 {
@@ -250,6 +256,9 @@ pub(super) fn emit(arch: &Arch, spec: &AttentionSpec, d: &Dims) -> Result<String
         s: vec![0; nb],
         go: vec![0; nb],
         pv: vec![0; nb],
+        q_free_l: vec![0; nu],
+        kv_free_l: vec![0; nb],
+        kv_ready: vec![0; nb],
     };
     let f = Fwd {
         spec,
@@ -336,22 +345,34 @@ impl Fwd<'_> {
         }
     }
 
+    /// Loads a block's K and V (and, on a unit's first block, its Q and key
+    /// mask): bf16 straight into the operand slots, fp32 into raw staging.
     fn load_block(&mut self, n: usize) -> Result<(), String> {
         let blk = self.blocks[n];
         let un = self.units[blk.u];
         let d = self.d;
         let (e, dd, s) = (d.e, d.d, d.s);
+        let direct = d.terms == 1;
         if blk.first {
             let slot = blk.u % 2;
-            let free = back(&self.ev.unit_raw_free, blk.u, 2);
-            self.g.wait(Q::Load, Q::Vector, free)?;
             let row0 = (un.b * d.h + un.h) * s + un.q0;
+            let q_dst = if direct {
+                self.g
+                    .wait(Q::Load, Q::Matrix, back(&self.ev.q_free_l, blk.u, 2))?;
+                self.l.q_op[slot][0]
+            } else {
+                self.l.q_raw[slot]
+            };
+            if !direct || self.spec.key_mask.is_some() {
+                let free = back(&self.ev.unit_raw_free, blk.u, 2);
+                self.g.wait(Q::Load, Q::Vector, free)?;
+            }
             self.g.dma(
                 Q::Load,
                 self.spec.q + row0 * dd * e,
                 dd * e,
                 Mem::Spad,
-                self.l.q_raw[slot],
+                q_dst,
                 dd * e,
                 un.rows,
                 dd * e,
@@ -365,30 +386,46 @@ impl Fwd<'_> {
                     s * 4,
                 );
             }
-            self.ev.unit_raw[blk.u] = self.g.signal(Q::Load, Q::Vector)?;
+            if !direct || self.spec.key_mask.is_some() {
+                self.ev.unit_raw[blk.u] = self.g.signal(Q::Load, Q::Vector)?;
+            }
         }
         let kvs = self.l.kvs as usize;
         let slot = n % kvs;
-        let free = back(&self.ev.kv_raw_free, n, kvs);
-        self.g.wait(Q::Load, Q::Vector, free)?;
         let hk = un.h / (d.h / d.hk);
         let row0 = (un.b * d.hk + hk) * s + blk.k0;
-        for (base, buf) in [
-            (self.spec.k, self.l.k_raw[slot]),
-            (self.spec.v, self.l.v_raw[slot]),
-        ] {
+        let bufs = if direct {
+            self.g
+                .wait(Q::Load, Q::Matrix, back(&self.ev.kv_free_l, n, kvs))?;
+            [
+                (self.spec.k, self.l.k_op[slot][0], dd * 2),
+                (self.spec.v, self.l.v_op[slot][0], (dd + 1) * 2),
+            ]
+        } else {
+            let free = back(&self.ev.kv_raw_free, n, kvs);
+            self.g.wait(Q::Load, Q::Vector, free)?;
+            [
+                (self.spec.k, self.l.k_raw[slot], dd * e),
+                (self.spec.v, self.l.v_raw[slot], dd * e),
+            ]
+        };
+        for (base, buf, lrow) in bufs {
             self.g.dma(
                 Q::Load,
                 base + row0 * dd * e,
                 dd * e,
                 Mem::Spad,
                 buf,
-                dd * e,
+                lrow,
                 blk.bc,
                 dd * e,
             );
         }
-        self.ev.kv_raw[n] = self.g.signal(Q::Load, Q::Vector)?;
+        if direct {
+            self.ev.kv_ready[n] = self.g.signal(Q::Load, Q::Matrix)?;
+        } else {
+            self.ev.kv_raw[n] = self.g.signal(Q::Load, Q::Vector)?;
+        }
         Ok(())
     }
 
@@ -397,22 +434,26 @@ impl Fwd<'_> {
         let un = self.units[blk.u];
         let d = self.d;
         let (e, dd, raw) = (d.e, d.d, d.raw_type());
-        if blk.first {
+        let direct = d.terms == 1;
+        let masked = self.spec.key_mask.is_some();
+        if blk.first && (masked || !direct) {
             let slot = blk.u % 2;
             self.g.wait(Q::Vector, Q::Load, self.ev.unit_raw[blk.u])?;
-            self.g
-                .wait(Q::Vector, Q::Matrix, back(&self.ev.q_free, blk.u, 2))?;
-            let dst = self.l.q_op[slot].clone();
-            split(
-                &mut self.g,
-                (Mem::Spad, self.l.q_raw[slot], raw),
-                dd * e,
-                &dst,
-                dd * 2,
-                un.rows,
-                dd,
-            );
-            if self.spec.key_mask.is_some() {
+            if !direct {
+                self.g
+                    .wait(Q::Vector, Q::Matrix, back(&self.ev.q_free, blk.u, 2))?;
+                let dst = self.l.q_op[slot].clone();
+                split(
+                    &mut self.g,
+                    (Mem::Spad, self.l.q_raw[slot], raw),
+                    dd * e,
+                    &dst,
+                    dd * 2,
+                    un.rows,
+                    dd,
+                );
+            }
+            if masked {
                 let (mr, bi) = (self.l.mask_raw[slot], self.l.bias[slot]);
                 self.g.vcfg(1, d.s, [0, 0, 0, 0]);
                 self.g.vop(
@@ -436,6 +477,9 @@ impl Fwd<'_> {
                 );
             }
             self.ev.unit_raw_free[blk.u] = self.g.signal(Q::Vector, Q::Load)?;
+        }
+        if direct {
+            return Ok(());
         }
         let kvs = self.l.kvs as usize;
         let slot = n % kvs;
@@ -471,7 +515,11 @@ impl Fwd<'_> {
         let blk = self.blocks[n];
         let un = self.units[blk.u];
         let (dd, bc) = (self.d.d, self.d.bc);
-        self.g.wait(Q::Matrix, Q::Vector, self.ev.ops[n])?;
+        if self.d.terms == 1 {
+            self.g.wait(Q::Matrix, Q::Load, self.ev.kv_ready[n])?;
+        } else {
+            self.g.wait(Q::Matrix, Q::Vector, self.ev.ops[n])?;
+        }
         self.g.wait(Q::Matrix, Q::Vector, back(&self.ev.go, n, 2))?;
         let a = MatOp {
             terms: self.l.q_op[blk.u % 2]
@@ -500,6 +548,9 @@ impl Fwd<'_> {
         self.ev.s[n] = self.g.signal(Q::Matrix, Q::Vector)?;
         if blk.last {
             self.ev.q_free[blk.u] = self.ev.s[n];
+            if self.d.terms == 1 {
+                self.ev.q_free_l[blk.u] = self.g.signal(Q::Matrix, Q::Load)?;
+            }
         }
         Ok(())
     }
@@ -639,6 +690,9 @@ impl Fwd<'_> {
             pairs,
         );
         self.ev.pv[n] = self.g.signal(Q::Matrix, Q::Vector)?;
+        if self.d.terms == 1 {
+            self.ev.kv_free_l[n] = self.g.signal(Q::Matrix, Q::Load)?;
+        }
         Ok(())
     }
 
