@@ -8,6 +8,7 @@
 //! writes them once; states and parameters then persist across steps, and
 //! `assign`s take effect at the end of each step).
 
+pub mod attention;
 pub mod copy;
 pub mod graph_ops;
 pub mod link;
