@@ -182,10 +182,13 @@ fn bert_step_matches_the_interpreter() {
     check_family("bert-base", Precision::Fp32, "lamb", false, 1e-4);
 }
 
+/// In bf16-mixed the fused attention kernel rounds the probabilities to
+/// bf16 before the PV product, which the interpreter's fused op does not:
+/// the tolerance is the bf16 one.
 #[test]
 fn bf16_mixed_steps_match_the_interpreter() {
     for preset in ["gpt2-small", "llama-7b", "bert-base"] {
-        check_family(preset, Precision::Bf16Mixed, "sgd", true, 2e-3);
+        check_family(preset, Precision::Bf16Mixed, "sgd", true, 2e-2);
     }
 }
 

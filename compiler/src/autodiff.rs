@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use tessera_isa::DType;
 
 use crate::error::IrError;
-use crate::ir::{Graph, Op, TensorType, Unary, ValueId};
+use crate::ir::{AttentionPart, Graph, Op, TensorType, Unary, ValueId};
 
 /// Parameter gradients, in parameter order.
 #[derive(Debug)]
@@ -223,6 +223,21 @@ fn rule(
             out.push((x[2], g.push(Op::Where, &[x[0], zeros, dy])?));
         }
         Op::Softmax { .. } => out.push((x[0], g.push(Op::SoftmaxGrad, &[y, dy])?)),
+        Op::Attention { scale, causal } => {
+            let mut operands = vec![x[0], x[1], x[2], y, dy];
+            operands.extend(x.get(3).copied());
+            for part in [AttentionPart::Q, AttentionPart::K, AttentionPart::V] {
+                let d = g.push(
+                    Op::AttentionGrad {
+                        scale: *scale,
+                        causal: *causal,
+                        part,
+                    },
+                    &operands,
+                )?;
+                out.push((x[part.index()], d));
+            }
+        }
         Op::LayerNorm { eps } => {
             out.push((
                 x[0],
@@ -298,6 +313,7 @@ fn rule(
         Op::SumTo { .. }
         | Op::AllFinite
         | Op::SoftmaxGrad
+        | Op::AttentionGrad { .. }
         | Op::LayerNormGradX { .. }
         | Op::LayerNormGradW { .. }
         | Op::RmsNormGradX { .. }

@@ -201,6 +201,8 @@ pub struct TrainingSetup {
     pub recompute: Recompute,
     /// Micro-batches whose gradients are averaged before one update.
     pub grad_accumulation: u64,
+    /// Fusion passes to run.
+    pub fusion: crate::fuse::Fusion,
 }
 
 impl TrainingSetup {
@@ -220,6 +222,7 @@ impl TrainingSetup {
             },
             recompute: Recompute::None,
             grad_accumulation: 1,
+            fusion: crate::fuse::Fusion::ALL,
         }
     }
 

@@ -1,5 +1,5 @@
 //! The whole training step as one graph: forward and loss ([`build`]),
-//! backward ([`autodiff`]), the global gradient norm, and the optimizer
+//! fusion ([`crate::fuse`]), backward ([`autodiff`]), the global gradient norm, and the optimizer
 //! update ([`optim`]). The pipeline is this one function, so each stage
 //! can be dumped.
 
@@ -40,7 +40,13 @@ pub fn training_graph(
         });
     }
     let fwd = build::forward(model, setup)?;
-    let mut g = fwd.graph;
+    let mut g = crate::fuse::fuse(&fwd.graph, setup.fusion)?;
+    // The loss is the value the "loss" output reads.
+    let loss = g
+        .nodes
+        .iter()
+        .find_map(|n| matches!(&n.op, Op::Output { name } if name == "loss").then(|| n.inputs[0]))
+        .unwrap_or(fwd.loss);
     if stage != Stage::Forward {
         let seed = g.push(
             Op::Const {
@@ -49,7 +55,7 @@ pub fn training_graph(
             },
             &[],
         )?;
-        let grads = autodiff::backward(&mut g, fwd.loss, seed)?;
+        let grads = autodiff::backward(&mut g, loss, seed)?;
         // Global L2 norm of the gradients, before the update.
         let mut total = None;
         for &(_, _, d) in &grads.params {

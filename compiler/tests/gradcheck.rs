@@ -221,6 +221,34 @@ fn every_forward_op_has_a_correct_gradient() {
         &[p("x", &[2, 2, 4, 4]), ("in:mask", f32t(&[2, 4]), Some(km))],
         &mut rng,
     );
+    for causal in [false, true] {
+        check_op(
+            Op::Attention { scale: 0.4, causal },
+            &[
+                p("q", &[2, 4, 5, 3]),
+                p("k", &[2, 2, 5, 3]),
+                p("v", &[2, 2, 5, 3]),
+            ],
+            &mut rng,
+        );
+    }
+    let km2 = Tensor::new(
+        &[2, 5],
+        vec![1.0, 0.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 1.0],
+    );
+    check_op(
+        Op::Attention {
+            scale: 0.7,
+            causal: false,
+        },
+        &[
+            p("q", &[2, 2, 5, 3]),
+            p("k", &[2, 2, 5, 3]),
+            p("v", &[2, 2, 5, 3]),
+            ("in:mask", f32t(&[2, 5]), Some(km2)),
+        ],
+        &mut rng,
+    );
     check_op(
         Op::LayerNorm { eps: 1e-5 },
         &[p("x", &[3, 6]), p("w", &[6]), p("b", &[6])],

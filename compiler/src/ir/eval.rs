@@ -12,7 +12,7 @@ use half::{bf16, f16};
 use tessera_isa::DType;
 use thiserror::Error;
 
-use super::{Graph, Mask, Op, Unary};
+use super::{AttentionPart, Graph, Mask, Op, Unary};
 
 /// A dense row-major tensor of f64.
 #[derive(Clone, Debug, PartialEq)]
@@ -284,6 +284,12 @@ fn compute(node: usize, op: &Op, x: &[&Tensor], shape: &[u64]) -> Result<Tensor,
             }
         }
         Op::Softmax { mask } => t(softmax(x[0], *mask, x.get(1).copied())),
+        Op::Attention { scale, causal } => t(attention(x, *scale, *causal, None)),
+        Op::AttentionGrad {
+            scale,
+            causal,
+            part,
+        } => t(attention(x, *scale, *causal, Some(*part))),
         Op::SoftmaxGrad => {
             let (y, dy) = (x[0], x[1]);
             let n = y.last();
@@ -584,6 +590,114 @@ fn matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Vec<f64> {
                     s += av * bv;
                 }
                 out[(bt * m + i) * n + j] = s;
+            }
+        }
+    }
+    out
+}
+
+/// Fused attention, or (with `grad`) one of its gradients; operands as
+/// [`Op::Attention`] / [`Op::AttentionGrad`] take them.
+fn attention(x: &[&Tensor], scale: f64, causal: bool, grad: Option<AttentionPart>) -> Vec<f64> {
+    let (q, k, v) = (x[0], x[1], x[2]);
+    let (b, h, s, d) = (
+        q.shape[0] as usize,
+        q.shape[1] as usize,
+        q.shape[2] as usize,
+        q.shape[3] as usize,
+    );
+    let kv = k.shape[1] as usize;
+    let group = h / kv;
+    let mask = x.get(if grad.is_some() { 5 } else { 3 }).copied();
+    let at = |t: &Tensor, bi: usize, hi: usize, heads: usize, i: usize, c: usize| {
+        t.data[((bi * heads + hi) * s + i) * d + c]
+    };
+    let out_len = match grad {
+        Some(AttentionPart::K | AttentionPart::V) => k.data.len(),
+        _ => q.data.len(),
+    };
+    let mut out = vec![0.0; out_len];
+    for bi in 0..b {
+        for hi in 0..h {
+            let kh = hi / group;
+            // probabilities P (s x s)
+            let mut p = vec![0.0; s * s];
+            for i in 0..s {
+                let keep = |j: usize| {
+                    (!causal || j <= i) && mask.is_none_or(|m| m.data[bi * s + j] != 0.0)
+                };
+                let sc: Vec<f64> = (0..s)
+                    .map(|j| {
+                        scale
+                            * (0..d)
+                                .map(|c| at(q, bi, hi, h, i, c) * at(k, bi, kh, kv, j, c))
+                                .sum::<f64>()
+                    })
+                    .collect();
+                let max = (0..s)
+                    .filter(|&j| keep(j))
+                    .map(|j| sc[j])
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = (0..s)
+                    .filter(|&j| keep(j))
+                    .map(|j| (sc[j] - max).exp())
+                    .sum();
+                for j in 0..s {
+                    p[i * s + j] = if keep(j) {
+                        (sc[j] - max).exp() / sum
+                    } else {
+                        0.0
+                    };
+                }
+            }
+            let Some(part) = grad else {
+                for i in 0..s {
+                    for c in 0..d {
+                        out[((bi * h + hi) * s + i) * d + c] =
+                            (0..s).map(|j| p[i * s + j] * at(v, bi, kh, kv, j, c)).sum();
+                    }
+                }
+                continue;
+            };
+            let d_o = x[4];
+            // dP = dO V^T, dS = P * (dP - rowsum(P * dP))
+            let mut ds = vec![0.0; s * s];
+            for i in 0..s {
+                let dp: Vec<f64> = (0..s)
+                    .map(|j| {
+                        (0..d)
+                            .map(|c| at(d_o, bi, hi, h, i, c) * at(v, bi, kh, kv, j, c))
+                            .sum()
+                    })
+                    .collect();
+                let row: f64 = (0..s).map(|j| p[i * s + j] * dp[j]).sum();
+                for j in 0..s {
+                    ds[i * s + j] = p[i * s + j] * (dp[j] - row);
+                }
+            }
+            for i in 0..s {
+                for c in 0..d {
+                    match part {
+                        AttentionPart::Q => {
+                            out[((bi * h + hi) * s + i) * d + c] = scale
+                                * (0..s)
+                                    .map(|j| ds[i * s + j] * at(k, bi, kh, kv, j, c))
+                                    .sum::<f64>();
+                        }
+                        AttentionPart::K => {
+                            // row i here is key j = i
+                            out[((bi * kv + kh) * s + i) * d + c] += scale
+                                * (0..s)
+                                    .map(|r| ds[r * s + i] * at(q, bi, hi, h, r, c))
+                                    .sum::<f64>();
+                        }
+                        AttentionPart::V => {
+                            out[((bi * kv + kh) * s + i) * d + c] += (0..s)
+                                .map(|r| p[r * s + i] * at(d_o, bi, hi, h, r, c))
+                                .sum::<f64>();
+                        }
+                    }
+                }
             }
         }
     }

@@ -17,6 +17,32 @@ pub enum Mask {
     Causal,
 }
 
+/// Which operand an [`Op::AttentionGrad`] differentiates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AttentionPart {
+    /// The queries.
+    Q,
+    /// The keys.
+    K,
+    /// The values.
+    V,
+}
+
+impl AttentionPart {
+    /// The operand index and name.
+    pub fn index(self) -> usize {
+        match self {
+            AttentionPart::Q => 0,
+            AttentionPart::K => 1,
+            AttentionPart::V => 2,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        ["q", "k", "v"][self.index()]
+    }
+}
+
 /// Elementwise functions of one operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Unary {
@@ -144,6 +170,17 @@ pub enum Op {
     Softmax { mask: Mask },
     /// Gradient of a softmax: `(y, dy) -> y * (dy - sum(dy * y))`.
     SoftmaxGrad,
+    /// Fused attention: `(q [B, h, S, D], k, v [B, kv, S, D] [, key mask
+    /// [B, S]]) -> softmax(scale * q k^T, masked) v`, fp32, each kv head
+    /// serving `h / kv` query heads; the S x S scores are never stored.
+    Attention { scale: f64, causal: bool },
+    /// One gradient of a fused attention: `(q, k, v, o, do [, key mask])`
+    /// -> d`part` (fp32, `part` = q, k or v; k and v summed over their group).
+    AttentionGrad {
+        scale: f64,
+        causal: bool,
+        part: AttentionPart,
+    },
     /// Layer norm over the last axis: `(x, w, b)`.
     LayerNorm { eps: f64 },
     /// d/dx of a layer norm: `(x, w, dy)`.
@@ -226,6 +263,8 @@ impl Op {
             Op::Where => "where",
             Op::Softmax { .. } => "softmax",
             Op::SoftmaxGrad => "softmax_grad",
+            Op::Attention { .. } => "attention",
+            Op::AttentionGrad { .. } => "attention_grad",
             Op::LayerNorm { .. } => "layer_norm",
             Op::LayerNormGradX { .. } => "layer_norm_grad_x",
             Op::LayerNormGradW { .. } => "layer_norm_grad_w",
@@ -284,6 +323,18 @@ impl Op {
                     Mask::Causal => "causal".into(),
                 }),
             )],
+            Op::Attention { scale, causal } => {
+                vec![("scale", f(*scale)), ("causal", Attr::Bool(*causal))]
+            }
+            Op::AttentionGrad {
+                scale,
+                causal,
+                part,
+            } => vec![
+                ("scale", f(*scale)),
+                ("causal", Attr::Bool(*causal)),
+                ("part", Attr::Word(part.name().to_string())),
+            ],
             Op::LayerNorm { eps }
             | Op::LayerNormGradX { eps }
             | Op::LayerNormGradW { eps }
@@ -423,6 +474,22 @@ impl Op {
                 },
             },
             "softmax_grad" => Op::SoftmaxGrad,
+            "attention" => Op::Attention {
+                scale: float("scale")?,
+                causal: boolean("causal")?,
+            },
+            "attention_grad" => Op::AttentionGrad {
+                scale: float("scale")?,
+                causal: boolean("causal")?,
+                part: match get("part")? {
+                    Attr::Word(w) if w == "q" => AttentionPart::Q,
+                    Attr::Word(w) if w == "k" => AttentionPart::K,
+                    Attr::Word(w) if w == "v" => AttentionPart::V,
+                    _ => {
+                        return Err("attribute `part` of `attention_grad` must be q, k or v".into())
+                    }
+                },
+            },
             "layer_norm" => Op::LayerNorm { eps: float("eps")? },
             "layer_norm_grad_x" => Op::LayerNormGradX { eps: float("eps")? },
             "layer_norm_grad_w" => Op::LayerNormGradW { eps: float("eps")? },
@@ -664,6 +731,59 @@ impl Op {
                 }
                 out(TensorType {
                     shape: t[0].shape.clone(),
+                    dtype: DType::Fp32,
+                })
+            }
+            Op::Attention { .. } | Op::AttentionGrad { .. } => {
+                let grad = matches!(self, Op::AttentionGrad { .. });
+                let base = if grad { 5 } else { 3 };
+                if t.len() != base && t.len() != base + 1 {
+                    return Err(format!(
+                        "takes {base} or {} operands, got {}",
+                        base + 1,
+                        t.len()
+                    ));
+                }
+                for (i, what) in ["q", "k", "v"].iter().enumerate() {
+                    rank(t[i], 4, what)?;
+                    float(t[i], what)?;
+                }
+                let (q, k, v) = (&t[0].shape, &t[1].shape, &t[2].shape);
+                if k != v
+                    || k[0] != q[0]
+                    || k[2] != q[2]
+                    || k[3] != q[3]
+                    || k[1] == 0
+                    || q[1] % k[1] != 0
+                {
+                    return Err(format!(
+                        "q {q:?} and k, v {k:?}, {v:?} do not form grouped attention heads"
+                    ));
+                }
+                if t[0].dtype != t[1].dtype || t[1].dtype != t[2].dtype {
+                    return Err("q, k and v must share an element type".into());
+                }
+                if grad {
+                    for (i, what) in [(3, "o"), (4, "do")] {
+                        if t[i].shape != *q {
+                            return Err(format!("{what} must be {q:?}, got {:?}", t[i].shape));
+                        }
+                    }
+                }
+                if let Some(m) = t.get(base) {
+                    if m.shape != [q[0], q[2]] {
+                        return Err(format!(
+                            "the key mask must be [{}, {}], got {:?}",
+                            q[0], q[2], m.shape
+                        ));
+                    }
+                }
+                let shape = match self {
+                    Op::AttentionGrad { part, .. } => t[part.index()].shape.clone(),
+                    _ => q.clone(),
+                };
+                out(TensorType {
+                    shape,
                     dtype: DType::Fp32,
                 })
             }

@@ -400,6 +400,31 @@ pub fn lower_node(
         Op::CrossEntropy { shift } | Op::CrossEntropyGrad { shift } => {
             cross_entropy(g, id, *shift, cx)?
         }
+        Op::Attention { scale, causal } => {
+            let q = g.ty(x[0]).clone();
+            let lse = cx.scratch(q.shape[0] * q.shape[1] * q.shape[2] * 4);
+            let spec = super::attention::AttentionSpec {
+                name: "attention".into(),
+                batch: q.shape[0],
+                heads: q.shape[1],
+                kv_heads: g.ty(x[1]).shape[1],
+                seq: q.shape[2],
+                head_dim: q.shape[3],
+                q: cx.addr(x[0]),
+                k: cx.addr(x[1]),
+                v: cx.addr(x[2]),
+                input_type: q.dtype,
+                o: out,
+                lse,
+                scale: *scale,
+                causal: *causal,
+                key_mask: x.get(3).map(|m| cx.addr(*m)),
+            };
+            vec![Kernel::Program(super::attention::attention_forward(
+                cx.arch(),
+                &spec,
+            )?)]
+        }
         Op::SumTo { shape } => {
             // out = sum over r of in[r]: chains of up to 12 addends per kernel.
             let t: u64 = shape.iter().product();

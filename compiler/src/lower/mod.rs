@@ -22,6 +22,7 @@ use tessera_isa::{Arch, Program};
 use crate::error::LowerError;
 use crate::gemm::{gemm_kernel, GemmSpec};
 use crate::ir::{Graph, Op, TensorType, ValueId};
+use attention::{AttentionBackwardSpec, AttentionSpec};
 use copy::BoxCopy;
 use plan::FirstFit;
 use rowwise::RowKernel;
@@ -150,6 +151,74 @@ impl Default for LowerOptions {
     }
 }
 
+/// The attention operands of node `i` (`q, k, v` and the optional key mask
+/// after `skip` leading operands) as a kernel spec writing `o` and `lse`.
+fn attention_spec(
+    g: &Graph,
+    i: usize,
+    scale: f64,
+    causal: bool,
+    mask_at: usize,
+    o: u64,
+    lse: u64,
+    d: &Driver,
+) -> AttentionSpec {
+    let x = &g.nodes[i].inputs;
+    let (q, k) = (g.ty(x[0]), g.ty(x[1]));
+    AttentionSpec {
+        name: "attention".into(),
+        batch: q.shape[0],
+        heads: q.shape[1],
+        kv_heads: k.shape[1],
+        seq: q.shape[2],
+        head_dim: q.shape[3],
+        q: d.addr[x[0].0],
+        k: d.addr[x[1].0],
+        v: d.addr[x[2].0],
+        input_type: q.dtype,
+        o,
+        lse,
+        scale,
+        causal,
+        key_mask: x.get(mask_at).map(|m| d.addr[m.0]),
+    }
+}
+
+/// The backward of a fused attention: the forward again (for the row
+/// log-sum-exp it does not keep), then one kernel writing dq, dk and dv
+/// (scratch for a part nothing reads).
+fn attention_backward_kernels(
+    g: &Graph,
+    i: usize,
+    scale: f64,
+    causal: bool,
+    parts: [Option<u64>; 3],
+    d: &mut Driver,
+) -> Result<Vec<Program>, LowerError> {
+    use graph_ops::Context;
+    let x = g.nodes[i].inputs.clone();
+    let q = g.ty(x[0]).clone();
+    let (b, h, s) = (q.shape[0], q.shape[1], q.shape[2]);
+    let lse = d.scratch(b * h * s * 4);
+    let o_again = d.scratch(q.elements() * 4);
+    let fwd = attention_spec(g, i, scale, causal, 5, o_again, lse, d);
+    let mut out = vec![attention::attention_forward(d.arch, &fwd)?];
+    let mut slot =
+        |p: usize, d: &mut Driver| parts[p].unwrap_or_else(|| d.scratch(g.ty(x[p]).elements() * 4));
+    let (dq, dk, dv) = (slot(0, d), slot(1, d), slot(2, d));
+    let mut forward = fwd;
+    forward.o = d.addr[x[3].0];
+    let spec = AttentionBackwardSpec {
+        forward,
+        d_o: d.addr[x[4].0],
+        dq,
+        dk,
+        dv,
+    };
+    out.push(attention::attention_backward(d.arch, &spec)?);
+    Ok(out)
+}
+
 /// Lowers a verified graph to one program for `arch`.
 ///
 /// # Errors
@@ -240,6 +309,7 @@ pub fn lower_graph_with(
     let mut linker = link::Linker::new(arch);
     let mut kernels = 0usize;
     let mut assigns = Vec::new();
+    let mut precomputed = std::collections::HashSet::new();
     for (i, node) in g.nodes.iter().enumerate() {
         match (&node.op, &node.ty) {
             (op, _) if op.is_source() => continue,
@@ -253,6 +323,37 @@ pub fn lower_graph_with(
                 });
             }
             (Op::Assign { name }, _) => assigns.push((name.clone(), node.inputs[0])),
+            (Op::AttentionGrad { .. }, Some(_)) if precomputed.contains(&i) => {}
+            (Op::AttentionGrad { scale, causal, .. }, Some(ty)) => {
+                // dq, dk and dv come from one backward kernel: give the
+                // sibling nodes (same operands) their slots now.
+                d.addr[i] = d.temps.alloc(ty.bytes());
+                let mut parts: [Option<u64>; 3] = [None; 3];
+                for (j, other) in g.nodes.iter().enumerate().skip(i) {
+                    if let Op::AttentionGrad {
+                        scale: s2,
+                        causal: c2,
+                        part,
+                    } = other.op
+                    {
+                        if s2 == *scale && c2 == *causal && other.inputs == node.inputs {
+                            if j != i {
+                                d.addr[j] = d.temps.alloc(g.ty(ValueId(j)).bytes());
+                                precomputed.insert(j);
+                            }
+                            parts[part.index()] = Some(d.addr[j]);
+                        }
+                    }
+                }
+                let ks = attention_backward_kernels(g, i, *scale, *causal, parts, &mut d)?;
+                for k in ks {
+                    linker.push(&k, node.op.name())?;
+                    kernels += 1;
+                }
+                for (a, bytes) in std::mem::take(&mut d.scratch) {
+                    d.temps.free(a, bytes);
+                }
+            }
             (_, Some(ty)) => {
                 d.addr[i] = d.temps.alloc(ty.bytes());
                 let ks = match vector_ops::lower_rowwise(g, i, &d)? {
