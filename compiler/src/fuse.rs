@@ -93,7 +93,7 @@ fn match_attention(
     let Op::Affine { scale, shift } = node(scaled).op else {
         return None;
     };
-    if shift != 0.0 || !single(scaled) || !(scale > 0.0) {
+    if shift != 0.0 || !single(scaled) || scale.is_nan() || scale <= 0.0 {
         return None;
     }
     let scores = node(scaled).inputs[0];

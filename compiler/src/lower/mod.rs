@@ -151,19 +151,16 @@ impl Default for LowerOptions {
     }
 }
 
-/// The attention operands of node `i` (`q, k, v` and the optional key mask
-/// after `skip` leading operands) as a kernel spec writing `o` and `lse`.
-fn attention_spec(
-    g: &Graph,
-    i: usize,
-    scale: f64,
-    causal: bool,
-    mask_at: usize,
-    o: u64,
-    lse: u64,
-    d: &Driver,
-) -> AttentionSpec {
-    let x = &g.nodes[i].inputs;
+/// The attention kernel spec of node `i` (an `attention` or
+/// `attention_grad`), writing `o` and `lse`.
+fn attention_spec(g: &Graph, i: usize, o: u64, lse: u64, d: &Driver) -> AttentionSpec {
+    let node = &g.nodes[i];
+    let x = &node.inputs;
+    let (scale, causal, mask_at) = match node.op {
+        Op::AttentionGrad { scale, causal, .. } => (scale, causal, 5),
+        Op::Attention { scale, causal } => (scale, causal, 3),
+        _ => (1.0, false, usize::MAX),
+    };
     let (q, k) = (g.ty(x[0]), g.ty(x[1]));
     AttentionSpec {
         name: "attention".into(),
@@ -190,8 +187,6 @@ fn attention_spec(
 fn attention_backward_kernels(
     g: &Graph,
     i: usize,
-    scale: f64,
-    causal: bool,
     parts: [Option<u64>; 3],
     d: &mut Driver,
 ) -> Result<Vec<Program>, LowerError> {
@@ -201,9 +196,9 @@ fn attention_backward_kernels(
     let (b, h, s) = (q.shape[0], q.shape[1], q.shape[2]);
     let lse = d.scratch(b * h * s * 4);
     let o_again = d.scratch(q.elements() * 4);
-    let fwd = attention_spec(g, i, scale, causal, 5, o_again, lse, d);
+    let fwd = attention_spec(g, i, o_again, lse, d);
     let mut out = vec![attention::attention_forward(d.arch, &fwd)?];
-    let mut slot =
+    let slot =
         |p: usize, d: &mut Driver| parts[p].unwrap_or_else(|| d.scratch(g.ty(x[p]).elements() * 4));
     let (dq, dk, dv) = (slot(0, d), slot(1, d), slot(2, d));
     let mut forward = fwd;
@@ -345,7 +340,7 @@ pub fn lower_graph_with(
                         }
                     }
                 }
-                let ks = attention_backward_kernels(g, i, *scale, *causal, parts, &mut d)?;
+                let ks = attention_backward_kernels(g, i, parts, &mut d)?;
                 for k in ks {
                     linker.push(&k, node.op.name())?;
                     kernels += 1;
