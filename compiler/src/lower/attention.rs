@@ -17,6 +17,7 @@ mod forward;
 use tessera_isa::asm::assemble;
 use tessera_isa::{Arch, DType, Program};
 
+use super::reloc::{placeholder, relocate};
 use crate::error::LowerError;
 
 /// One fused attention forward: `o = softmax(scale * q k^T, masked) v` per
@@ -357,4 +358,106 @@ pub fn attention_backward(
     )?;
     let src = backward::emit(arch, spec, &dims)?;
     finish(arch, f, &src)
+}
+
+/// Attention kernels already generated, by shape: layers of one model
+/// differ only in their HBM addresses, so each shape is generated and
+/// assembled once with placeholder addresses and then relocated.
+#[derive(Debug, Default)]
+pub struct AttentionCache {
+    templates: std::collections::HashMap<String, Program>,
+}
+
+impl AttentionCache {
+    /// [`attention_forward`], generated once per shape.
+    ///
+    /// # Errors
+    /// As [`attention_forward`].
+    pub fn forward(&mut self, arch: &Arch, spec: &AttentionSpec) -> Result<Program, LowerError> {
+        let dims = check_spec(arch, spec, &[])?;
+        let slots = [
+            spec.q,
+            spec.k,
+            spec.v,
+            spec.o,
+            spec.lse,
+            spec.key_mask.unwrap_or(0),
+        ];
+        let mut shape = spec.clone();
+        (shape.q, shape.k, shape.v, shape.o, shape.lse) = (
+            placeholder(0),
+            placeholder(1),
+            placeholder(2),
+            placeholder(3),
+            placeholder(4),
+        );
+        shape.key_mask = spec.key_mask.map(|_| placeholder(5));
+        let key = format!("fwd {shape:?}");
+        if !self.templates.contains_key(&key) {
+            let src = forward::emit(arch, &shape, &dims)?;
+            self.templates
+                .insert(key.clone(), finish(arch, &shape, &src)?);
+        }
+        Ok(relocate(&self.templates[&key], &slots))
+    }
+
+    /// [`attention_backward`], generated once per shape.
+    ///
+    /// # Errors
+    /// As [`attention_backward`].
+    pub fn backward(
+        &mut self,
+        arch: &Arch,
+        spec: &AttentionBackwardSpec,
+    ) -> Result<Program, LowerError> {
+        // Validates the real addresses (and computes the plan).
+        let f = &spec.forward;
+        let q_bytes = f.batch * f.heads * f.seq * f.head_dim * 4;
+        let kv_bytes = f.batch * f.kv_heads * f.seq * f.head_dim * 4;
+        let dims = check_spec(
+            arch,
+            f,
+            &[
+                ("d_o", spec.d_o, q_bytes),
+                ("dq", spec.dq, q_bytes),
+                ("dk", spec.dk, kv_bytes),
+                ("dv", spec.dv, kv_bytes),
+            ],
+        )?;
+        let slots = [
+            f.q,
+            f.k,
+            f.v,
+            f.o,
+            f.lse,
+            f.key_mask.unwrap_or(0),
+            spec.d_o,
+            spec.dq,
+            spec.dk,
+            spec.dv,
+        ];
+        let mut shape = spec.clone();
+        let sf = &mut shape.forward;
+        (sf.q, sf.k, sf.v, sf.o, sf.lse) = (
+            placeholder(0),
+            placeholder(1),
+            placeholder(2),
+            placeholder(3),
+            placeholder(4),
+        );
+        sf.key_mask = f.key_mask.map(|_| placeholder(5));
+        (shape.d_o, shape.dq, shape.dk, shape.dv) = (
+            placeholder(6),
+            placeholder(7),
+            placeholder(8),
+            placeholder(9),
+        );
+        let key = format!("bwd {shape:?}");
+        if !self.templates.contains_key(&key) {
+            let src = backward::emit(arch, &shape, &dims)?;
+            self.templates
+                .insert(key.clone(), finish(arch, &shape.forward, &src)?);
+        }
+        Ok(relocate(&self.templates[&key], &slots))
+    }
 }

@@ -25,6 +25,14 @@ pub trait Context: Placement {
     fn rope_tables(&self, theta: f64, seq: u64, dim: u64, inverse: bool) -> Option<(u64, u64)>;
     /// The hardware.
     fn arch(&self) -> &Arch;
+    /// The fused attention forward kernel for `spec` (generated once per shape).
+    ///
+    /// # Errors
+    /// As [`super::attention::attention_forward`].
+    fn attention_forward(
+        &mut self,
+        spec: &super::attention::AttentionSpec,
+    ) -> Result<Program, LowerError>;
 }
 
 fn kernel_error(name: &str, rule: String) -> LowerError {

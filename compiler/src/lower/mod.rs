@@ -13,6 +13,7 @@ pub mod copy;
 pub mod graph_ops;
 pub mod link;
 pub mod plan;
+pub mod reloc;
 pub mod rowwise;
 pub mod vector_ops;
 
@@ -50,6 +51,41 @@ pub enum Kernel {
 }
 
 impl Kernel {
+    /// [`Kernel::lower`] through `cache`: row kernels and copies are built
+    /// once per shape and relocated to their addresses.
+    ///
+    /// # Errors
+    /// As [`Kernel::lower`].
+    pub fn lower_cached(
+        &self,
+        arch: &Arch,
+        cache: &mut reloc::TemplateCache,
+    ) -> Result<Program, LowerError> {
+        use reloc::placeholder;
+        match self {
+            Kernel::Row(k) => {
+                let mut shape = k.clone();
+                let mut slots = Vec::new();
+                for o in shape.inputs.iter_mut().chain(shape.outputs.iter_mut()) {
+                    slots.push(o.addr);
+                    o.addr = placeholder(slots.len() - 1);
+                }
+                for a in &mut shape.accumulators {
+                    slots.push(a.addr);
+                    a.addr = placeholder(slots.len() - 1);
+                }
+                cache.get(format!("row {shape:?}"), &slots, || shape.lower(arch))
+            }
+            Kernel::Copy(c) => {
+                let mut shape = c.clone();
+                let slots = [c.src, c.dst];
+                (shape.src, shape.dst) = (placeholder(0), placeholder(1));
+                cache.get(format!("copy {shape:?}"), &slots, || shape.lower(arch))
+            }
+            _ => self.lower(arch),
+        }
+    }
+
     /// The kernel as a program.
     ///
     /// # Errors
@@ -109,6 +145,8 @@ struct Driver<'a> {
     temps: FirstFit,
     scratch: Vec<(u64, u64)>,
     constants: Vec<ConstInit>,
+    /// Attention kernels by shape.
+    attention: attention::AttentionCache,
     /// Rotary tables by (theta bits, seq, head dim, inverse): persistent, shared.
     rope_tables: std::collections::BTreeMap<(u64, u64, u64, bool), (u64, u64)>,
 }
@@ -134,6 +172,10 @@ impl graph_ops::Context for Driver<'_> {
 
     fn arch(&self) -> &Arch {
         self.arch
+    }
+
+    fn attention_forward(&mut self, spec: &AttentionSpec) -> Result<Program, LowerError> {
+        self.attention.forward(self.arch, spec)
     }
 }
 
@@ -197,7 +239,7 @@ fn attention_backward_kernels(
     let lse = d.scratch(b * h * s * 4);
     let o_again = d.scratch(q.elements() * 4);
     let fwd = attention_spec(g, i, o_again, lse, d);
-    let mut out = vec![attention::attention_forward(d.arch, &fwd)?];
+    let mut out = vec![d.attention.forward(d.arch, &fwd)?];
     let slot =
         |p: usize, d: &mut Driver| parts[p].unwrap_or_else(|| d.scratch(g.ty(x[p]).elements() * 4));
     let (dq, dk, dv) = (slot(0, d), slot(1, d), slot(2, d));
@@ -210,7 +252,7 @@ fn attention_backward_kernels(
         dk,
         dv,
     };
-    out.push(attention::attention_backward(d.arch, &spec)?);
+    out.push(d.attention.backward(d.arch, &spec)?);
     Ok(out)
 }
 
@@ -300,11 +342,13 @@ pub fn lower_graph_with(
         scratch: Vec::new(),
         constants,
         rope_tables,
+        attention: attention::AttentionCache::default(),
     };
     let mut linker = link::Linker::new(arch);
     let mut kernels = 0usize;
     let mut assigns = Vec::new();
     let mut precomputed = std::collections::HashSet::new();
+    let mut templates = reloc::TemplateCache::default();
     for (i, node) in g.nodes.iter().enumerate() {
         match (&node.op, &node.ty) {
             (op, _) if op.is_source() => continue,
@@ -362,7 +406,7 @@ pub fn lower_graph_with(
                     })?,
                 };
                 for k in ks {
-                    linker.push(&k.lower(arch)?, node.op.name())?;
+                    linker.push(&k.lower_cached(arch, &mut templates)?, node.op.name())?;
                     kernels += 1;
                 }
                 for (a, bytes) in std::mem::take(&mut d.scratch) {
@@ -386,7 +430,10 @@ pub fn lower_graph_with(
         let target =
             target.ok_or_else(|| LowerError::Link(format!("assign to unknown `{name}`")))?;
         for c in BoxCopy::contiguous("assign", d.addr[v.0], target, g.ty(v).bytes()) {
-            linker.push(&c.lower(arch)?, "assign")?;
+            linker.push(
+                &Kernel::Copy(c).lower_cached(arch, &mut templates)?,
+                "assign",
+            )?;
             kernels += 1;
         }
     }
