@@ -235,3 +235,97 @@ fn every_forward_value_matches_the_interpreter() {
         }
     }
 }
+
+/// fp16-mixed with dynamic loss scaling, on the `default` preset (whose
+/// array takes fp16): clean steps match the interpreter and count towards
+/// doubling the scale; a step whose scaled gradients overflow fp16 is
+/// skipped (parameters and moments unchanged) and halves the scale.
+#[test]
+fn fp16_mixed_scales_the_loss_and_skips_overflowing_steps() {
+    let arch = Arch::preset("default").unwrap();
+    let m = tiny("gpt2-small");
+    for (init, overflow) in [(1024.0, false), (1e38, true)] {
+        let mut setup = TrainingSetup::new(2, 8);
+        setup.precision = Precision::Fp16Mixed;
+        setup.loss_scale_init = init;
+        setup.loss_scale_interval = 2;
+        let g = training_graph(&m, &setup, Stage::Step).unwrap();
+        let step = lower_graph(&g, &arch).unwrap();
+        let mut f = feeds(&step, m.vocab_size, false);
+        let mut mem = Memory::new(&arch);
+        for b in step.params.iter().chain(&step.inputs) {
+            write(&mut mem, b.addr, &f[&b.name].data, b.ty.dtype);
+        }
+        for (b, init) in &step.states {
+            write(
+                &mut mem,
+                b.addr,
+                &vec![*init; b.ty.elements() as usize],
+                DType::Fp32,
+            );
+            f.insert(
+                b.name.clone(),
+                Tensor::new(&b.ty.shape, vec![*init; b.ty.elements() as usize]),
+            );
+        }
+        for c in &step.constants {
+            let data: Vec<f64> = c.values.iter().map(|v| f64::from(*v)).collect();
+            write(&mut mem, c.addr, &data, DType::Fp32);
+        }
+        let out = |mem: &Memory, name: &str| {
+            read(
+                mem,
+                step.outputs.iter().find(|o| o.name == name).unwrap().addr,
+                1,
+            )[0]
+        };
+        let state = |mem: &Memory, name: &str| {
+            let b = step
+                .params
+                .iter()
+                .chain(step.states.iter().map(|(b, _)| b))
+                .find(|b| b.name == name)
+                .unwrap();
+            read(mem, b.addr, b.ty.elements() as usize)
+        };
+        let before = state(&mem, "wte.weight");
+        let mut scales = Vec::new();
+        for _ in 0..3 {
+            let reference = eval(&g, &f, Rounding::ToType).unwrap();
+            run_functional(&step.program, &mut mem, 1 << 40).unwrap();
+            let (skipped, loss) = (out(&mem, "skipped"), out(&mem, "loss"));
+            assert_eq!(
+                skipped, reference.outputs["skipped"].data[0],
+                "the simulator and the interpreter agree on overflow"
+            );
+            assert_eq!(skipped, if overflow { 1.0 } else { 0.0 });
+            let want = reference.outputs["loss"].data[0];
+            assert!(
+                (loss - want).abs() < 2e-2 * loss.abs(),
+                "init {init}: loss {loss} vs reference {want}"
+            );
+            scales.push(state(&mem, "amp.loss_scale")[0]);
+            for (name, t) in reference.assigned {
+                f.insert(name, t);
+            }
+        }
+        if overflow {
+            assert_eq!(
+                state(&mem, "wte.weight"),
+                before,
+                "skipped steps leave the parameters alone"
+            );
+            assert_eq!(
+                scales,
+                vec![5e37_f32 as f64, 2.5e37_f32 as f64, 1.25e37_f32 as f64]
+            );
+        } else {
+            assert_ne!(state(&mem, "wte.weight"), before);
+            assert_eq!(
+                scales,
+                vec![1024.0, 2048.0, 2048.0],
+                "doubles after two clean steps"
+            );
+        }
+    }
+}

@@ -113,6 +113,7 @@ impl Builder<'_> {
         match self.s.precision {
             Precision::Fp32 => Ok(x),
             Precision::Bf16Mixed => self.op(Op::Cast { to: DType::Bf16 }, &[x]),
+            Precision::Fp16Mixed => self.op(Op::Cast { to: DType::Fp16 }, &[x]),
         }
     }
 

@@ -116,6 +116,13 @@ fn match_attention(
     {
         return None;
     }
+    // The fused kernel takes fp32 or bf16 operands (fp16-mixed stays unfused).
+    if !matches!(
+        g.ty(q).dtype,
+        tessera_isa::DType::Fp32 | tessera_isa::DType::Bf16
+    ) {
+        return None;
+    }
     Some((q, k, v, key_mask, scale, mask == Mask::Causal))
 }
 

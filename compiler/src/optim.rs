@@ -17,7 +17,21 @@ use crate::setup::Optimizer;
 /// # Errors
 /// Only if the graph is inconsistent (a compiler bug).
 pub fn update(g: &mut Graph, grads: &Gradients, opt: &Optimizer) -> Result<(), IrError> {
-    let mut u = Updater { g };
+    update_guarded(g, grads, opt, None)
+}
+
+/// [`update`] where every parameter and state keeps its old value unless
+/// the scalar `guard` is non-zero (a step skipped on gradient overflow).
+///
+/// # Errors
+/// Only if the graph is inconsistent (a compiler bug).
+pub fn update_guarded(
+    g: &mut Graph,
+    grads: &Gradients,
+    opt: &Optimizer,
+    guard: Option<ValueId>,
+) -> Result<(), IrError> {
+    let mut u = Updater { g, guard };
     // Bias-correction powers, advanced once per step.
     let powers = match *opt {
         Optimizer::AdamW { beta1, beta2, .. } | Optimizer::Lamb { beta1, beta2, .. } => {
@@ -147,6 +161,8 @@ pub fn update(g: &mut Graph, grads: &Gradients, opt: &Optimizer) -> Result<(), I
 
 struct Updater<'a> {
     g: &'a mut Graph,
+    /// Commit only where this scalar is non-zero.
+    guard: Option<ValueId>,
 }
 
 impl Updater<'_> {
@@ -162,6 +178,19 @@ impl Updater<'_> {
     }
 
     fn assign(&mut self, name: &str, v: ValueId) -> Result<(), IrError> {
+        let v = match self.guard {
+            Some(ok) => {
+                let old = self.g.nodes.iter().position(|n| match &n.op {
+                    Op::Param { name: n2, .. } | Op::State { name: n2, .. } => n2 == name,
+                    _ => false,
+                });
+                match old {
+                    Some(old) => self.g.push(Op::Where, &[ok, v, ValueId(old)])?,
+                    None => v,
+                }
+            }
+            None => v,
+        };
         self.g
             .push(Op::Assign { name: name.into() }, &[v])
             .map(|_| ())

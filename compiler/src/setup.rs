@@ -12,6 +12,12 @@ pub enum Precision {
     /// bf16 matmul inputs, fp32 accumulation, fp32 master weights, states
     /// and elementwise math.
     Bf16Mixed,
+    /// As bf16-mixed with fp16 matmul inputs, plus dynamic loss scaling
+    /// (`torch.cuda.amp.GradScaler`): the loss gradient starts at the scale,
+    /// gradients are unscaled before the norm and the update, a step with a
+    /// non-finite gradient is skipped and halves the scale, and the scale
+    /// doubles after `loss_scale_interval` clean steps in a row.
+    Fp16Mixed,
 }
 
 impl Precision {
@@ -20,6 +26,7 @@ impl Precision {
         match self {
             Precision::Fp32 => "fp32",
             Precision::Bf16Mixed => "bf16-mixed",
+            Precision::Fp16Mixed => "fp16-mixed",
         }
     }
 
@@ -31,9 +38,10 @@ impl Precision {
         match s {
             "fp32" => Ok(Precision::Fp32),
             "bf16-mixed" => Ok(Precision::Bf16Mixed),
+            "fp16-mixed" => Ok(Precision::Fp16Mixed),
             other => Err(SetupError::Invalid {
                 field: "precision".into(),
-                rule: format!("must be fp32 or bf16-mixed, got `{other}`"),
+                rule: format!("must be fp32, bf16-mixed or fp16-mixed, got `{other}`"),
             }),
         }
     }
@@ -203,6 +211,10 @@ pub struct TrainingSetup {
     pub grad_accumulation: u64,
     /// Fusion passes to run.
     pub fusion: crate::fuse::Fusion,
+    /// fp16-mixed: the initial loss scale (PyTorch's default 65536).
+    pub loss_scale_init: f64,
+    /// fp16-mixed: clean steps before the scale doubles (PyTorch: 2000).
+    pub loss_scale_interval: u64,
 }
 
 impl TrainingSetup {
@@ -223,6 +235,8 @@ impl TrainingSetup {
             recompute: Recompute::None,
             grad_accumulation: 1,
             fusion: crate::fuse::Fusion::ALL,
+            loss_scale_init: 65536.0,
+            loss_scale_interval: 2000,
         }
     }
 

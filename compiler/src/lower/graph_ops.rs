@@ -408,6 +408,64 @@ pub fn lower_node(
         Op::CrossEntropy { shift } | Op::CrossEntropyGrad { shift } => {
             cross_entropy(g, id, *shift, cx)?
         }
+        Op::AllFinite => {
+            // any = max over elements of nonfinite(x); out = 1 - any.
+            let t = g.ty(x[0]).clone();
+            let cols = t.last();
+            let any = cx.scratch(4);
+            let body = |lines: &[&str]| lines.iter().map(|l| l.to_string()).collect();
+            vec![
+                Kernel::Row(RowKernel {
+                    name: name.into(),
+                    rows: t.elements() / cols,
+                    cols,
+                    inputs: vec![Operand {
+                        addr: cx.addr(x[0]),
+                        dtype: t.dtype,
+                        extent: Extent::Full,
+                    }],
+                    outputs: Vec::new(),
+                    temps: vec![Extent::Full, Extent::Col],
+                    accumulators: vec![Accumulator {
+                        addr: any,
+                        extent: Extent::Scalar,
+                    }],
+                    scalars: Vec::new(),
+                    body: body(&[
+                        "shape full",
+                        "v.un op=nonfinite, dst=$t0, a=$i0",
+                        "v.reduce op=max, axis=rows, dst=$t1, a=$t0, mode=overwrite",
+                        "shape col",
+                        "v.reduce op=max, axis=cols, dst=$a0, a=$t1, mode=$MODE",
+                    ]),
+                    period: None,
+                }),
+                Kernel::Row(RowKernel {
+                    name: name.into(),
+                    rows: 1,
+                    cols: 1,
+                    inputs: vec![Operand {
+                        addr: any,
+                        dtype: DType::Fp32,
+                        extent: Extent::Full,
+                    }],
+                    outputs: vec![Operand {
+                        addr: out,
+                        dtype: DType::Fp32,
+                        extent: Extent::Full,
+                    }],
+                    temps: vec![Extent::Full],
+                    accumulators: Vec::new(),
+                    scalars: vec![(0, -1.0), (1, 1.0)],
+                    body: body(&[
+                        "shape full",
+                        "v.bin op=mul, dst=$t0, a=$i0, b=f0",
+                        "v.bin op=add, dst=$o0, a=$t0, b=f1",
+                    ]),
+                    period: None,
+                }),
+            ]
+        }
         Op::Attention { scale, causal } => {
             let q = g.ty(x[0]).clone();
             let lse = cx.scratch(q.shape[0] * q.shape[1] * q.shape[2] * 4);

@@ -359,6 +359,7 @@ pub fn lower_rowwise(
                 temps.push(Extent::Full);
                 scalars.push((1, 0.0));
                 body.push("v.bin op=cmp.ne, dst=$t2, a=$t0, b=$t0".into());
+                body.push("v.bin op=mul, dst=$t2, a=$t2, b=f1".into());
                 body.push("v.bin op=add, dst=$t2, a=$t2, b=row($i1)".into());
                 body.push("v.sel dst=$t0, mask=$t2, a=$t0, b=f0".into());
             }
@@ -473,7 +474,10 @@ pub fn lower_rowwise(
                 vec![(0, 0.0)],
                 &[
                     "shape full",
+                    // a tile of zeros whatever the data (NaN != NaN gives 1, times 0),
+                    // plus the condition: the mask is cond everywhere
                     "v.bin op=cmp.ne, dst=$t0, a=$i1, b=$i1",
+                    "v.bin op=mul, dst=$t0, a=$t0, b=f0",
                     "v.bin op=add, dst=$t0, a=$t0, b=$i0",
                     "v.sel dst=$o0, mask=$t0, a=$i1, b=$i2",
                 ],
