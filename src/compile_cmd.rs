@@ -46,6 +46,13 @@ pub struct ModelArgs {
     /// Activation recomputation: none, selective or full.
     #[arg(long, default_value = "none")]
     pub recompute: String,
+    /// Micro-batches of `--batch` sequences whose gradients are averaged
+    /// before one optimizer step.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub grad_accumulation: u64,
+    /// Turn a fusion pass off (repeatable): attention.
+    #[arg(long = "no-fuse", value_name = "PASS")]
+    pub no_fuse: Vec<String>,
 }
 
 impl ModelArgs {
@@ -84,6 +91,13 @@ impl ModelArgs {
             self.weight_decay,
         )?;
         s.recompute = Recompute::from_name(&self.recompute)?;
+        s.grad_accumulation = self.grad_accumulation;
+        for pass in &self.no_fuse {
+            s.fusion
+                .disable(pass)
+                .map_err(anyhow::Error::msg)
+                .context("--no-fuse")?;
+        }
         Ok(s)
     }
 }

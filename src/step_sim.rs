@@ -129,8 +129,12 @@ impl StepFigures {
             self.model,
             self.parameters as f64 / 1e6
         );
+        let micro = match self.setup.grad_accumulation {
+            1 => String::new(),
+            n => format!(" x {n} micro-batches"),
+        };
         s += &format!(
-            "hardware         {}\nsetup            batch {} x seq {}, {}, {}\n",
+            "hardware         {}\nsetup            batch {} x seq {}{micro}, {}, {}\n",
             self.hardware,
             self.setup.batch,
             self.setup.seq,
@@ -197,7 +201,7 @@ pub fn simulate_step(
         .with_context(|| format!("compiling {} for `{}`", model.name, arch.name()))?;
     let (report, _) = tessera_sim::simulate(&step.program, false).context("simulating the step")?;
     let seconds = report.seconds;
-    let tokens = setup.batch * setup.seq;
+    let tokens = setup.tokens_per_step();
     let params = model.parameter_count();
     let attention =
         12.0 * model.layers as f64 * model.hidden as f64 * setup.seq as f64 * tokens as f64;

@@ -225,20 +225,28 @@ impl Trainer {
     /// # Errors
     /// A token or label outside the vocabulary, or a simulator error.
     pub fn step(&mut self, tokens: &[u32], labels: Option<&[i32]>) -> Result<StepRecord> {
-        let n = (self.setup.batch * self.setup.seq) as usize;
+        let micro = (self.setup.batch * self.setup.seq) as usize;
+        let n = micro * self.setup.grad_accumulation as usize;
         if tokens.len() != n || labels.is_some_and(|l| l.len() != n) {
             bail!("a step needs {n} tokens and labels");
         }
         for input in &self.step.inputs {
-            let values: Vec<f32> = match input.name.as_str() {
-                "input_ids" => tokens.iter().map(|&t| t as f32).collect(),
+            // With gradient accumulation, micro-batch k's inputs are `NAME.k`.
+            let (base, k) = match input.name.rsplit_once('.') {
+                Some((b, k)) if k.bytes().all(|c| c.is_ascii_digit()) => (b, k.parse::<usize>()?),
+                _ => (input.name.as_str(), 0),
+            };
+            let range = k * micro..(k + 1) * micro;
+            let tok = &tokens[range.clone()];
+            let values: Vec<f32> = match base {
+                "input_ids" => tok.iter().map(|&t| t as f32).collect(),
                 "labels" => match labels {
-                    Some(l) => l.iter().map(|&t| t as f32).collect(),
-                    None if self.family.is_causal() => tokens.iter().map(|&t| t as f32).collect(),
+                    Some(l) => l[range].iter().map(|&t| t as f32).collect(),
+                    None if self.family.is_causal() => tok.iter().map(|&t| t as f32).collect(),
                     None => bail!("a masked-LM model needs --labels (-100 marks positions that are not predicted)"),
                 },
-                "token_type_ids" => vec![0.0; n],
-                "attention_mask" => vec![1.0; n],
+                "token_type_ids" => vec![0.0; micro],
+                "attention_mask" => vec![1.0; micro],
                 other => bail!("no data for input `{other}`"),
             };
             write_f32(
@@ -327,11 +335,12 @@ pub fn train(
     data: &TrainData,
     steps: u64,
 ) -> Result<(Vec<StepRecord>, Trainer)> {
-    let n = (setup.batch * setup.seq) as usize;
+    let n = (setup.batch * setup.seq * setup.grad_accumulation) as usize;
     if data.tokens.is_empty() || data.tokens.len() % n != 0 {
         bail!(
-            "the tokens hold {} values, not a whole number of batches of {} x {}",
+            "the tokens hold {} values, not a whole number of steps of {} micro-batch(es) of {} x {}",
             data.tokens.len(),
+            setup.grad_accumulation,
             setup.batch,
             setup.seq
         );

@@ -52,9 +52,11 @@ impl Precision {
 pub enum Recompute {
     /// Keep every activation.
     None,
-    /// Recompute the attention core (scores, softmax) only.
+    /// Recompute the attention core (scores, softmax) only: what the fused
+    /// attention op's backward does, so this needs that fusion.
     Selective,
-    /// Keep only each block's input; recompute the block.
+    /// Keep only each block's input; recompute the block (not implemented
+    /// yet: rejected with an error).
     Full,
 }
 

@@ -34,123 +34,49 @@ pub fn training_graph(
     setup: &TrainingSetup,
     stage: Stage,
 ) -> Result<Graph, SetupError> {
-    if setup.grad_accumulation != 1 {
+    if setup.grad_accumulation == 0 || setup.grad_accumulation > 64 {
         return Err(SetupError::Invalid {
             field: "grad_accumulation".into(),
-            rule: format!("must be 1 in this version, got {}", setup.grad_accumulation),
+            rule: format!("must be 1 to 64, got {}", setup.grad_accumulation),
         });
     }
+    match setup.recompute {
+        crate::setup::Recompute::None => {}
+        // The fused attention's backward recomputes the scores and
+        // probabilities from q, k and v: that is selective recomputation.
+        crate::setup::Recompute::Selective if setup.fusion.attention => {}
+        crate::setup::Recompute::Selective => {
+            return Err(SetupError::Invalid {
+                field: "recompute".into(),
+                rule: "`selective` recomputes the attention core inside the fused attention op; it needs the attention fusion".into(),
+            })
+        }
+        crate::setup::Recompute::Full => {
+            return Err(SetupError::Invalid {
+                field: "recompute".into(),
+                rule: "`full` (recomputing whole blocks) is not implemented yet; use none or selective".into(),
+            })
+        }
+    }
     let fwd = build::forward(model, setup)?;
-    let mut g = crate::fuse::fuse(&fwd.graph, setup.fusion)?;
-    // The loss is the value the "loss" output reads.
-    let loss = g
-        .nodes
-        .iter()
-        .find_map(|n| matches!(&n.op, Op::Output { name } if name == "loss").then(|| n.inputs[0]))
-        .unwrap_or(fwd.loss);
+    let single = crate::fuse::fuse(&fwd.graph, setup.fusion)?;
+    let loss_of = |g: &Graph| {
+        g.nodes
+            .iter()
+            .find_map(|n| {
+                matches!(&n.op, Op::Output { name } if name == "loss").then(|| n.inputs[0])
+            })
+            .unwrap_or(fwd.loss)
+    };
+    if setup.grad_accumulation > 1 && stage != Stage::Forward {
+        return accumulated(&single, loss_of(&single), setup, stage);
+    }
+    let mut g = single.clone();
+    let loss = loss_of(&g);
     if stage != Stage::Forward {
-        let scaled = setup.precision == Precision::Fp16Mixed;
-        let scalar = TensorType::scalar();
-        // fp16-mixed: the loss gradient starts at the loss scale.
-        let (seed, scale) = if scaled {
-            if !(setup.loss_scale_init.is_finite() && setup.loss_scale_init > 0.0)
-                || setup.loss_scale_interval == 0
-            {
-                return Err(SetupError::Invalid {
-                    field: "loss_scale".into(),
-                    rule: "the initial scale must be positive and the growth interval at least 1"
-                        .into(),
-                });
-            }
-            let s = g.push(
-                Op::State {
-                    name: "amp.loss_scale".into(),
-                    ty: scalar.clone(),
-                    init: setup.loss_scale_init,
-                },
-                &[],
-            )?;
-            (s, Some(s))
-        } else {
-            (
-                g.push(
-                    Op::Const {
-                        value: 1.0,
-                        ty: scalar.clone(),
-                    },
-                    &[],
-                )?,
-                None,
-            )
-        };
-        let mut grads = autodiff::backward(&mut g, loss, seed)?;
-        // Unscale, and note whether every gradient is finite.
-        let mut finite = None;
-        if let Some(s) = scale {
-            let inv = g.push(Op::Unary(Unary::Recip), &[s])?;
-            for entry in &mut grads.params {
-                entry.2 = g.push(Op::Mul, &[entry.2, inv])?;
-                let ok = g.push(Op::AllFinite, &[entry.2])?;
-                finite = Some(match finite {
-                    Some(f) => g.push(Op::Mul, &[f, ok])?,
-                    None => ok,
-                });
-            }
-        }
-        // Global L2 norm of the gradients, before the update.
-        let mut total = None;
-        for &(_, _, d) in &grads.params {
-            let sq = g.push(Op::Unary(Unary::Square), &[d])?;
-            let s = g.push(Op::SumAll, &[sq])?;
-            total = Some(match total {
-                Some(t) => g.push(Op::Add, &[t, s])?,
-                None => s,
-            });
-        }
-        let total = match total {
-            Some(t) => t,
-            None => g.push(
-                Op::Const {
-                    value: 0.0,
-                    ty: TensorType::new(&[], DType::Fp32),
-                },
-                &[],
-            )?,
-        };
-        let norm = g.push(Op::Unary(Unary::Sqrt), &[total])?;
-        g.push(
-            Op::Output {
-                name: "grad_norm".into(),
-            },
-            &[norm],
-        )?;
-        if let (Some(s), Some(ok)) = (scale, finite) {
-            g.push(
-                Op::Output {
-                    name: "loss_scale".into(),
-                },
-                &[s],
-            )?;
-            let skipped = g.push(
-                Op::Affine {
-                    scale: -1.0,
-                    shift: 1.0,
-                },
-                &[ok],
-            )?;
-            g.push(
-                Op::Output {
-                    name: "skipped".into(),
-                },
-                &[skipped],
-            )?;
-        }
-        if stage == Stage::Step {
-            optim::update_guarded(&mut g, &grads, &setup.optimizer, finite)?;
-            if let (Some(s), Some(ok)) = (scale, finite) {
-                loss_scale_update(&mut g, s, ok, setup.loss_scale_interval)?;
-            }
-        }
+        let seed = seed(&mut g, setup)?;
+        let grads = autodiff::backward(&mut g, loss, seed.0)?;
+        finish(&mut g, grads, seed.1, setup, stage)?;
     }
     verify::verify(&g)?;
     Ok(g)
@@ -235,4 +161,209 @@ fn loss_scale_update(
         &[new_count],
     )?;
     Ok(())
+}
+
+/// The value d(loss) starts from: 1, or the loss scale state in fp16-mixed
+/// (also returned as the scale).
+fn seed(g: &mut Graph, setup: &TrainingSetup) -> Result<(ValueId, Option<ValueId>), SetupError> {
+    let scalar = TensorType::scalar();
+    if setup.precision != Precision::Fp16Mixed {
+        return Ok((
+            g.push(
+                Op::Const {
+                    value: 1.0,
+                    ty: scalar,
+                },
+                &[],
+            )?,
+            None,
+        ));
+    }
+    if !(setup.loss_scale_init.is_finite() && setup.loss_scale_init > 0.0)
+        || setup.loss_scale_interval == 0
+    {
+        return Err(SetupError::Invalid {
+            field: "loss_scale".into(),
+            rule: "the initial scale must be positive and the growth interval at least 1".into(),
+        });
+    }
+    let s = g.push(
+        Op::State {
+            name: "amp.loss_scale".into(),
+            ty: scalar,
+            init: setup.loss_scale_init,
+        },
+        &[],
+    )?;
+    Ok((s, Some(s)))
+}
+
+/// Unscaling and overflow check (fp16-mixed), the gradient norm, and the
+/// optimizer update.
+fn finish(
+    g: &mut Graph,
+    mut grads: autodiff::Gradients,
+    scale: Option<ValueId>,
+    setup: &TrainingSetup,
+    stage: Stage,
+) -> Result<(), SetupError> {
+    let mut finite = None;
+    if let Some(s) = scale {
+        let inv = g.push(Op::Unary(Unary::Recip), &[s])?;
+        for entry in &mut grads.params {
+            entry.2 = g.push(Op::Mul, &[entry.2, inv])?;
+            let ok = g.push(Op::AllFinite, &[entry.2])?;
+            finite = Some(match finite {
+                Some(f) => g.push(Op::Mul, &[f, ok])?,
+                None => ok,
+            });
+        }
+    }
+    // Global L2 norm of the gradients, before the update.
+    let mut total = None;
+    for &(_, _, d) in &grads.params {
+        let sq = g.push(Op::Unary(Unary::Square), &[d])?;
+        let s = g.push(Op::SumAll, &[sq])?;
+        total = Some(match total {
+            Some(t) => g.push(Op::Add, &[t, s])?,
+            None => s,
+        });
+    }
+    let total = match total {
+        Some(t) => t,
+        None => g.push(
+            Op::Const {
+                value: 0.0,
+                ty: TensorType::new(&[], DType::Fp32),
+            },
+            &[],
+        )?,
+    };
+    let norm = g.push(Op::Unary(Unary::Sqrt), &[total])?;
+    g.push(
+        Op::Output {
+            name: "grad_norm".into(),
+        },
+        &[norm],
+    )?;
+    if let (Some(s), Some(ok)) = (scale, finite) {
+        g.push(
+            Op::Output {
+                name: "loss_scale".into(),
+            },
+            &[s],
+        )?;
+        let skipped = g.push(
+            Op::Affine {
+                scale: -1.0,
+                shift: 1.0,
+            },
+            &[ok],
+        )?;
+        g.push(
+            Op::Output {
+                name: "skipped".into(),
+            },
+            &[skipped],
+        )?;
+    }
+    if stage == Stage::Step {
+        optim::update_guarded(g, &grads, &setup.optimizer, finite)?;
+        if let (Some(s), Some(ok)) = (scale, finite) {
+            loss_scale_update(g, s, ok, setup.loss_scale_interval)?;
+        }
+    }
+    Ok(())
+}
+
+/// Gradient accumulation: the forward and backward of each micro-batch in
+/// turn (inputs renamed `NAME.k`), gradients and losses averaged, then one
+/// update. Micro-batch k's activations die after its backward, so the
+/// peak memory is one micro-batch's.
+fn accumulated(
+    single: &Graph,
+    loss: ValueId,
+    setup: &TrainingSetup,
+    stage: Stage,
+) -> Result<Graph, SetupError> {
+    let n = setup.grad_accumulation;
+    let mut g = Graph::new(&single.name);
+    let (seed, scale) = seed(&mut g, setup)?;
+    let weight = g.push(
+        Op::Const {
+            value: 1.0 / n as f64,
+            ty: TensorType::scalar(),
+        },
+        &[],
+    )?;
+    let micro_seed = g.push(Op::Mul, &[seed, weight])?;
+    let mut shared: std::collections::HashMap<usize, ValueId> = std::collections::HashMap::new();
+    let mut sums: Option<autodiff::Gradients> = None;
+    let mut losses = Vec::new();
+    for k in 0..n {
+        let mut map: Vec<ValueId> = Vec::with_capacity(single.nodes.len());
+        for (i, node) in single.nodes.iter().enumerate() {
+            let id = match &node.op {
+                Op::Param { .. } | Op::State { .. } | Op::Const { .. } => match shared.get(&i) {
+                    Some(&v) => v,
+                    None => {
+                        let v = g.push(node.op.clone(), &[])?;
+                        shared.insert(i, v);
+                        v
+                    }
+                },
+                Op::Input { name, ty } => g.push(
+                    Op::Input {
+                        name: format!("{name}.{k}"),
+                        ty: ty.clone(),
+                    },
+                    &[],
+                )?,
+                Op::Output { .. } | Op::Assign { .. } => ValueId(usize::MAX),
+                op => {
+                    let inputs: Vec<ValueId> = node.inputs.iter().map(|v| map[v.0]).collect();
+                    g.push(op.clone(), &inputs)?
+                }
+            };
+            map.push(id);
+        }
+        let l = map[loss.0];
+        losses.push(l);
+        let grads = autodiff::backward(&mut g, l, micro_seed)?;
+        sums = Some(match sums {
+            None => grads,
+            Some(mut acc) => {
+                for (a, b) in acc.params.iter_mut().zip(&grads.params) {
+                    a.2 = g.push(Op::Add, &[a.2, b.2])?;
+                }
+                acc
+            }
+        });
+    }
+    let mut total = losses[0];
+    for &l in &losses[1..] {
+        total = g.push(Op::Add, &[total, l])?;
+    }
+    let mean = g.push(
+        Op::Affine {
+            scale: 1.0 / n as f64,
+            shift: 0.0,
+        },
+        &[total],
+    )?;
+    g.push(
+        Op::Output {
+            name: "loss".into(),
+        },
+        &[mean],
+    )?;
+    finish(
+        &mut g,
+        sums.expect("at least one micro-batch"),
+        scale,
+        setup,
+        stage,
+    )?;
+    verify::verify(&g)?;
+    Ok(g)
 }
