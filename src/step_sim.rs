@@ -66,6 +66,8 @@ pub struct StepFigures {
     pub energy_joules: f64,
     /// Peak HBM footprint.
     pub hbm_peak_bytes: u64,
+    /// Bytes read from and written to HBM per step (all cores).
+    pub hbm_traffic_bytes: u64,
     /// Parameters, optimizer states, inputs and constant tables.
     pub hbm_persistent_bytes: u64,
     /// Kernels per step.
@@ -113,6 +115,7 @@ impl StepFigures {
             "joules_per_token": self.joules_per_token(),
             "average_power_watts": self.average_power_watts(),
             "hbm_peak_bytes": self.hbm_peak_bytes,
+            "hbm_traffic_bytes": self.hbm_traffic_bytes,
             "hbm_persistent_bytes": self.hbm_persistent_bytes,
             "kernels": self.kernels,
             "instructions": self.instructions,
@@ -237,9 +240,53 @@ pub fn simulate_step(
         hardware_utilization: report.utilization,
         energy_joules: report.energy_joules * cores as f64,
         hbm_peak_bytes: step.hbm_peak,
+        hbm_traffic_bytes: (report.hbm_read_bytes + report.hbm_write_bytes) * cores,
         hbm_persistent_bytes: step.persistent_bytes,
         kernels: step.kernels,
         instructions: step.program.len(),
         operators,
     })
+}
+
+/// What one fusion pass saves: the step simulated with it turned off,
+/// against the step with every pass on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FusionSaving {
+    /// Pass name (`--no-fuse NAME`).
+    pub name: String,
+    /// HBM bytes per step the pass saves (negative: it costs).
+    pub hbm_bytes_saved: i64,
+    /// Seconds per step the pass saves.
+    pub seconds_saved: f64,
+    /// Peak HBM bytes the pass saves.
+    pub peak_bytes_saved: i64,
+}
+
+/// Simulates the step once per fusion pass with that pass off.
+///
+/// # Errors
+/// As [`simulate_step`].
+pub fn fusion_savings(
+    model: &ModelConfig,
+    setup: &TrainingSetup,
+    arch: &Arch,
+    fused: &StepFigures,
+) -> Result<Vec<FusionSaving>> {
+    let mut out = Vec::new();
+    for name in tessera_compiler::fuse::Fusion::NAMES {
+        let mut s = *setup;
+        if !matches!(name, "attention") || !s.fusion.attention {
+            continue;
+        }
+        s.fusion.disable(name).map_err(anyhow::Error::msg)?;
+        let off = simulate_step(model, &s, arch)
+            .with_context(|| format!("the step without the {name} fusion"))?;
+        out.push(FusionSaving {
+            name: name.to_string(),
+            hbm_bytes_saved: off.hbm_traffic_bytes as i64 - fused.hbm_traffic_bytes as i64,
+            seconds_saved: off.step_seconds - fused.step_seconds,
+            peak_bytes_saved: off.hbm_peak_bytes as i64 - fused.hbm_peak_bytes as i64,
+        });
+    }
+    Ok(out)
 }

@@ -888,4 +888,28 @@ fn simulate_reports_the_documented_figures() {
         ),
         "multiple of the 4 cores",
     );
+    // The fusion report: attention fusion saves HBM traffic and time.
+    let mut with_report = args.to_vec();
+    with_report.push("--fusion-report");
+    let text = ok(tessera(&with_report, &dir.0));
+    assert!(text.contains("fusion attention"), "{text}");
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path("s.json")).unwrap()).unwrap();
+    let f = &j["fusions"][0];
+    assert_eq!(f["name"], "attention");
+    assert!(f["hbm_bytes_saved"].as_i64().unwrap() > 0, "{f}");
+    fails(
+        tessera(
+            &["simulate", "--model", "gpt2-small", "--no-fuse", "nothing"],
+            &dir.0,
+        ),
+        "unknown fusion `nothing`",
+    );
+    fails(
+        tessera(
+            &["simulate", "--model", "gpt2-small", "--recompute", "full"],
+            &dir.0,
+        ),
+        "`full` (recomputing whole blocks) is not implemented yet",
+    );
 }
