@@ -113,9 +113,13 @@ pub struct CompileArgs {
     /// Where the pipeline stops: forward, backward or step.
     #[arg(long, default_value = "step")]
     stage: String,
-    /// What to write: `graph` (the IR text form).
+    /// What to write: `graph` (the IR text form), `tsr` (the lowered
+    /// program container, needs `-o`) or `asm` (its assembly).
     #[arg(long, default_value = "graph")]
     emit: String,
+    /// Hardware description to lower for (`--emit tsr|asm`).
+    #[arg(long, default_value = "default", value_name = "PRESET|FILE.toml")]
+    hw: String,
     /// Output file (default: stdout).
     #[arg(short, long, value_name = "FILE")]
     output: Option<PathBuf>,
@@ -140,7 +144,20 @@ pub fn run(args: &CompileArgs) -> Result<()> {
     };
     let text = match args.emit.as_str() {
         "graph" => print(&graph),
-        other => anyhow::bail!("--emit must be `graph`, got `{other}`"),
+        "tsr" | "asm" => {
+            let arch = crate::hw::load(&args.hw)?;
+            let step = tessera_compiler::lower::lower_graph(&graph, &arch)?;
+            if args.emit == "tsr" {
+                let Some(path) = &args.output else {
+                    anyhow::bail!(
+                        "--emit tsr writes a binary container: give it a file with -o FILE.tsr"
+                    );
+                };
+                return files::write_atomic(path, &step.program.to_bytes());
+            }
+            tessera_isa::disasm::disassemble(&step.program)
+        }
+        other => anyhow::bail!("--emit must be graph, tsr or asm, got `{other}`"),
     };
     match &args.output {
         Some(path) => files::write_atomic(path, text.as_bytes()),
