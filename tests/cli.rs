@@ -648,6 +648,17 @@ fn compile_emits_a_graph_that_reads_back_and_rejects_bad_models() {
         "broken.ir:",
     );
     assert!(e.contains("broken.ir:4:3: embedding:"), "{e}");
+    // The lowered step as a container: the dependency checker accepts it and the simulator runs it.
+    let mut tsr = args.to_vec();
+    tsr.extend(["--emit", "tsr", "--hw", "fpga-8x8", "-o", "step.tsr"]);
+    ok(tessera(&tsr, &dir.0));
+    let report = ok(tessera(&["check", "step.tsr"], &dir.0));
+    assert!(report.contains("clean: no races, deadlocks"), "{report}");
+    assert!(ok(tessera(&["sim", "step.tsr"], &dir.0)).contains("cycles"));
+    fails(
+        tessera(&["compile", "--model", config, "--emit", "tsr"], &dir.0),
+        "give it a file with -o",
+    );
     fails(
         tessera(&["compile", "--model", "gpt9"], &dir.0),
         "unknown model preset `gpt9`",
