@@ -656,7 +656,10 @@ fn compile_emits_a_graph_that_reads_back_and_rejects_bad_models() {
     assert!(report.contains("clean: no races, deadlocks"), "{report}");
     assert!(ok(tessera(&["sim", "step.tsr"], &dir.0)).contains("cycles"));
     fails(
-        tessera(&["compile", "--model", config, "--emit", "tsr"], &dir.0),
+        tessera(
+            &["compile", "--model", config, "--seq", "8", "--emit", "tsr"],
+            &dir.0,
+        ),
         "give it a file with -o",
     );
     fails(
