@@ -8,6 +8,7 @@
 
 mod calibrate_cmd;
 mod check_cmd;
+mod compare_cmd;
 mod compile_cmd;
 mod demo;
 mod files;
@@ -83,6 +84,9 @@ enum Command {
     /// timing mode and report step time, tokens/s, MFU, energy, power, peak
     /// HBM and the top operators.
     Simulate(simulate_cmd::SimulateArgs),
+    /// Tessera and a GPU on the same training job: step time, tokens/s,
+    /// MFU, energy per step and tokens per joule, with their ratios.
+    Compare(compare_cmd::CompareArgs),
     /// Train a model on the functional simulator, on real numbers, from a
     /// safetensors checkpoint: per-step loss and gradient norm as JSON.
     Train(train_cmd::TrainArgs),
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Compile(args) => compile_cmd::run(&args),
         Command::Simulate(args) => simulate_cmd::run(&args),
         Command::Train(args) => train_cmd::run(&args),
+        Command::Compare(args) => compare_cmd::run(&args),
         Command::Gemm(args) => gemm_cmd::run(&args),
         Command::Calibrate(args) => calibrate_cmd::run(&args),
         Command::Scale(args) => scale_cmd::run(&args),

@@ -927,3 +927,61 @@ fn simulate_reports_the_documented_figures() {
         "`full` (recomputing whole blocks) is not implemented yet",
     );
 }
+
+#[test]
+fn compare_puts_tessera_beside_a_gpu() {
+    let dir = TempDir::new("compare");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("examples/models/gpt2-tiny.json");
+    let args = [
+        "compare",
+        "--model",
+        config.to_str().unwrap(),
+        "--batch",
+        "2",
+        "--seq",
+        "32",
+        "--hw",
+        "fpga-8x8",
+        "--gpu",
+        "a100-80gb",
+        "--json",
+        "c.json",
+    ];
+    let text = ok(tessera(&args, &dir.0));
+    assert!(
+        text.contains("tessera-fpga-8x8")
+            && text.contains("a100-80gb")
+            && text.contains("tokens/J"),
+        "{text}"
+    );
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path("c.json")).unwrap()).unwrap();
+    for side in ["tessera", "gpu"] {
+        for key in [
+            "step_seconds",
+            "tokens_per_second",
+            "mfu",
+            "energy_joules",
+            "tokens_per_joule",
+        ] {
+            assert!(
+                j[side][key].as_f64().is_some_and(|v| v > 0.0),
+                "{side}.{key}"
+            );
+        }
+    }
+    let r = j["ratio_tessera_over_gpu"]["tokens_per_second"]
+        .as_f64()
+        .unwrap();
+    let want = j["tessera"]["tokens_per_second"].as_f64().unwrap()
+        / j["gpu"]["tokens_per_second"].as_f64().unwrap();
+    assert!((r - want).abs() < 1e-12 * want);
+    fails(
+        tessera(
+            &["compare", "--model", "gpt2-small", "--gpu", "tpu9"],
+            &dir.0,
+        ),
+        "tpu9",
+    );
+}
