@@ -224,35 +224,13 @@ pub fn lower_rowwise(
                 extent: Extent::Row,
             };
             let mut inputs = vec![full(x[0]), row(x[1])];
-            let mut body: Vec<&str> = Vec::new();
+            // xhat in t0, then * weight (+ bias)
+            let mut body = normalize_body(rms);
             if rms {
-                body.extend([
-                    "shape full",
-                    "v.reduce op=sumsq, axis=rows, dst=$t1, a=$i0, mode=overwrite",
-                    "shape col",
-                    "v.bin op=mul, dst=$t1, a=$t1, b=f0",
-                    "v.bin op=add, dst=$t1, a=$t1, b=f1",
-                    "v.un op=rsqrt, dst=$t1, a=$t1",
-                    "shape full",
-                    "v.bin op=mul, dst=$t0, a=$i0, b=col($t1)",
-                    "v.bin op=mul, dst=$o0, a=$t0, b=row($i1)",
-                ]);
+                body.push("v.bin op=mul, dst=$o0, a=$t0, b=row($i1)");
             } else {
                 inputs.push(row(x[2]));
                 body.extend([
-                    "shape full",
-                    "v.reduce op=sum, axis=rows, dst=$t1, a=$i0, mode=overwrite",
-                    "shape col",
-                    "v.bin op=mul, dst=$t1, a=$t1, b=f0",
-                    "shape full",
-                    "v.bin op=sub, dst=$t0, a=$i0, b=col($t1)",
-                    "v.reduce op=sumsq, axis=rows, dst=$t1, a=$t0, mode=overwrite",
-                    "shape col",
-                    "v.bin op=mul, dst=$t1, a=$t1, b=f0",
-                    "v.bin op=add, dst=$t1, a=$t1, b=f1",
-                    "v.un op=rsqrt, dst=$t1, a=$t1",
-                    "shape full",
-                    "v.bin op=mul, dst=$t0, a=$t0, b=col($t1)",
                     "v.bin op=mul, dst=$t0, a=$t0, b=row($i1)",
                     "v.bin op=add, dst=$o0, a=$t0, b=row($i2)",
                 ]);
