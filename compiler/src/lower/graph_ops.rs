@@ -631,6 +631,53 @@ fn index_block(arch: &Arch, row_bytes: u64) -> Result<u64, LowerError> {
     Ok(rows)
 }
 
+/// One block of an indexed kernel: ids `first..first + rows`, staged in
+/// scratchpad buffer `base` with its ids at `idx`.
+struct IndexBlock {
+    first: u64,
+    rows: u64,
+    base: u64,
+    idx: u64,
+}
+
+/// The loop shared by the gather and scatter-add kernels: blocks of ids
+/// through two scratchpad buffers, the load queue filling one (t0, load ->
+/// store) while the store queue drains the other and frees it (t1, store ->
+/// load, 2 initial credits). `load` and `store` write each block's code.
+fn indexed_kernel(
+    arch: &Arch,
+    name: &str,
+    (n, row_bytes): (u64, u64),
+    (load_prologue, store_prologue): (&str, &str),
+    mut load: impl FnMut(&mut String, &IndexBlock),
+    mut store: impl FnMut(&mut String, &IndexBlock),
+) -> Result<Program, LowerError> {
+    let block = index_block(arch, row_bytes)?;
+    let half = arch.capacity(tessera_isa::program::MemSpace::Spad).0 / 2;
+    let mut lq = format!("{load_prologue}\n");
+    let mut sq = format!("prof.begin {name}\n{store_prologue}\nnop signal=t1\nnop signal=t1\n");
+    let (mut first, mut b) = (0, 0);
+    while first < n {
+        let rows = block.min(n - first);
+        let base = (b % 2) * half;
+        let at = IndexBlock {
+            first,
+            rows,
+            base,
+            idx: base + block * row_bytes,
+        };
+        load(&mut lq, &at);
+        store(&mut sq, &at);
+        first += rows;
+        b += 1;
+    }
+    let _ = writeln!(lq, "nop wait=t1\nnop wait=t1");
+    let _ = writeln!(sq, "prof.end {name}");
+    let src = format!(".queue load\n{lq}halt\n.queue store\n{sq}halt\n");
+    assemble(&src, name, Some(arch))
+        .map_err(|e| kernel_error(name, format!("internal assembly error: {e}")))
+}
+
 /// out[i] = table[ids[i]] for `n` ids: the load queue reads a block of ids
 /// and gathers their rows; the store queue writes them out.
 fn embedding_gather(
@@ -641,45 +688,38 @@ fn embedding_gather(
     n: u64,
     row_bytes: u64,
 ) -> Result<Program, LowerError> {
-    let block = index_block(arch, row_bytes)?;
-    let half = arch.capacity(tessera_isa::program::MemSpace::Spad).0 / 2;
-    let (mut load, mut store) = (String::new(), String::new());
-    let _ = writeln!(
-        load,
-        "dma.hstride row={row_bytes}, plane=0\ndma.lstride row={row_bytes}, plane=0"
-    );
-    let _ = writeln!(store, "prof.begin embedding\ndma.hstride row=0, plane=0\ndma.lstride row=0, plane=0\nnop signal=t1\nnop signal=t1");
-    let mut i = 0;
-    let mut b = 0;
-    while i < n {
-        let rows = block.min(n - i);
-        let base = (b % 2) * half;
-        let idx = base + block * row_bytes;
-        let _ = writeln!(
-            load,
-            "addr.set r1, {}\naddr.set r2, {idx}\nnop wait=t1\n\
-             dma.hstride row=0, plane=0\ndma.lstride row=0, plane=0\n\
-             dma.load dst=spad[r2], src=hbm[r1], rows=1, row_bytes={}, planes=1, transpose=none\n\
-             dma.hstride row={row_bytes}, plane=0\ndma.lstride row={row_bytes}, plane=0\n\
-             addr.set r1, {table}\naddr.set r3, {base}\n\
-             dma.gather dst=spad[r3], table=hbm[r1], idx=spad[r2], rows={rows}, row_bytes={row_bytes}, signal=t0",
-            ids + i * 4,
-            rows * 4
-        );
-        let _ = writeln!(
-            store,
-            "addr.set r1, {}\naddr.set r2, {base}\n\
-             dma.store dst=hbm[r1], src=spad[r2], rows={rows}, row_bytes={row_bytes}, planes=1, transpose=none, wait=t0, signal=t1",
-            out + i * row_bytes
-        );
-        i += rows;
-        b += 1;
-    }
-    let _ = writeln!(load, "nop wait=t1\nnop wait=t1");
-    let _ = writeln!(store, "prof.end embedding");
-    let src = format!(".queue load\n{load}halt\n.queue store\n{store}halt\n");
-    assemble(&src, "embedding", Some(arch))
-        .map_err(|e| kernel_error("embedding", format!("internal assembly error: {e}")))
+    indexed_kernel(
+        arch,
+        "embedding",
+        (n, row_bytes),
+        ("", "dma.hstride row=0, plane=0\ndma.lstride row=0, plane=0"),
+        |q, at| {
+            let _ = writeln!(
+                q,
+                "addr.set r1, {}\naddr.set r2, {}\nnop wait=t1\n\
+                 dma.hstride row=0, plane=0\ndma.lstride row=0, plane=0\n\
+                 dma.load dst=spad[r2], src=hbm[r1], rows=1, row_bytes={}, planes=1, transpose=none\n\
+                 dma.hstride row={row_bytes}, plane=0\ndma.lstride row={row_bytes}, plane=0\n\
+                 addr.set r1, {table}\naddr.set r3, {}\n\
+                 dma.gather dst=spad[r3], table=hbm[r1], idx=spad[r2], rows={}, row_bytes={row_bytes}, signal=t0",
+                ids + at.first * 4,
+                at.idx,
+                at.rows * 4,
+                at.base,
+                at.rows
+            );
+        },
+        |q, at| {
+            let _ = writeln!(
+                q,
+                "addr.set r1, {}\naddr.set r2, {}\n\
+                 dma.store dst=hbm[r1], src=spad[r2], rows={}, row_bytes={row_bytes}, planes=1, transpose=none, wait=t0, signal=t1",
+                out + at.first * row_bytes,
+                at.base,
+                at.rows
+            );
+        },
+    )
 }
 
 /// table[ids[i]] += dy[i] (fp32 rows, ascending i, negative ids skipped).
@@ -691,43 +731,40 @@ fn embedding_scatter(
     n: u64,
     row_bytes: u64,
 ) -> Result<Program, LowerError> {
-    let block = index_block(arch, row_bytes)?;
-    let half = arch.capacity(tessera_isa::program::MemSpace::Spad).0 / 2;
-    let (mut load, mut store) = (String::new(), String::new());
-    let _ = writeln!(
-        load,
-        "dma.hstride row=0, plane=0\ndma.lstride row=0, plane=0"
-    );
-    let _ = writeln!(store, "prof.begin embedding_grad\ndma.hstride row={row_bytes}, plane=0\ndma.lstride row={row_bytes}, plane=0\nnop signal=t1\nnop signal=t1");
-    let mut i = 0;
-    let mut b = 0;
-    while i < n {
-        let rows = block.min(n - i);
-        let base = (b % 2) * half;
-        let idx = base + block * row_bytes;
-        let _ = writeln!(
-            load,
-            "nop wait=t1\naddr.set r1, {}\naddr.set r2, {idx}\n\
-             dma.load dst=spad[r2], src=hbm[r1], rows=1, row_bytes={}, planes=1, transpose=none\n\
-             addr.set r1, {}\naddr.set r2, {base}\n\
-             dma.load dst=spad[r2], src=hbm[r1], rows={rows}, row_bytes={row_bytes}, planes=1, transpose=none, signal=t0",
-            ids + i * 4,
-            rows * 4,
-            dy + i * row_bytes,
-        );
-        let _ = writeln!(
-            store,
-            "addr.set r1, {table}\naddr.set r2, {base}\naddr.set r3, {idx}\n\
-             dma.scatter_add table=hbm[r1], src=spad[r2], idx=spad[r3], rows={rows}, row_bytes={row_bytes}, wait=t0, signal=t1"
-        );
-        i += rows;
-        b += 1;
-    }
-    let _ = writeln!(load, "nop wait=t1\nnop wait=t1");
-    let _ = writeln!(store, "prof.end embedding_grad");
-    let src = format!(".queue load\n{load}halt\n.queue store\n{store}halt\n");
-    assemble(&src, "embedding_grad", Some(arch))
-        .map_err(|e| kernel_error("embedding_grad", format!("internal assembly error: {e}")))
+    indexed_kernel(
+        arch,
+        "embedding_grad",
+        (n, row_bytes),
+        (
+            "dma.hstride row=0, plane=0\ndma.lstride row=0, plane=0",
+            &format!("dma.hstride row={row_bytes}, plane=0\ndma.lstride row={row_bytes}, plane=0"),
+        ),
+        |q, at| {
+            let _ = writeln!(
+                q,
+                "nop wait=t1\naddr.set r1, {}\naddr.set r2, {}\n\
+                 dma.load dst=spad[r2], src=hbm[r1], rows=1, row_bytes={}, planes=1, transpose=none\n\
+                 addr.set r1, {}\naddr.set r2, {}\n\
+                 dma.load dst=spad[r2], src=hbm[r1], rows={}, row_bytes={row_bytes}, planes=1, transpose=none, signal=t0",
+                ids + at.first * 4,
+                at.idx,
+                at.rows * 4,
+                dy + at.first * row_bytes,
+                at.base,
+                at.rows
+            );
+        },
+        |q, at| {
+            let _ = writeln!(
+                q,
+                "addr.set r1, {table}\naddr.set r2, {}\naddr.set r3, {}\n\
+                 dma.scatter_add table=hbm[r1], src=spad[r2], idx=spad[r3], rows={}, row_bytes={row_bytes}, wait=t0, signal=t1",
+                at.base,
+                at.idx,
+                at.rows
+            );
+        },
+    )
 }
 
 /// Cross-entropy (mean over counted tokens) and its gradient. One kernel
