@@ -275,7 +275,7 @@ pub fn fusion_savings(
     let mut out = Vec::new();
     for name in tessera_compiler::fuse::Fusion::NAMES {
         let mut s = *setup;
-        if !matches!(name, "attention") || !s.fusion.attention {
+        if !s.fusion.enabled(name) {
             continue;
         }
         s.fusion.disable(name).map_err(anyhow::Error::msg)?;

@@ -314,6 +314,7 @@ fn rule(
         | Op::AllFinite
         | Op::SoftmaxGrad
         | Op::AttentionGrad { .. }
+        | Op::AdamW { .. }
         | Op::LayerNormGradX { .. }
         | Op::LayerNormGradW { .. }
         | Op::RmsNormGradX { .. }

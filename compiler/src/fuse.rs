@@ -6,6 +6,9 @@
 //!   (FlashAttention-style: the S x S scores never reach HBM). Grouped kv
 //!   heads are passed as they are, without `repeat_kv`.
 //!
+//! - **Optimizer**: AdamW's update is emitted as fused `adamw` ops (see
+//!   [`crate::optim`]) rather than elementwise graph code.
+//!
 //! [`dead_code`] then drops the nodes nothing reads any more (sources are
 //! kept so the parameter set does not change).
 
@@ -19,16 +22,34 @@ use crate::ir::{Graph, Mask, Node, Op, ValueId};
 pub struct Fusion {
     /// Fused attention.
     pub attention: bool,
+    /// AdamW's update of each parameter as one op (and one kernel) instead
+    /// of a dozen elementwise ones.
+    pub optimizer: bool,
 }
 
 impl Fusion {
     /// Every fusion on.
-    pub const ALL: Fusion = Fusion { attention: true };
+    pub const ALL: Fusion = Fusion {
+        attention: true,
+        optimizer: true,
+    };
     /// Every fusion off.
-    pub const NONE: Fusion = Fusion { attention: false };
+    pub const NONE: Fusion = Fusion {
+        attention: false,
+        optimizer: false,
+    };
 
     /// Names accepted by [`Fusion::disable`].
-    pub const NAMES: [&'static str; 1] = ["attention"];
+    pub const NAMES: [&'static str; 2] = ["attention", "optimizer"];
+
+    /// Whether the pass of that name is on.
+    pub fn enabled(&self, name: &str) -> bool {
+        match name {
+            "attention" => self.attention,
+            "optimizer" => self.optimizer,
+            _ => false,
+        }
+    }
 
     /// Turns one fusion off by name.
     ///
@@ -37,6 +58,7 @@ impl Fusion {
     pub fn disable(&mut self, name: &str) -> Result<(), String> {
         match name {
             "attention" => self.attention = false,
+            "optimizer" => self.optimizer = false,
             other => {
                 return Err(format!(
                     "unknown fusion `{other}` (known: {})",

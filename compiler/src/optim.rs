@@ -8,7 +8,7 @@ use tessera_isa::DType;
 
 use crate::autodiff::Gradients;
 use crate::error::IrError;
-use crate::ir::{Graph, Op, TensorType, Unary, ValueId};
+use crate::ir::{AdamPart, Graph, Op, TensorType, Unary, ValueId};
 use crate::setup::Optimizer;
 
 /// Appends the update of every parameter in `grads` (each gradient
@@ -17,11 +17,12 @@ use crate::setup::Optimizer;
 /// # Errors
 /// Only if the graph is inconsistent (a compiler bug).
 pub fn update(g: &mut Graph, grads: &Gradients, opt: &Optimizer) -> Result<(), IrError> {
-    update_guarded(g, grads, opt, None)
+    update_guarded(g, grads, opt, None, false)
 }
 
 /// [`update`] where every parameter and state keeps its old value unless
-/// the scalar `guard` is non-zero (a step skipped on gradient overflow).
+/// the scalar `guard` is non-zero (a step skipped on gradient overflow);
+/// with `fused`, AdamW is emitted as fused `adamw` ops.
 ///
 /// # Errors
 /// Only if the graph is inconsistent (a compiler bug).
@@ -30,8 +31,22 @@ pub fn update_guarded(
     grads: &Gradients,
     opt: &Optimizer,
     guard: Option<ValueId>,
+    fused: bool,
 ) -> Result<(), IrError> {
     let mut u = Updater { g, guard };
+    if let (
+        true,
+        Optimizer::AdamW {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+        },
+    ) = (fused, *opt)
+    {
+        return fused_adamw(&mut u, grads, (lr, beta1, beta2, eps, weight_decay));
+    }
     // Bias-correction powers, advanced once per step.
     let powers = match *opt {
         Optimizer::AdamW { beta1, beta2, .. } | Optimizer::Lamb { beta1, beta2, .. } => {
@@ -155,6 +170,51 @@ pub fn update_guarded(
             }
         };
         u.assign(name, new_p)?;
+    }
+    Ok(())
+}
+
+/// AdamW as one `adamw` op per parameter and result (the lowering runs
+/// the three results of a parameter as one kernel). The bias-correction
+/// scalars are computed once for all parameters.
+fn fused_adamw(
+    u: &mut Updater,
+    grads: &Gradients,
+    (lr, beta1, beta2, eps, weight_decay): (f64, f64, f64, f64, f64),
+) -> Result<(), IrError> {
+    let p1 = u.state("optim.beta1_power", &[], 1.0)?;
+    let p2 = u.state("optim.beta2_power", &[], 1.0)?;
+    let p1 = u.affine(p1, beta1, 0.0)?;
+    let p2 = u.affine(p2, beta2, 0.0)?;
+    u.assign("optim.beta1_power", p1)?;
+    u.assign("optim.beta2_power", p2)?;
+    let c1 = u.affine(p1, -1.0, 1.0)?;
+    let c2 = u.affine(p2, -1.0, 1.0)?;
+    let sc2 = u.unary(Unary::Sqrt, c2)?;
+    let rc1 = u.unary(Unary::Recip, c1)?;
+    let step = u.affine(rc1, lr, 0.0)?;
+    for (p, name, grad) in &grads.params {
+        let shape = u.g.ty(*p).shape.clone();
+        let m = u.state(&format!("{name}.exp_avg"), &shape, 0.0)?;
+        let v = u.state(&format!("{name}.exp_avg_sq"), &shape, 0.0)?;
+        let operands = [*p, *grad, m, v, sc2, step];
+        let mut results = Vec::new();
+        for part in [AdamPart::M, AdamPart::V, AdamPart::P] {
+            results.push(u.g.push(
+                Op::AdamW {
+                    lr,
+                    beta1,
+                    beta2,
+                    eps,
+                    weight_decay,
+                    part,
+                },
+                &operands,
+            )?);
+        }
+        u.assign(&format!("{name}.exp_avg"), results[0])?;
+        u.assign(&format!("{name}.exp_avg_sq"), results[1])?;
+        u.assign(name, results[2])?;
     }
     Ok(())
 }

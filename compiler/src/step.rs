@@ -268,7 +268,7 @@ fn finish(
         )?;
     }
     if stage == Stage::Step {
-        optim::update_guarded(g, &grads, &setup.optimizer, finite)?;
+        optim::update_guarded(g, &grads, &setup.optimizer, finite, setup.fusion.optimizer)?;
         if let (Some(s), Some(ok)) = (scale, finite) {
             loss_scale_update(g, s, ok, setup.loss_scale_interval)?;
         }

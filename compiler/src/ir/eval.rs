@@ -12,7 +12,7 @@ use half::{bf16, f16};
 use tessera_isa::DType;
 use thiserror::Error;
 
-use super::{AttentionPart, Graph, Mask, Op, Unary};
+use super::{AdamPart, AttentionPart, Graph, Mask, Op, Unary};
 
 /// A dense row-major tensor of f64.
 #[derive(Clone, Debug, PartialEq)]
@@ -285,6 +285,30 @@ fn compute(node: usize, op: &Op, x: &[&Tensor], shape: &[u64]) -> Result<Tensor,
         }
         Op::Softmax { mask } => t(softmax(x[0], *mask, x.get(1).copied())),
         Op::Attention { scale, causal } => t(attention(x, *scale, *causal, None)),
+        Op::AdamW {
+            lr,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            part,
+        } => {
+            let (sc2, step) = (x[4].data[0], x[5].data[0]);
+            t((0..x[0].data.len())
+                .map(|i| {
+                    let (p, g, m, v) = (x[0].data[i], x[1].data[i], x[2].data[i], x[3].data[i]);
+                    let m2 = beta1 * m + (1.0 - beta1) * g;
+                    let v2 = beta2 * v + (1.0 - beta2) * (g * g);
+                    match part {
+                        AdamPart::M => m2,
+                        AdamPart::V => v2,
+                        AdamPart::P => {
+                            p * (1.0 - lr * weight_decay) - m2 / (v2.sqrt() / sc2 + eps) * step
+                        }
+                    }
+                })
+                .collect())
+        }
         Op::AttentionGrad {
             scale,
             causal,

@@ -13,7 +13,7 @@ pub mod parse;
 pub mod print;
 pub mod verify;
 
-pub use op::{AttentionPart, Mask, Op, Unary};
+pub use op::{AdamPart, AttentionPart, Mask, Op, Unary};
 use tessera_isa::DType;
 
 /// A value: the output of node `ValueId.0`.

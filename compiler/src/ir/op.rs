@@ -43,6 +43,27 @@ impl AttentionPart {
     }
 }
 
+/// Which result of a fused AdamW update an [`Op::AdamW`] node gives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum AdamPart {
+    /// The updated first moment.
+    M = 0,
+    /// The updated second moment.
+    V = 1,
+    /// The updated parameter.
+    P = 2,
+}
+
+impl AdamPart {
+    fn name(self) -> &'static str {
+        match self {
+            AdamPart::P => "p",
+            AdamPart::M => "m",
+            AdamPart::V => "v",
+        }
+    }
+}
+
 /// Elementwise functions of one operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Unary {
@@ -174,6 +195,19 @@ pub enum Op {
     /// [B, S]]) -> softmax(scale * q k^T, masked) v`, fp32, each kv head
     /// serving `h / kv` query heads; the S x S scores are never stored.
     Attention { scale: f64, causal: bool },
+    /// One result of a fused AdamW step (`torch.optim.AdamW`):
+    /// `(p, g, m, v, sqrt(1 - beta2^t), lr / (1 - beta1^t))`, computed with
+    /// the same roundings as the unfused graph code:
+    /// `m' = b1 m + (1 - b1) g`, `v' = b2 v + (1 - b2) g^2`,
+    /// `p' = p (1 - lr wd) - (m' / (sqrt(v') / sqrt(1 - b2^t) + eps)) * step`.
+    AdamW {
+        lr: f64,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+        part: AdamPart,
+    },
     /// One gradient of a fused attention: `(q, k, v, o, do [, key mask])`
     /// -> d`part` (fp32, `part` = q, k or v; k and v summed over their group).
     AttentionGrad {
@@ -264,6 +298,7 @@ impl Op {
             Op::Softmax { .. } => "softmax",
             Op::SoftmaxGrad => "softmax_grad",
             Op::Attention { .. } => "attention",
+            Op::AdamW { .. } => "adamw",
             Op::AttentionGrad { .. } => "attention_grad",
             Op::LayerNorm { .. } => "layer_norm",
             Op::LayerNormGradX { .. } => "layer_norm_grad_x",
@@ -326,6 +361,21 @@ impl Op {
             Op::Attention { scale, causal } => {
                 vec![("scale", f(*scale)), ("causal", Attr::Bool(*causal))]
             }
+            Op::AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                part,
+            } => vec![
+                ("lr", f(*lr)),
+                ("beta1", f(*beta1)),
+                ("beta2", f(*beta2)),
+                ("eps", f(*eps)),
+                ("weight_decay", f(*weight_decay)),
+                ("part", Attr::Word(part.name().to_string())),
+            ],
             Op::AttentionGrad {
                 scale,
                 causal,
@@ -474,6 +524,19 @@ impl Op {
                 },
             },
             "softmax_grad" => Op::SoftmaxGrad,
+            "adamw" => Op::AdamW {
+                lr: float("lr")?,
+                beta1: float("beta1")?,
+                beta2: float("beta2")?,
+                eps: float("eps")?,
+                weight_decay: float("weight_decay")?,
+                part: match get("part")? {
+                    Attr::Word(w) if w == "p" => AdamPart::P,
+                    Attr::Word(w) if w == "m" => AdamPart::M,
+                    Attr::Word(w) if w == "v" => AdamPart::V,
+                    _ => return Err("attribute `part` of `adamw` must be p, m or v".into()),
+                },
+            },
             "attention" => Op::Attention {
                 scale: float("scale")?,
                 causal: boolean("causal")?,
@@ -733,6 +796,22 @@ impl Op {
                     shape: t[0].shape.clone(),
                     dtype: DType::Fp32,
                 })
+            }
+            Op::AdamW { .. } => {
+                arity(6)?;
+                for (i, what) in ["p", "g", "m", "v"].iter().enumerate() {
+                    if t[i].shape != t[0].shape || t[i].dtype != DType::Fp32 {
+                        return Err(format!(
+                            "{what} must be fp32 {:?}, got {:?} {}",
+                            t[0].shape,
+                            t[i].shape,
+                            t[i].dtype.name()
+                        ));
+                    }
+                }
+                rank(t[4], 0, "sqrt(1 - beta2^t)")?;
+                rank(t[5], 0, "the step size")?;
+                out(t[0].clone())
             }
             Op::Attention { .. } | Op::AttentionGrad { .. } => {
                 let grad = matches!(self, Op::AttentionGrad { .. });

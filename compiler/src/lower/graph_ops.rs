@@ -977,3 +977,90 @@ fn cross_entropy(
     }
     Ok(ks)
 }
+
+/// The fused AdamW kernel of node `i` and its siblings: outputs m', v', p'
+/// at `parts` (scratch for a result nothing reads), with the roundings of
+/// the unfused graph code (`v.axpby` rounds both products and the sum).
+pub fn adamw_kernel(
+    g: &Graph,
+    i: usize,
+    parts: [Option<u64>; 3],
+    cx: &mut dyn Context,
+) -> Result<Kernel, LowerError> {
+    let node = &g.nodes[i];
+    let Op::AdamW {
+        lr,
+        beta1,
+        beta2,
+        eps,
+        weight_decay,
+        ..
+    } = node.op
+    else {
+        return Err(kernel_error("adamw", "not an adamw node".into()));
+    };
+    let x = &node.inputs;
+    let ty = g.ty(x[0]).clone();
+    let cols = ty.last();
+    let full = |v: ValueId, cx: &dyn Context| Operand {
+        addr: cx.addr(v),
+        dtype: DType::Fp32,
+        extent: Extent::Full,
+    };
+    let scalar = |v: ValueId, cx: &dyn Context| Operand {
+        addr: cx.addr(v),
+        dtype: DType::Fp32,
+        extent: Extent::Scalar,
+    };
+    let mut outputs = Vec::new();
+    for slot in parts {
+        let addr = match slot {
+            Some(a) => a,
+            None => cx.scratch(ty.bytes()),
+        };
+        outputs.push(Operand {
+            addr,
+            dtype: DType::Fp32,
+            extent: Extent::Full,
+        });
+    }
+    let body = [
+        "shape full",
+        "v.axpby dst=$o0, a=$i2, b=$i1, alpha=f0, beta=f1",
+        "v.un op=square, dst=$t0, a=$i1",
+        "v.axpby dst=$o1, a=$i3, b=$t0, alpha=f2, beta=f3",
+        "v.un op=sqrt, dst=$t0, a=$o1",
+        "v.bin op=div, dst=$t0, a=$t0, b=$i4",
+        "v.bin op=add, dst=$t0, a=$t0, b=f4",
+        "v.bin op=div, dst=$t0, a=$o0, b=$t0",
+        "v.bin op=mul, dst=$t0, a=$t0, b=$i5",
+        "v.bin op=mul, dst=$t1, a=$i0, b=f5",
+        "v.bin op=sub, dst=$o2, a=$t1, b=$t0",
+    ];
+    Ok(Kernel::Row(RowKernel {
+        name: "adamw".into(),
+        rows: ty.elements() / cols,
+        cols,
+        inputs: vec![
+            full(x[0], cx),
+            full(x[1], cx),
+            full(x[2], cx),
+            full(x[3], cx),
+            scalar(x[4], cx),
+            scalar(x[5], cx),
+        ],
+        outputs,
+        temps: vec![Extent::Full, Extent::Full],
+        accumulators: Vec::new(),
+        scalars: vec![
+            (0, beta1 as f32),
+            (1, (1.0 - beta1) as f32),
+            (2, beta2 as f32),
+            (3, (1.0 - beta2) as f32),
+            (4, eps as f32),
+            (5, (1.0 - lr * weight_decay) as f32),
+        ],
+        body: body.iter().map(|l| l.to_string()).collect(),
+        period: None,
+    }))
+}

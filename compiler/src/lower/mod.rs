@@ -193,6 +193,31 @@ impl Default for LowerOptions {
     }
 }
 
+/// Whether two `adamw` nodes have the same hyper-parameters.
+fn same_adamw(a: &Op, b: &Op) -> bool {
+    match (a, b) {
+        (
+            Op::AdamW {
+                lr,
+                beta1,
+                beta2,
+                eps,
+                weight_decay,
+                ..
+            },
+            Op::AdamW {
+                lr: l2,
+                beta1: b1,
+                beta2: b2,
+                eps: e2,
+                weight_decay: w2,
+                ..
+            },
+        ) => lr == l2 && beta1 == b1 && beta2 == b2 && eps == e2 && weight_decay == w2,
+        _ => false,
+    }
+}
+
 /// The attention kernel spec of node `i` (an `attention` or
 /// `attention_grad`), writing `o` and `lse`.
 fn attention_spec(g: &Graph, i: usize, o: u64, lse: u64, d: &Driver) -> AttentionSpec {
@@ -362,7 +387,30 @@ pub fn lower_graph_with(
                 });
             }
             (Op::Assign { name }, _) => assigns.push((name.clone(), node.inputs[0])),
-            (Op::AttentionGrad { .. }, Some(_)) if precomputed.contains(&i) => {}
+            (Op::AttentionGrad { .. } | Op::AdamW { .. }, Some(_)) if precomputed.contains(&i) => {}
+            (Op::AdamW { .. }, Some(ty)) => {
+                // m', v' and p' of one parameter come from one kernel.
+                d.addr[i] = d.temps.alloc(ty.bytes());
+                let mut parts: [Option<u64>; 3] = [None; 3];
+                for (j, other) in g.nodes.iter().enumerate().skip(i) {
+                    if let (Op::AdamW { part, .. }, true) = (
+                        &other.op,
+                        other.inputs == node.inputs && same_adamw(&other.op, &node.op),
+                    ) {
+                        if j != i {
+                            d.addr[j] = d.temps.alloc(ty.bytes());
+                            precomputed.insert(j);
+                        }
+                        parts[*part as usize] = Some(d.addr[j]);
+                    }
+                }
+                let k = graph_ops::adamw_kernel(g, i, parts, &mut d)?;
+                linker.push(&k.lower_cached(arch, &mut templates)?, node.op.name())?;
+                kernels += 1;
+                for (a, bytes) in std::mem::take(&mut d.scratch) {
+                    d.temps.free(a, bytes);
+                }
+            }
             (Op::AttentionGrad { scale, causal, .. }, Some(ty)) => {
                 // dq, dk and dv come from one backward kernel: give the
                 // sibling nodes (same operands) their slots now.
