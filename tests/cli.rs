@@ -902,6 +902,12 @@ fn simulate_reports_the_documented_figures() {
         ),
         "multiple of the 4 cores",
     );
+    // A model that does not fit: one line naming the sizes, before any kernel is built.
+    fails(
+        tessera(&["simulate", "--model", "gpt3-175b", "--batch", "1", "--seq", "2048", "--json", "big.json"], &dir.0),
+        "the parameters, optimizer states and inputs need 2095251129088 bytes of HBM, the hardware has 34359738368",
+    );
+    assert!(!dir.path("big.json").exists());
     // The fusion report: attention fusion saves HBM traffic and time.
     let mut with_report = args.to_vec();
     with_report.push("--fusion-report");

@@ -91,8 +91,11 @@ pub enum LowerError {
     #[error("kernel `{kernel}`: {rule}")]
     Kernel { kernel: String, rule: String },
     /// The graph needs more HBM than the hardware has.
-    #[error("the step needs {needed} bytes of HBM at its peak, the hardware has {capacity}")]
+    #[error("the step needs {needed} bytes of HBM at its peak, the hardware has {capacity}: use a smaller batch, gradient accumulation, or a chip with more HBM")]
     OutOfMemory { needed: u64, capacity: u64 },
+    /// The parameters, optimizer states and inputs alone exceed the HBM.
+    #[error("the parameters, optimizer states and inputs need {needed} bytes of HBM, the hardware has {capacity}: the model does not fit one chip (`tessera scale` plans many)")]
+    ModelTooLarge { needed: u64, capacity: u64 },
     /// An op has no lowering yet.
     #[error("node %{node}: op `{op}` {rule}")]
     Unsupported {

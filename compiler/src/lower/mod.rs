@@ -353,6 +353,14 @@ pub fn lower_graph_with(
         }
     }
     let persistent_bytes = persistent.high_water;
+    let capacity = arch.capacity(MemSpace::Hbm).0;
+    if persistent_bytes > capacity {
+        // Parameters, optimizer states and inputs alone do not fit: say so before lowering anything.
+        return Err(LowerError::ModelTooLarge {
+            needed: persistent_bytes,
+            capacity,
+        });
+    }
     let last = plan::last_uses(g);
     let mut frees: Vec<Vec<usize>> = vec![Vec::new(); g.nodes.len()];
     for (v, l) in last.iter().enumerate() {
@@ -486,7 +494,6 @@ pub fn lower_graph_with(
         }
     }
     let hbm_peak = d.temps.high_water;
-    let capacity = arch.capacity(MemSpace::Hbm).0;
     if hbm_peak > capacity {
         return Err(LowerError::OutOfMemory {
             needed: hbm_peak,
