@@ -486,10 +486,7 @@ pub fn lower_node(
                 causal: *causal,
                 key_mask: x.get(3).map(|m| cx.addr(*m)),
             };
-            vec![Kernel::Program(super::attention::attention_forward(
-                cx.arch(),
-                &spec,
-            )?)]
+            vec![Kernel::Program(cx.attention_forward(&spec)?)]
         }
         Op::SumTo { shape } => {
             // out = sum over r of in[r]: chains of up to 12 addends per kernel.
