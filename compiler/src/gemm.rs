@@ -150,3 +150,37 @@ pub fn gemm_kernel(arch: &Arch, spec: &GemmSpec) -> Result<Program, GemmError> {
     }
     Ok(program)
 }
+
+/// [`gemm_kernel`] through a template cache: the spec is checked and
+/// planned with its real addresses, then kernels of equal shape and plan
+/// are generated once with placeholder addresses and relocated
+/// (see [`crate::lower::reloc`]).
+///
+/// # Errors
+/// As [`gemm_kernel`].
+pub fn gemm_kernel_cached(
+    arch: &Arch,
+    spec: &GemmSpec,
+    cache: &mut crate::lower::reloc::TemplateCache,
+) -> Result<Program, crate::error::LowerError> {
+    use crate::lower::reloc::placeholder;
+    let lower_err = |e: GemmError| crate::error::LowerError::Kernel {
+        kernel: spec.name.clone(),
+        rule: e.to_string(),
+    };
+    let plan = plan(arch, spec).map_err(lower_err)?;
+    let mut shape = spec.clone();
+    (shape.a.addr, shape.b.addr, shape.c.addr) = (placeholder(0), placeholder(1), placeholder(2));
+    let key = format!("gemm {shape:?} {plan:?}");
+    cache.get(key, &[spec.a.addr, spec.b.addr, spec.c.addr], || {
+        let internal = |detail: String| crate::error::LowerError::Kernel {
+            kernel: spec.name.clone(),
+            rule: format!("internal error: {detail}"),
+        };
+        let program = emit::emit(arch, &shape, &plan).map_err(internal)?;
+        program
+            .validate()
+            .map_err(|errors| internal(errors[0].to_string()))?;
+        Ok(program)
+    })
+}

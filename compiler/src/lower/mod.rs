@@ -82,7 +82,8 @@ impl Kernel {
                 (shape.src, shape.dst) = (placeholder(0), placeholder(1));
                 cache.get(format!("copy {shape:?}"), &slots, || shape.lower(arch))
             }
-            _ => self.lower(arch),
+            Kernel::Gemm(spec) => crate::gemm::gemm_kernel_cached(arch, spec, cache),
+            Kernel::Program(p) => Ok(p.clone()),
         }
     }
 
