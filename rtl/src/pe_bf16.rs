@@ -73,9 +73,10 @@ fn unpack(items: &mut Vec<Item>, x: &str, src: &str, exp_hi: u32, frac_bits: u32
     ));
 }
 
-/// A left-normalisation step by `k` bits, allowed while the exponent stays
-/// at least 1: `m`/`e` in, `{m}_{k}`/`{e}_{k}` names out.
-fn norm_step(items: &mut Vec<Item>, seg: u32, from: &str, to: &str, k: u32) {
+/// A left-normalisation step of the `w`-bit net by `k` bits: with a
+/// `budget` the shift happens only while the exponent stays at least 1, and
+/// the exponent net drops by `k`; without, a leading-zero step of the product.
+fn norm_step(items: &mut Vec<Item>, seg: u32, (from, to): (&str, &str), w: u32, k: u32) {
     let (mi, ei, mo, eo) = (
         format!("s{seg}_m{from}"),
         format!("s{seg}_e{from}"),
@@ -86,12 +87,12 @@ fn norm_step(items: &mut Vec<Item>, seg: u32, from: &str, to: &str, k: u32) {
     items.push(n(
         &go,
         1,
-        &format!("({mi}[51:{}] == {k}'d0) && ({ei} > 10'd{k})", 52 - k),
+        &format!("({mi}[{}:{}] == {k}'d0) && ({ei} > 10'd{k})", w - 1, w - k),
     ));
     items.push(n(
         &mo,
-        52,
-        &format!("{go} ? {{{mi}[{}:0], {k}'d0}} : {mi}", 51 - k),
+        w,
+        &format!("{go} ? {{{mi}[{}:0], {k}'d0}} : {mi}", w - 1 - k),
     ));
     items.push(n(&eo, 10, &format!("{go} ? {ei} - 10'd{k} : {ei}")));
 }
@@ -99,7 +100,7 @@ fn norm_step(items: &mut Vec<Item>, seg: u32, from: &str, to: &str, k: u32) {
 /// The datapath of [`crate::pe::pe`] for bf16.
 pub fn datapath() -> Datapath {
     let mut s0 = vec![Item::Comment(
-        "segment 0: unpack, exact product, exponents, special values".into(),
+        "segment 0: unpack, first half of the product, exponents, special values".into(),
     )];
     unpack(&mut s0, "a", "a_in", 14, 7);
     unpack(&mut s0, "w", "w", 14, 7);
@@ -119,10 +120,10 @@ pub fn datapath() -> Datapath {
     s0.extend([
         n("s0_ms", 24, "{s0_c_e != 8'd0, s0_c_f}"),
         Item::Comment(
-            "Tops of the operands, biased: product 2^(t-379), partial sum likewise.".into(),
+            "Exclusive tops of the operands, biased by 268: product 16-bit mantissa, partial sum 24-bit.".into(),
         ),
-        n("s0_tp", 10, "{2'd0, s0_a_e1} + {2'd0, s0_w_e1}"),
-        n("s0_ts", 10, "{2'd0, s0_c_e1} + 10'd126"),
+        n("s0_tp", 10, "{2'd0, s0_a_e1} + {2'd0, s0_w_e1} + 10'd16"),
+        n("s0_ts", 10, "{2'd0, s0_c_e1} + 10'd142"),
         n("s0_pz", 1, "s0_a_zero | s0_w_zero"),
         n("s0_sp", 1, "s0_a_s ^ s0_w_s"),
         n("s0_cs", 1, "s0_c_s"),
@@ -141,6 +142,7 @@ pub fn datapath() -> Datapath {
         n("s0_inf_s", 1, "s0_pinf ? s0_sp : s0_c_s"),
     ]);
     let special = || [carry("nan", 1), carry("inf", 1), carry("inf_s", 1)];
+    let common = |v: &mut Vec<crate::pipeline::Carry>| v.extend(special());
     let mut out0 = vec![
         carry("mul_q0", 16),
         carry("mul_q1", 16),
@@ -153,104 +155,111 @@ pub fn datapath() -> Datapath {
         carry("sp", 1),
         carry("cs", 1),
     ];
-    out0.extend(special());
+    common(&mut out0);
 
-    let mut m1 = vec![Item::Comment(
-        "segment 1: the exact product mantissa; the window top and both shifts".into(),
+    let mut s1 = vec![Item::Comment(
+        "segment 1: the exact product mantissa, normalised (subnormal inputs give leading zeros)"
+            .into(),
     )];
-    m1.extend(mul8_second_half("s1_mul", "s1_mp"));
-    m1.extend([
-        n("s1_t", 10, "(s1_pz || s1_ts >= s1_tp) ? s1_ts : s1_tp"),
-        n("s1_dp", 10, "s1_t - s1_tp"),
-        n("s1_ds", 10, "s1_t - s1_ts"),
+    s1.extend(mul8_second_half("s1_mul", "s1_ma"));
+    s1.push(n("s1_ea", 10, "10'd1023"));
+    norm_step(&mut s1, 1, ("a", "b"), 16, 8);
+    norm_step(&mut s1, 1, ("b", "c"), 16, 4);
+    norm_step(&mut s1, 1, ("c", "d"), 16, 2);
+    norm_step(&mut s1, 1, ("d", "e"), 16, 1);
+    s1.extend([
+        n("s1_mp", 16, "s1_me"),
+        Item::Comment("1023 - e1 is the product's leading-zero count.".into()),
+        n("s1_tpn", 10, "s1_tp - (10'd1023 - s1_ee)"),
     ]);
-    let mut outm = vec![
+    let mut out1 = vec![
         carry("mp", 16),
         carry("ms", 24),
-        carry("dp", 10),
-        carry("ds", 10),
-        carry("t", 10),
+        carry("tpn", 10),
+        carry("ts", 10),
+        carry("pz", 1),
         carry("sp", 1),
         carry("cs", 1),
     ];
-    outm.extend(special());
-
-    let s1 = vec![
-        Item::Comment(
-            "segment 2: align both operands to the window, lost bits become sticky".into(),
-        ),
-        n("s2_pf", 51, "{s2_mp, 35'd0}"),
-        n("s2_pa", 51, "s2_pf >> s2_dp"),
-        n("s2_pl", 1, "|(s2_pf & ~({51{1'b1}} << s2_dp))"),
-        n("s2_pw", 51, "{s2_pa[50:1], s2_pa[0] | s2_pl}"),
-        n("s2_cf", 51, "{s2_ms, 27'd0}"),
-        n("s2_ca", 51, "s2_cf >> s2_ds"),
-        n("s2_cl", 1, "|(s2_cf & ~({51{1'b1}} << s2_ds))"),
-        n("s2_cw", 51, "{s2_ca[50:1], s2_ca[0] | s2_cl}"),
-    ];
-    let mut out1 = vec![
-        carry("pw", 51),
-        carry("cw", 51),
-        carry("t", 10),
-        carry("sp", 1),
-        carry("cs", 1),
-    ];
-    out1.extend(special());
+    common(&mut out1);
 
     let s2 = vec![
+        Item::Comment(
+            "segment 2: window top; align both operands to it, lost bits become sticky".into(),
+        ),
+        n("s2_t", 10, "(s2_pz || s2_ts >= s2_tpn) ? s2_ts : s2_tpn"),
+        n("s2_dp", 10, "s2_t - s2_tpn"),
+        n("s2_ds", 10, "s2_t - s2_ts"),
+        n("s2_pf", 31, "{s2_mp, 15'd0}"),
+        n("s2_pa", 31, "s2_pf >> s2_dp"),
+        n("s2_pl", 1, "|(s2_pf & ~({31{1'b1}} << s2_dp))"),
+        n("s2_pw", 31, "{s2_pa[30:1], s2_pa[0] | s2_pl}"),
+        n("s2_cf", 31, "{s2_ms, 7'd0}"),
+        n("s2_ca", 31, "s2_cf >> s2_ds"),
+        n("s2_cl", 1, "|(s2_cf & ~({31{1'b1}} << s2_ds))"),
+        n("s2_cw", 31, "{s2_ca[30:1], s2_ca[0] | s2_cl}"),
+    ];
+    let mut out2 = vec![
+        carry("pw", 31),
+        carry("cw", 31),
+        carry("t", 10),
+        carry("sp", 1),
+        carry("cs", 1),
+    ];
+    common(&mut out2);
+
+    let s3 = vec![
         Item::Comment(
             "segment 3: signed-magnitude add; an exact zero is +0 unless both are -0".into(),
         ),
         n("s3_sub", 1, "s3_sp ^ s3_cs"),
-        n("s3_sum", 52, "{1'b0, s3_pw} + {1'b0, s3_cw}"),
-        n("s3_pmc", 52, "{1'b0, s3_pw} - {1'b0, s3_cw}"),
-        n("s3_cmp", 52, "{1'b0, s3_cw} - {1'b0, s3_pw}"),
+        n("s3_sum", 32, "{1'b0, s3_pw} + {1'b0, s3_cw}"),
+        n("s3_pmc", 32, "{1'b0, s3_pw} - {1'b0, s3_cw}"),
+        n("s3_cmp", 32, "{1'b0, s3_cw} - {1'b0, s3_pw}"),
         n(
-            "s3_mag",
-            52,
-            "~s3_sub ? s3_sum : (s3_pmc[51] ? s3_cmp : s3_pmc)",
+            "s3_m",
+            32,
+            "~s3_sub ? s3_sum : (s3_pmc[31] ? s3_cmp : s3_pmc)",
         ),
         n(
             "s3_sign",
             1,
-            "~s3_sub ? s3_sp : (s3_pmc[51] ? s3_cs : ((s3_pmc == 52'd0) ? 1'b0 : s3_sp))",
+            "~s3_sub ? s3_sp : (s3_pmc[31] ? s3_cs : ((s3_pmc == 32'd0) ? 1'b0 : s3_sp))",
         ),
-        n("s3_m", 52, "s3_mag"),
-        Item::Comment("Biased exponent of window bit 51.".into()),
-        n("s3_e", 10, "s3_t - 10'd125"),
+        Item::Comment("Biased exponent of window bit 31.".into()),
+        n("s3_e", 10, "s3_t - 10'd141"),
     ];
-    let mut out_norm = vec![carry("m", 52), carry("e", 10), carry("sign", 1)];
-    out_norm.extend(special());
-
-    let mut s3 = vec![Item::Comment(
-        "segment 4: normalise left by 32, 16, 8 while the exponent stays >= 1".into(),
-    )];
-    s3.extend([n("s4_ma", 52, "s4_m"), n("s4_ea", 10, "s4_e")]);
-    norm_step(&mut s3, 4, "a", "b", 32);
-    norm_step(&mut s3, 4, "b", "c", 16);
-    norm_step(&mut s3, 4, "c", "d", 8);
-    s3.extend([n("s4_mo", 52, "s4_md"), n("s4_eo", 10, "s4_ed")]);
-    let mut out3 = vec![carry("mo", 52), carry("eo", 10), carry("sign", 1)];
-    out3.extend(special());
+    let mut out3 = vec![carry("m", 32), carry("e", 10), carry("sign", 1)];
+    common(&mut out3);
 
     let mut s4 = vec![Item::Comment(
+        "segment 4: normalise left by 16, 8 while the exponent stays >= 1".into(),
+    )];
+    s4.extend([n("s4_ma", 32, "s4_m"), n("s4_ea", 10, "s4_e")]);
+    norm_step(&mut s4, 4, ("a", "b"), 32, 16);
+    norm_step(&mut s4, 4, ("b", "c"), 32, 8);
+    s4.extend([n("s4_mo", 32, "s4_mc"), n("s4_eo", 10, "s4_ec")]);
+    let mut out4 = vec![carry("mo", 32), carry("eo", 10), carry("sign", 1)];
+    common(&mut out4);
+
+    let mut s5 = vec![Item::Comment(
         "segment 5: normalise left by 4, 2, 1 while the exponent stays >= 1".into(),
     )];
-    s4.extend([n("s5_ma", 52, "s5_mo"), n("s5_ea", 10, "s5_eo")]);
-    norm_step(&mut s4, 5, "a", "b", 4);
-    norm_step(&mut s4, 5, "b", "c", 2);
-    norm_step(&mut s4, 5, "c", "d", 1);
-    s4.extend([n("s5_mf", 52, "s5_md"), n("s5_ef", 10, "s5_ed")]);
-    let mut out4 = vec![carry("mf", 52), carry("ef", 10), carry("sign", 1)];
-    out4.extend(special());
+    s5.extend([n("s5_ma", 32, "s5_mo"), n("s5_ea", 10, "s5_eo")]);
+    norm_step(&mut s5, 5, ("a", "b"), 32, 4);
+    norm_step(&mut s5, 5, ("b", "c"), 32, 2);
+    norm_step(&mut s5, 5, ("c", "d"), 32, 1);
+    s5.extend([n("s5_mf", 32, "s5_md"), n("s5_ef", 10, "s5_ed")]);
+    let mut out5 = vec![carry("mf", 32), carry("ef", 10), carry("sign", 1)];
+    common(&mut out5);
 
-    let s5 = vec![
+    let s6 = vec![
         Item::Comment("segment 6: round to nearest even, pack, special values".into()),
-        n("s6_g", 1, "s6_mf[27]"),
-        n("s6_st", 1, "|s6_mf[26:0]"),
-        n("s6_up", 1, "s6_g & (s6_st | s6_mf[28])"),
-        n("s6_ex", 10, "s6_mf[51] ? s6_ef : 10'd0"),
-        n("s6_pack", 31, "{s6_ex[7:0], s6_mf[50:28]} + {30'd0, s6_up}"),
+        n("s6_g", 1, "s6_mf[7]"),
+        n("s6_st", 1, "|s6_mf[6:0]"),
+        n("s6_up", 1, "s6_g & (s6_st | s6_mf[8])"),
+        n("s6_ex", 10, "s6_mf[31] ? s6_ef : 10'd0"),
+        n("s6_pack", 31, "{s6_ex[7:0], s6_mf[30:8]} + {30'd0, s6_up}"),
         n("s6_big", 1, "s6_ex >= 10'd255"),
         n(
             "s6_res",
@@ -260,36 +269,11 @@ pub fn datapath() -> Datapath {
     ];
 
     Datapath {
-        segments: vec![
-            Segment {
-                items: s0,
-                out: out0,
-            },
-            Segment {
-                items: m1,
-                out: outm,
-            },
-            Segment {
-                items: s1,
-                out: out1,
-            },
-            Segment {
-                items: s2,
-                out: out_norm,
-            },
-            Segment {
-                items: s3,
-                out: out3,
-            },
-            Segment {
-                items: s4,
-                out: out4,
-            },
-            Segment {
-                items: s5,
-                out: vec![],
-            },
-        ],
+        segments: [s0, s1, s2, s3, s4, s5, s6]
+            .into_iter()
+            .zip([out0, out1, out2, out3, out4, out5, vec![]])
+            .map(|(items, out)| Segment { items, out })
+            .collect(),
         cut_order: vec![3, 1, 4, 2, 0, 5],
         res_width: 32,
     }
