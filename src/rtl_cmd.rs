@@ -1,21 +1,38 @@
-//! `tessera rtl`: writes the generated Verilog of a hardware description, a
-//! self-checking testbench whose vectors and expected results come from the
-//! simulator, and a Yosys script for the chosen FPGA family; when Icarus
-//! Verilog and Yosys are installed it also runs the testbench, synthesises,
-//! re-runs the testbench on the netlist, and reports resources.
+//! `tessera rtl`: writes the generated Verilog of a hardware description
+//! (one processing element and array per input type), a self-checking
+//! testbench per array whose vectors and expected results come from the
+//! simulator, and the Yosys and nextpnr scripts for the chosen FPGA family.
+//! When the tools are installed it also runs each testbench (Icarus
+//! Verilog), synthesises (Yosys), re-runs the testbench on the netlist,
+//! places and routes a wrapper of the array (nextpnr-ice40 / nextpnr-ecp5)
+//! and reports resources and Fmax in `report.json` and `report.md`.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tessera_rtl::array::{array_sources, ARRAY};
-use tessera_rtl::fpga::{parse_stat, yosys_script, Resources, Target};
-use tessera_rtl::testbench::fold_testbench;
+use tessera_isa::Arch;
+use tessera_rtl::array::{array_sources, pe_types};
+use tessera_rtl::fpga::{
+    fmax_wrapper, parse_fmax, parse_stat, pnr_device, pnr_synth_script, yosys_script, Resources,
+    Target, FMAX_TOP,
+};
+use tessera_rtl::pe::PeType;
+use tessera_rtl::testbench::{fold_testbench, ArrayShape};
 
 use crate::files::{print, shown, write_atomic};
 use crate::hw;
 use tessera::cosim;
+
+/// Whether `tessera rtl` places and routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Pnr {
+    /// When nextpnr for the target is installed.
+    Auto,
+    /// Never (place and route of a 16x16 array takes many minutes).
+    Skip,
+}
 
 /// Options of `tessera rtl`.
 #[derive(Debug, clap::Args)]
@@ -29,12 +46,18 @@ pub struct RtlArgs {
     /// FPGA family for the synthesis script.
     #[arg(long, default_value = "generic", value_parser = ["generic", "ice40", "ecp5", "xc7"])]
     pub target: String,
+    /// Place and route (ice40 and ecp5 targets) to measure Fmax.
+    #[arg(long, value_enum, default_value_t = Pnr::Auto)]
+    pub pnr: Pnr,
+    /// Target clock for place and route in MHz (default: the hardware's clock).
+    #[arg(long, value_name = "MHZ")]
+    pub freq: Option<f64>,
 }
 
 /// What running a tool gave.
 #[derive(Debug)]
 enum Outcome {
-    NotInstalled(&'static str),
+    Skipped(String),
     Passed(String),
     Failed(String),
 }
@@ -42,9 +65,7 @@ enum Outcome {
 impl Outcome {
     fn json(&self) -> serde_json::Value {
         match self {
-            Outcome::NotInstalled(t) => {
-                serde_json::json!({ "status": "skipped", "reason": format!("{t} is not installed") })
-            }
+            Outcome::Skipped(why) => serde_json::json!({ "status": "skipped", "reason": why }),
             Outcome::Passed(s) => serde_json::json!({ "status": "passed", "output": s }),
             Outcome::Failed(s) => serde_json::json!({ "status": "failed", "output": s }),
         }
@@ -52,21 +73,41 @@ impl Outcome {
 
     fn line(&self) -> String {
         match self {
-            Outcome::NotInstalled(t) => format!("skipped ({t} is not installed)"),
+            Outcome::Skipped(why) => format!("skipped ({why})"),
             Outcome::Passed(s) => format!("passed: {s}"),
             Outcome::Failed(s) => format!("FAILED: {s}"),
         }
     }
 }
 
+fn not_installed(tool: &str) -> Outcome {
+    Outcome::Skipped(format!("{tool} is not installed"))
+}
+
 fn installed(tool: &str) -> bool {
     Command::new(tool).arg("-V").output().is_ok()
+}
+
+fn nonblank_lines(bytes: &[u8]) -> Vec<String> {
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn first_line(bytes: &[u8]) -> String {
+    nonblank_lines(bytes).into_iter().next().unwrap_or_default()
+}
+
+fn last_line(bytes: &[u8]) -> String {
+    nonblank_lines(bytes).pop().unwrap_or_default()
 }
 
 /// Compiles with iverilog and runs; the testbench's last line is the verdict.
 fn simulate(dir: &Path, files: &[String], extra: &[PathBuf]) -> Result<Outcome> {
     if !installed("iverilog") {
-        return Ok(Outcome::NotInstalled("iverilog"));
+        return Ok(not_installed("iverilog"));
     }
     let compile = Command::new("iverilog")
         .args(["-g2005", "-DNO_ICE40_DEFAULT_ASSIGNMENTS", "-o", "tb.vvp"])
@@ -76,13 +117,7 @@ fn simulate(dir: &Path, files: &[String], extra: &[PathBuf]) -> Result<Outcome> 
         .output()
         .context("running iverilog")?;
     if !compile.status.success() {
-        return Ok(Outcome::Failed(
-            String::from_utf8_lossy(&compile.stderr)
-                .lines()
-                .next()
-                .unwrap_or("")
-                .to_string(),
-        ));
+        return Ok(Outcome::Failed(first_line(&compile.stderr)));
     }
     let run = Command::new("vvp")
         .args(["-n", "tb.vvp"])
@@ -103,15 +138,175 @@ fn simulate(dir: &Path, files: &[String], extra: &[PathBuf]) -> Result<Outcome> 
     })
 }
 
+/// Runs `yosys -q -s script` in `dir`.
+fn yosys(dir: &Path, script: &str) -> Result<Outcome> {
+    if !installed("yosys") {
+        return Ok(not_installed("yosys"));
+    }
+    let out = Command::new("yosys")
+        .args(["-q", "-s", script])
+        .current_dir(dir)
+        .output()
+        .context("running yosys")?;
+    Ok(if out.status.success() {
+        Outcome::Passed(script.to_string())
+    } else {
+        Outcome::Failed(last_line(&out.stderr))
+    })
+}
+
+/// Everything the flow learnt about one array.
+#[derive(Debug)]
+struct ArrayRun {
+    ty: PeType,
+    testbench: String,
+    cycles: u64,
+    rtl_sim: Outcome,
+    synth: Outcome,
+    resources: Option<Resources>,
+    post_sim: Outcome,
+    pnr: Outcome,
+    fmax_mhz: Option<f64>,
+}
+
+/// Places and routes the wrapper of `ty`'s array; `Ok(None)` fmax when the
+/// tool or the target has no flow.
+fn place_and_route(
+    dir: &Path,
+    target: Target,
+    ty: PeType,
+    design: &[String],
+    freq: f64,
+) -> Result<(Outcome, Option<f64>)> {
+    let Some(device) = pnr_device(target) else {
+        return Ok((
+            Outcome::Skipped(format!("no open place and route for {target}")),
+            None,
+        ));
+    };
+    let Some(tool) = device.tools.iter().copied().find(|t| installed(t)) else {
+        return Ok((not_installed(device.tools[0]), None));
+    };
+    let json = format!("pnr_{target}_{}.json", ty.name());
+    let script = format!("pnr_{target}_{}.ys", ty.name());
+    let mut files = design.to_vec();
+    files.push(format!("{FMAX_TOP}_{}.v", ty.name()));
+    let text = pnr_synth_script(target, &files, &json)
+        .ok_or_else(|| anyhow!("{target}: no place-and-route synthesis script"))?;
+    write_atomic(&dir.join(&script), text.as_bytes())?;
+    if let Outcome::Failed(msg) = yosys(dir, &script)? {
+        return Ok((Outcome::Failed(format!("yosys: {msg}")), None));
+    }
+    let log = format!("nextpnr_{target}_{}.log", ty.name());
+    let out = Command::new(tool)
+        .args(device.args)
+        .args([
+            "--json",
+            &json,
+            "--freq",
+            &format!("{freq}"),
+            "--timing-allow-fail",
+        ])
+        .args(["--seed", "1", "--threads", "1"])
+        .current_dir(dir)
+        .output()
+        .with_context(|| format!("running {tool}"))?;
+    std::fs::write(dir.join(&log), &out.stderr).with_context(|| log.clone())?;
+    let _ = std::fs::remove_file(dir.join(&json));
+    let text = String::from_utf8_lossy(&out.stderr);
+    Ok(match (out.status.success(), parse_fmax(&text)) {
+        (true, Some(f)) => (
+            Outcome::Passed(format!("{tool} on {}, log in {log}", device.device)),
+            Some(f),
+        ),
+        _ => (
+            Outcome::Failed(format!(
+                "{tool} on {}: {}",
+                device.device,
+                text.lines()
+                    .rfind(|l| l.starts_with("ERROR"))
+                    .unwrap_or("no Fmax reported")
+            )),
+            None,
+        ),
+    })
+}
+
+fn run_array(
+    args: &RtlArgs,
+    arch: &Arch,
+    target: Target,
+    ty: PeType,
+    design: &[String],
+) -> Result<ArrayRun> {
+    let dir = &args.out;
+    let (fold, cycles) = cosim::full_fold(arch, ty, 1)?;
+    let shape = ArrayShape {
+        rows: arch.rows() as usize,
+        cols: arch.cols() as usize,
+        stages: arch.pe_stages() as usize,
+    };
+    let tb = fold_testbench(shape, &fold).map_err(|e| anyhow!("{e}"))?;
+    let testbench = format!("tb_fold_{}.v", ty.name());
+    write_atomic(&dir.join(&testbench), tb.as_bytes())?;
+    let top = ty.array_module();
+    let stat = format!("stat_{target}_{}.txt", ty.name());
+    let netlist = format!("netlist_{target}_{}.v", ty.name());
+    let script = format!("synth_{target}_{}.ys", ty.name());
+    write_atomic(
+        &dir.join(&script),
+        yosys_script(target, &top, design, &stat, &netlist).as_bytes(),
+    )?;
+    let wrapper = fmax_wrapper(ty, arch.rows(), arch.cols()).to_verilog();
+    write_atomic(
+        &dir.join(format!("{FMAX_TOP}_{}.v", ty.name())),
+        wrapper.as_bytes(),
+    )?;
+
+    let mut rtl_files = vec![testbench.clone()];
+    rtl_files.extend(design.iter().cloned());
+    let rtl_sim = simulate(dir, &rtl_files, &[])?;
+    let synth = yosys(dir, &script)?;
+    let (resources, post_sim) = if let Outcome::Passed(_) = synth {
+        let stat_text = std::fs::read_to_string(dir.join(&stat)).with_context(|| stat.clone())?;
+        let models = cosim::yosys_datdir().join(target.cell_models());
+        let post = simulate(dir, &[testbench.clone(), netlist.clone()], &[models])?;
+        (Some(parse_stat(&stat_text)), post)
+    } else {
+        (None, Outcome::Skipped("no netlist".into()))
+    };
+    let (pnr, fmax_mhz) = match args.pnr {
+        Pnr::Skip => (Outcome::Skipped("--pnr skip".into()), None),
+        Pnr::Auto => {
+            let freq = args.freq.unwrap_or(arch.spec().clock.frequency_mhz);
+            place_and_route(dir, target, ty, design, freq)?
+        }
+    };
+    Ok(ArrayRun {
+        ty,
+        testbench,
+        cycles,
+        rtl_sim,
+        synth,
+        resources,
+        post_sim,
+        pnr,
+        fmax_mhz,
+    })
+}
+
 /// `tessera rtl`.
 pub fn run(args: &RtlArgs) -> Result<()> {
     let arch = hw::load(&args.hw)?;
     let target = Target::from_name(&args.target)
         .ok_or_else(|| anyhow!("--target {}: unknown", args.target))?;
+    if let Some(f) = args.freq {
+        if !(f.is_finite() && f > 0.0 && f <= 2000.0) {
+            bail!("--freq {f}: must be a clock in MHz between 0 and 2000");
+        }
+    }
     let sources = array_sources(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;
-    let (fold, cycles) = cosim::full_fold(&arch, 1)?;
-    let tb = fold_testbench(arch.rows() as usize, arch.cols() as usize, &fold)
-        .map_err(|e| anyhow!("{e}"))?;
+    let types = pe_types(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;
     std::fs::create_dir_all(&args.out).with_context(|| shown(&args.out))?;
     let dir = &args.out;
 
@@ -120,69 +315,47 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         write_atomic(&dir.join(name), text.as_bytes())?;
         design_files.push(name.clone());
     }
-    write_atomic(&dir.join("tb_fold.v"), tb.as_bytes())?;
-    let stat = format!("stat_{target}.txt");
-    let netlist = format!("netlist_{target}.v");
-    let script = format!("synth_{target}.ys");
-    write_atomic(
-        &dir.join(&script),
-        yosys_script(target, ARRAY, &design_files, &stat, &netlist).as_bytes(),
-    )?;
+    let mut runs = Vec::new();
+    for ty in types {
+        let design: Vec<String> = [ty.pe_module(), ty.array_module()]
+            .iter()
+            .map(|m| format!("{m}.v"))
+            .collect();
+        runs.push(run_array(args, &arch, target, ty, &design)?);
+    }
 
-    let mut rtl_files = vec!["tb_fold.v".to_string()];
-    rtl_files.extend(design_files.iter().cloned());
-    let rtl_sim = simulate(dir, &rtl_files, &[])?;
-    let (synth, resources, post_sim) = if installed("yosys") {
-        let out = Command::new("yosys")
-            .args(["-q", "-s", &script])
-            .current_dir(dir)
-            .output()
-            .context("running yosys")?;
-        if out.status.success() {
-            let stat_text =
-                std::fs::read_to_string(dir.join(&stat)).with_context(|| stat.clone())?;
-            let models = cosim::yosys_datdir().join(target.cell_models());
-            let post = simulate(dir, &["tb_fold.v".to_string(), netlist.clone()], &[models])?;
-            (
-                Outcome::Passed(script.clone()),
-                Some(parse_stat(&stat_text)),
-                post,
-            )
-        } else {
-            let msg = String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-                .to_string();
-            (
-                Outcome::Failed(msg),
-                None,
-                Outcome::NotInstalled("a netlist"),
-            )
-        }
-    } else {
-        (
-            Outcome::NotInstalled("yosys"),
-            None,
-            Outcome::NotInstalled("yosys"),
-        )
-    };
-
-    let res_json = resources.as_ref().map(|r: &Resources| {
-        serde_json::json!({ "luts": r.luts, "flip_flops": r.flip_flops, "dsps": r.dsps, "block_rams": r.block_rams, "cells": r.cells })
-    });
+    let arrays: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            let res = r.resources.as_ref().map(|r| {
+                serde_json::json!({ "luts": r.luts, "flip_flops": r.flip_flops, "dsps": r.dsps, "block_rams": r.block_rams, "cells": r.cells })
+            });
+            serde_json::json!({
+                "input": r.ty.name(),
+                "top": r.ty.array_module(),
+                "testbench": r.testbench,
+                "testbench_cycles_expected": r.cycles,
+                "rtl_simulation": r.rtl_sim.json(),
+                "synthesis": r.synth.json(),
+                "resources": res,
+                "post_synthesis_simulation": r.post_sim.json(),
+                "place_and_route": r.pnr.json(),
+                "fmax_mhz": r.fmax_mhz,
+            })
+        })
+        .collect();
     let report = serde_json::json!({
         "hardware": arch.name(),
         "fingerprint": format!("{:016x}", arch.fingerprint()),
-        "array": { "rows": arch.rows(), "cols": arch.cols(), "input": "int8", "dataflow": "weight-stationary" },
+        "array": {
+            "rows": arch.rows(),
+            "cols": arch.cols(),
+            "dataflow": arch.dataflow().to_string(),
+            "pe_pipeline_stages": arch.pe_stages(),
+        },
         "target": target.name(),
-        "files": { "design": design_files, "testbench": "tb_fold.v", "synthesis_script": script },
-        "testbench_cycles_expected": cycles,
-        "rtl_simulation": rtl_sim.json(),
-        "synthesis": synth.json(),
-        "resources": res_json,
-        "post_synthesis_simulation": post_sim.json(),
-        "fmax_mhz": serde_json::Value::Null,
+        "design": design_files,
+        "arrays": arrays,
     });
     let mut json = serde_json::to_string_pretty(&report)?;
     json.push('\n');
@@ -191,37 +364,52 @@ pub fn run(args: &RtlArgs) -> Result<()> {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Tessera RTL: `{}` ({}x{} int8 weight-stationary array)\n",
+        "# Tessera RTL: `{}` ({}x{} weight-stationary array, {} pipeline stage(s), {target})\n",
         arch.name(),
         arch.rows(),
-        arch.cols()
+        arch.cols(),
+        arch.pe_stages()
     );
     let _ = writeln!(md, "- design: {}", design_files.join(", "));
-    let _ = writeln!(md, "- testbench: tb_fold.v ({}x{}x{} fold from the functional simulator, {cycles} cycles in the timing model)", fold.m, fold.k, fold.n);
-    let _ = writeln!(md, "- RTL simulation (Icarus Verilog): {}", rtl_sim.line());
-    let _ = writeln!(md, "- synthesis ({target}, Yosys): {}", synth.line());
-    if let Some(r) = &resources {
+    for r in &runs {
+        let _ = writeln!(md, "\n## {} array\n", r.ty.name());
+        let _ = writeln!(md, "- testbench: {} (a full fold from the functional simulator, {} cycles in the timing model)", r.testbench, r.cycles);
         let _ = writeln!(
             md,
-            "- resources: {} LUTs, {} flip-flops, {} DSPs, {} block RAMs",
-            r.luts, r.flip_flops, r.dsps, r.block_rams
+            "- RTL simulation (Icarus Verilog): {}",
+            r.rtl_sim.line()
         );
+        let _ = writeln!(md, "- synthesis (Yosys): {}", r.synth.line());
+        if let Some(res) = &r.resources {
+            let _ = writeln!(
+                md,
+                "- resources: {} LUTs, {} flip-flops, {} DSPs, {} block RAMs",
+                res.luts, res.flip_flops, res.dsps, res.block_rams
+            );
+        }
+        let _ = writeln!(md, "- post-synthesis simulation: {}", r.post_sim.line());
+        let _ = writeln!(md, "- place and route: {}", r.pnr.line());
+        match r.fmax_mhz {
+            Some(f) => {
+                let _ = writeln!(md, "- Fmax: {f:.2} MHz");
+            }
+            None => {
+                let _ = writeln!(md, "- Fmax: not measured");
+            }
+        }
     }
-    let _ = writeln!(md, "- post-synthesis simulation: {}", post_sim.line());
-    let _ = writeln!(
-        md,
-        "- Fmax: not measured (place and route is not part of this flow yet)"
-    );
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
     print(&md)?;
 
-    for (what, o) in [
-        ("RTL simulation", &rtl_sim),
-        ("synthesis", &synth),
-        ("post-synthesis simulation", &post_sim),
-    ] {
-        if let Outcome::Failed(msg) = o {
-            bail!("{}: {what} failed: {msg}", shown(dir));
+    for r in &runs {
+        for (what, o) in [
+            ("RTL simulation", &r.rtl_sim),
+            ("synthesis", &r.synth),
+            ("post-synthesis simulation", &r.post_sim),
+        ] {
+            if let Outcome::Failed(msg) = o {
+                bail!("{}: {} {what} failed: {msg}", shown(dir), r.ty.name());
+            }
         }
     }
     Ok(())

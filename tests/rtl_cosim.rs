@@ -1,9 +1,12 @@
-//! The generated int8 array against the simulator: Verilator lints it
-//! (`-Wall`, no waivers), and Icarus Verilog (and once Verilator) run
-//! testbenches whose vectors and expected results come from the functional
-//! simulator; results must be bit-exact and the cycle count must equal the
-//! timing model's. A mutated processing element must fail. Yosys netlists
-//! (generic gates and iCE40 cells) pass the same testbench after synthesis.
+//! The generated int8 and bf16 arrays against the simulator: Verilator
+//! lints them (`-Wall`, no waivers) for every size and pipeline depth, and
+//! Icarus Verilog (and once Verilator) run testbenches whose vectors and
+//! expected results come from the functional simulator; results must be
+//! bit-exact (NaN by class) and the cycle count must equal the timing
+//! model's for the same pipeline depth. Mutated processing elements must
+//! fail. Yosys netlists (generic gates and iCE40 cells) pass the same
+//! testbench after synthesis, and `tessera rtl` runs the whole flow through
+//! nextpnr-ice40 on a 2x2 array.
 //!
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1` (set by `scripts/test.sh`, hence by CI).
@@ -13,9 +16,10 @@ use std::process::Command;
 
 use proptest::prelude::*;
 use tessera_isa::Arch;
-use tessera_rtl::array::{array_sources, ARRAY};
+use tessera_rtl::array::array_sources;
 use tessera_rtl::fpga::{parse_stat, yosys_script, Target};
-use tessera_rtl::testbench::fold_testbench;
+use tessera_rtl::pe::PeType;
+use tessera_rtl::testbench::{fold_cycles, fold_testbench, ArrayShape};
 
 fn tool(name: &str) -> bool {
     let found = Command::new(name)
@@ -40,11 +44,12 @@ fn scratch(name: &str) -> PathBuf {
     d
 }
 
-fn arch(rows: u32, cols: u32) -> Arch {
+fn arch(rows: u32, cols: u32, stages: u32) -> Arch {
     let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
-    spec.name = format!("rtl-{rows}x{cols}");
+    spec.name = format!("rtl-{rows}x{cols}-p{stages}");
     spec.array.rows = rows;
     spec.array.cols = cols;
+    spec.array.pe_pipeline_stages = stages;
     spec.array.double_buffered_weights = false;
     spec.scratchpad.size_kib = 256;
     Arch::new(spec).unwrap()
@@ -94,19 +99,39 @@ fn run_iverilog(dir: &Path, design: &[(String, String)], tb: &str) -> String {
     iverilog(dir, &sources)
 }
 
+/// One fold's design (only `ty`'s files), testbench and the timing model's cycles.
+struct Case {
+    design: Vec<(String, String)>,
+    tb: String,
+    cycles: u64,
+}
+
 fn case(
-    rows: u32,
-    cols: u32,
-    m: usize,
-    k: usize,
-    n: usize,
-    av: Vec<i8>,
-    wv: Vec<i8>,
-) -> (Vec<(String, String)>, String, u64) {
-    let a = arch(rows, cols);
-    let (fold, cycles) = tessera::cosim::fold(&a, m, k, n, av, wv).unwrap();
-    let tb = fold_testbench(rows as usize, cols as usize, &fold).unwrap();
-    (array_sources(&a).unwrap(), tb, cycles)
+    ty: PeType,
+    (rows, cols, stages): (u32, u32, u32),
+    (m, k, n): (usize, usize, usize),
+    av: Vec<u16>,
+    wv: Vec<u16>,
+) -> Case {
+    let a = arch(rows, cols, stages);
+    let (fold, cycles) = tessera::cosim::fold(&a, ty, (m, k, n), av, wv).unwrap();
+    let shape = ArrayShape {
+        rows: rows as usize,
+        cols: cols as usize,
+        stages: stages as usize,
+    };
+    let tb = fold_testbench(shape, &fold).unwrap();
+    assert_eq!(
+        cycles,
+        fold_cycles(shape, m) as u64,
+        "the timing model's fold formula"
+    );
+    let design = array_sources(&a)
+        .unwrap()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(&format!("_{}.v", ty.name())))
+        .collect();
+    Case { design, tb, cycles }
 }
 
 #[test]
@@ -115,71 +140,192 @@ fn verilator_lints_every_array_size_clean() {
         return;
     }
     let dir = scratch("lint");
-    for (r, c) in [(2, 2), (4, 4), (8, 8), (16, 16), (3, 5)] {
-        let files = write_design(&dir, &array_sources(&arch(r, c)).unwrap());
-        let out = Command::new("verilator")
-            .args(["--lint-only", "-Wall", "--top-module", "tessera_array_int8"])
-            .args(&files)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{r}x{c}:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    for (r, c, p) in [
+        (2, 2, 1),
+        (4, 4, 2),
+        (8, 8, 1),
+        (16, 16, 3),
+        (3, 5, 6),
+        (2, 3, 8),
+    ] {
+        let files = write_design(&dir, &array_sources(&arch(r, c, p)).unwrap());
+        for ty in PeType::ALL {
+            let out = Command::new("verilator")
+                .args(["--lint-only", "-Wall", "--top-module", &ty.array_module()])
+                .args(&files)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{ty:?} {r}x{c} P={p}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    // The place-and-route wrapper lints clean too.
+    let w = tessera_rtl::fpga::fmax_wrapper(PeType::Bf16, 3, 2).to_verilog();
+    std::fs::write(dir.join("tessera_fmax_top.v"), w).unwrap();
+    let files = write_design(&dir, &array_sources(&arch(3, 2, 2)).unwrap());
+    let out = Command::new("verilator")
+        .args([
+            "--lint-only",
+            "-Wall",
+            "--top-module",
+            "tessera_fmax_top",
+            "tessera_fmax_top.v",
+        ])
+        .args(&files)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "wrapper:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn int8() -> impl Strategy<Value = u16> {
+    prop_oneof![1 => Just(0x80u16), 1 => Just(0x7f), 1 => Just(0xff), 6 => any::<u8>().prop_map(u16::from)]
+}
+
+/// bf16 bits: specials (zeros, infinities, NaNs, subnormals, the extremes),
+/// normals near 1 (sums that cancel and round), and any bits at all.
+fn bf16() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        1 => prop::sample::select(vec![0x0000u16, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f7f, 0xff7f, 0x0080, 0x8080]),
+        2 => (any::<bool>(), 1u16..0x80).prop_map(|(s, f)| (u16::from(s) << 15) | f),
+        6 => (any::<bool>(), 120u16..136, 0u16..0x80).prop_map(|(s, e, f)| (u16::from(s) << 15) | (e << 7) | f),
+        2 => (any::<bool>(), 0u16..24, 0u16..0x80).prop_map(|(s, e, f)| (u16::from(s) << 15) | (e << 7) | f),
+        2 => any::<u16>(),
+    ]
+}
+
+fn values(ty: PeType, len: usize) -> BoxedStrategy<Vec<u16>> {
+    match ty {
+        PeType::Int8 => prop::collection::vec(int8(), len).boxed(),
+        PeType::Bf16 => prop::collection::vec(bf16(), len).boxed(),
     }
 }
 
-fn int8() -> impl Strategy<Value = i8> {
-    prop_oneof![1 => Just(-128i8), 1 => Just(127i8), 1 => Just(-1i8), 6 => any::<i8>()]
+/// Element type, array (rows, cols, stages), fold (m, k, n), A and W bits.
+type CaseInput = (
+    PeType,
+    (u32, u32, u32),
+    (usize, usize, usize),
+    Vec<u16>,
+    Vec<u16>,
+);
+
+/// Random element type, array (2x2 to 16x16), pipeline depth, fold shape and values.
+fn cases() -> impl Strategy<Value = CaseInput> {
+    (
+        prop::sample::select(PeType::ALL.to_vec()),
+        2u32..=16,
+        2u32..=16,
+        1u32..=6,
+    )
+        .prop_flat_map(|(ty, r, c, p)| {
+            (
+                Just(ty),
+                Just((r, c, p)),
+                1usize..=12,
+                1usize..=r as usize,
+                1usize..=c as usize,
+            )
+        })
+        .prop_flat_map(|(ty, arr, m, k, n)| {
+            (
+                Just(ty),
+                Just(arr),
+                Just((m, k, n)),
+                values(ty, m * k),
+                values(ty, k * n),
+            )
+        })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(12))]
+    #![proptest_config(ProptestConfig::with_cases(10))]
 
     #[test]
     fn iverilog_matches_the_simulator_bit_for_bit_and_cycle_for_cycle(
-        (rows, cols, m, k, n, av, wv) in (2u32..=16, 2u32..=16).prop_flat_map(|(r, c)| {
-            (Just(r), Just(c), 1usize..=20, 1usize..=r as usize, 1usize..=c as usize)
-        }).prop_flat_map(|(r, c, m, k, n)| {
-            (Just(r), Just(c), Just(m), Just(k), Just(n), prop::collection::vec(int8(), m * k), prop::collection::vec(int8(), k * n))
-        })
+        (ty, arr, mkn, av, wv) in cases()
     ) {
         if !tool("iverilog") {
             return Ok(());
         }
-        let dir = scratch(&format!("iv-{rows}x{cols}-{m}-{k}-{n}"));
-        let (design, tb, cycles) = case(rows, cols, m, k, n, av, wv);
-        let out = run_iverilog(&dir, &design, &tb);
-        prop_assert_eq!(out.trim(), format!("PASS cycles={cycles}"));
-        // The timing model's fold formula: 2R + C + M - 2.
-        prop_assert_eq!(cycles, u64::from(2 * rows + cols) + m as u64 - 2);
+        let dir = scratch(&format!("iv-{}-{arr:?}-{mkn:?}", ty.name()).replace([' ', '(', ')', ','], ""));
+        let c = case(ty, arr, mkn, av, wv);
+        let out = run_iverilog(&dir, &c.design, &c.tb);
+        prop_assert_eq!(out.trim(), format!("PASS cycles={}", c.cycles));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
+/// Vectors whose exact results exercise one corner each: rounding ties,
+/// cancellation to zero and to subnormals, overflow to infinity, subnormal
+/// products, and the special values.
+fn bf16_corners() -> (Vec<u16>, Vec<u16>) {
+    // A is 6 x 4, W is 4 x 4 (column j gets the j-th pattern of weights).
+    let a = vec![
+        0x3f80, 0x3f80, 0x3f80, 0x3f80, // 1, 1, 1, 1
+        0x4b80, 0x3f80, 0xcb80, 0x3f80, // 2^24, 1, -2^24, 1: ties and cancellation
+        0x7f7f, 0x7f7f, 0x0000, 0x0000, // the largest finite twice: overflow
+        0x0001, 0x0001, 0x8001, 0x0080, // subnormal inputs
+        0x7f80, 0x0000, 0x3f80, 0xff80, // inf, 0, 1, -inf
+        0x7fc0, 0x3f80, 0x3f80, 0x3f80, // NaN
+    ];
+    let w = vec![
+        0x3f80, 0x3f81, 0x0001, 0xbf80, //
+        0x3f80, 0x3380, 0x0080, 0x3f80, //
+        0x3f80, 0x3f80, 0x8001, 0x3f81, //
+        0x3f80, 0x3380, 0x3f80, 0xbf80, //
+    ];
+    (a, w)
+}
+
 #[test]
-fn extremes_and_a_mutated_pe() {
+fn corners_and_mutated_pes_fail() {
     if !tool("iverilog") {
         return;
     }
     let dir = scratch("mutant");
-    // Every product at its extreme: -128 * -128 summed over 8 rows still fits.
-    let (design, tb, cycles) = case(8, 8, 5, 8, 8, vec![-128; 40], vec![-128; 64]);
+    // int8: every product at its extreme: -128 * -128 summed over 8 rows still fits.
+    let c = case(
+        PeType::Int8,
+        (8, 8, 2),
+        (5, 8, 8),
+        vec![0x80; 40],
+        vec![0x80; 64],
+    );
     assert_eq!(
-        run_iverilog(&dir, &design, &tb).trim(),
-        format!("PASS cycles={cycles}")
+        run_iverilog(&dir, &c.design, &c.tb).trim(),
+        format!("PASS cycles={}", c.cycles)
     );
-    // Flip one operator in the processing element: the co-simulation must fail.
-    let mut mutant = design.clone();
-    mutant[0].1 = design[0].1.replace(
-        "p_out <= p_in + {{16{prod[15]}}, prod};",
-        "p_out <= p_in - {{16{prod[15]}}, prod};",
+    let (a, w) = bf16_corners();
+    let b = case(PeType::Bf16, (4, 4, 3), (6, 4, 4), a, w);
+    assert_eq!(
+        run_iverilog(&dir, &b.design, &b.tb).trim(),
+        format!("PASS cycles={}", b.cycles)
     );
-    assert_ne!(mutant, design, "the mutation must apply");
-    let out = run_iverilog(&dir, &mutant, &tb);
-    assert!(out.contains("FAIL"), "a mutated PE passed:\n{out}");
+    // Flip one operator in each processing element: the co-simulation must fail.
+    for (c, from, to) in [
+        (&c, "s2_pin + {{16", "s2_pin - {{16"),
+        (&b, "s6_g & (s6_st", "s6_g | (s6_st"),
+        (&b, "s3_sp ^ s3_cs", "s3_sp & s3_cs"),
+    ] {
+        let mut mutant = c.design.clone();
+        mutant[0].1 = c.design[0].1.replace(from, to);
+        assert_ne!(mutant, c.design, "the mutation {from} -> {to} must apply");
+        let out = run_iverilog(&dir, &mutant, &c.tb);
+        assert!(
+            out.contains("FAIL"),
+            "a mutated PE ({from} -> {to}) passed:\n{out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -188,9 +334,8 @@ fn verilator_runs_the_same_testbench() {
         return;
     }
     let dir = scratch("verilator");
-    let av: Vec<i8> = (0..6 * 4).map(|i| (i * 37 % 256) as u8 as i8).collect();
-    let wv: Vec<i8> = (0..4 * 4).map(|i| (i * 91 % 256) as u8 as i8).collect();
-    let (design, tb, cycles) = case(4, 4, 6, 4, 4, av, wv);
+    let (av, wv) = bf16_corners();
+    let Case { design, tb, cycles } = case(PeType::Bf16, (4, 4, 2), (6, 4, 4), av, wv);
     let files = write_design(&dir, &design);
     std::fs::write(dir.join("tb.v"), tb).unwrap();
     let build = Command::new("verilator")
@@ -231,16 +376,22 @@ fn synthesised_netlists_pass_the_same_testbench() {
         return;
     }
     let dir = scratch("postsynth");
-    let av: Vec<i8> = (0..8 * 4).map(|i| (i * 53 % 256) as u8 as i8).collect();
-    let wv: Vec<i8> = (0..4 * 4).map(|i| (i * 29 % 256) as u8 as i8).collect();
-    let (design, tb, cycles) = case(4, 4, 8, 4, 4, av, wv);
+    let av: Vec<u16> = (0..8 * 4).map(|i| (i * 53 % 256) as u16).collect();
+    let wv: Vec<u16> = (0..4 * 4).map(|i| (i * 29 % 256) as u16).collect();
+    let Case { design, tb, cycles } = case(PeType::Int8, (4, 4, 2), (8, 4, 4), av, wv);
     let files = write_design(&dir, &design);
     std::fs::write(dir.join("tb.v"), &tb).unwrap();
     for target in [Target::Generic, Target::Ice40] {
         let (stat, netlist) = (format!("stat_{target}.txt"), format!("netlist_{target}.v"));
         std::fs::write(
             dir.join("synth.ys"),
-            yosys_script(target, ARRAY, &files, &stat, &netlist),
+            yosys_script(
+                target,
+                &PeType::Int8.array_module(),
+                &files,
+                &stat,
+                &netlist,
+            ),
         )
         .unwrap();
         let out = Command::new("yosys")
@@ -273,5 +424,46 @@ fn synthesised_netlists_pass_the_same_testbench() {
             "{target} netlist:\n{out}"
         );
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tessera_rtl_runs_the_whole_flow_through_place_and_route() {
+    if !tool("iverilog") || !tool("yosys") || !tool("nextpnr-ice40") {
+        return;
+    }
+    let dir = scratch("flow");
+    let mut spec = arch(2, 2, 2).spec().clone();
+    spec.array.input_types = vec![tessera_isa::DType::Int8];
+    let toml = dir.join("hw.toml");
+    std::fs::write(&toml, Arch::new(spec).unwrap().to_toml()).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["rtl", "--hw"])
+        .arg(&toml)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .args(["--target", "ice40", "--freq", "50"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).unwrap())
+            .unwrap();
+    let a = &report["arrays"][0];
+    for stage in [
+        "rtl_simulation",
+        "synthesis",
+        "post_synthesis_simulation",
+        "place_and_route",
+    ] {
+        assert_eq!(a[stage]["status"], "passed", "{stage}: {a}");
+    }
+    let fmax = a["fmax_mhz"].as_f64().unwrap();
+    assert!(fmax > 20.0 && fmax < 1000.0, "{fmax}");
+    assert!(a["resources"]["luts"].as_u64().unwrap() > 0, "{a}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -55,8 +55,10 @@ pub struct ArraySpec {
     pub double_buffered_weights: bool,
     /// Input element types the multipliers accept.
     pub input_types: Vec<DType>,
-    /// Pipeline registers inside one processing element; only 1 (a
-    /// single-cycle MAC) is modelled and generated today.
+    /// Pipeline stages of one processing element, 1 to 8: a partial sum
+    /// takes this many cycles to cross a processing element, while
+    /// activations still move one column per cycle (weight-stationary), so
+    /// the input skew and the drain grow with it; 1 is a single-cycle MAC.
     pub pe_pipeline_stages: u32,
 }
 
@@ -253,13 +255,10 @@ impl Arch {
                 return Err(rule("array.input_types", format!("lists {t} twice")));
             }
         }
-        if a.pe_pipeline_stages != 1 {
+        if !(1..=8).contains(&a.pe_pipeline_stages) {
             return Err(rule(
                 "array.pe_pipeline_stages",
-                format!(
-                    "must be 1: pipelined processing elements are not modelled by the simulator or generated yet, got {}",
-                    a.pe_pipeline_stages
-                ),
+                format!("must be 1 to 8, got {}", a.pe_pipeline_stages),
             ));
         }
         check_positive_finite("clock.frequency_mhz", spec.clock.frequency_mhz, 10_000.0)?;
@@ -413,6 +412,12 @@ impl Arch {
         self.spec.array.dataflow
     }
 
+    /// Pipeline stages of one processing element (1 to 8): the cycles a
+    /// partial sum takes to cross it.
+    pub fn pe_stages(&self) -> u32 {
+        self.spec.array.pe_pipeline_stages
+    }
+
     /// Whether the array accepts this input element type.
     pub fn supports_input(&self, t: DType) -> bool {
         self.spec.array.input_types.contains(&t)
@@ -537,8 +542,10 @@ mod tests {
         assert!(broken(|s| s.accumulator.size_kib = 1)
             .starts_with("field `accumulator.size_kib` must hold"));
         assert!(broken(|s| s.name = "has space".into()).starts_with("field `name`"));
-        assert!(broken(|s| s.array.pe_pipeline_stages = 2)
-            .starts_with("field `array.pe_pipeline_stages` must be 1"));
+        assert!(broken(|s| s.array.pe_pipeline_stages = 0)
+            .starts_with("field `array.pe_pipeline_stages` must be 1 to 8, got 0"));
+        assert!(broken(|s| s.array.pe_pipeline_stages = 9)
+            .starts_with("field `array.pe_pipeline_stages` must be 1 to 8, got 9"));
         assert!(broken(|s| s.scratchpad.size_kib = 1001)
             .starts_with("field `scratchpad.size_kib` must be a multiple"));
     }

@@ -12,103 +12,52 @@
 //! Numerics, matching the functional simulator: int8 x int8 products are
 //! exact in 16 bits and the column sum wraps in 32-bit two's complement.
 
-use tessera_isa::{Arch, DType, Dataflow};
+//! The weight-stationary systolic array: one processing-element module per
+//! element type ([`crate::pe`]) and an R x C grid of it built with generate
+//! loops, sized by the hardware description.
+//!
+//! Timing, matching the simulator's model (`docs/timing.md`) for P pipeline
+//! stages per processing element: weights shift down the columns for R
+//! cycles (`w_shift`), fed bottom row first; then activation row i enters
+//! array row r at cycle i + P r (the caller skews them), moves right one
+//! column per cycle, and a partial sum crosses a row in P cycles, so C[i][c]
+//! leaves the bottom of column c at the end of cycle i + P R + c - 1: a
+//! tile of M rows takes M + P R + C - 2 cycles.
 
+use tessera_isa::{Arch, Dataflow};
+
+use crate::pe::{pe, PeType};
 use crate::verilog::{Item, Module, Port, Signedness};
 use crate::RtlError;
 
-/// Name of the int8 processing element.
-pub const PE_INT8: &str = "tessera_pe_int8";
-/// Name of the array.
-pub const ARRAY: &str = "tessera_array_int8";
-
-/// The int8 multiply-accumulate processing element.
-pub fn pe_int8() -> Module {
-    let s = Signedness::Signed;
-    Module {
-        name: PE_INT8.into(),
-        doc: vec![
-            "Weight-stationary int8 processing element: the weight register is also the".into(),
-            "preload shift chain; activations move right and partial sums move down.".into(),
-        ],
-        params: vec![],
-        ports: vec![
-            Port::input("clk"),
-            Port::input("w_shift"),
-            Port::input_bus("w_in", "8", s),
-            Port::output_reg("w", "8", s),
-            Port::input_bus("a_in", "8", s),
-            Port::output_reg("a_out", "8", s),
-            Port::input_bus("p_in", "32", s),
-            Port::output_reg("p_out", "32", s),
-        ],
-        items: vec![
-            Item::Comment("int8 x int8 is exact in 16 bits (-128 * -128 = 16384).".into()),
-            Item::Wire {
-                name: "a16".into(),
-                width: Some("16".into()),
-                sign: s,
-            },
-            Item::Wire {
-                name: "w16".into(),
-                width: Some("16".into()),
-                sign: s,
-            },
-            Item::Wire {
-                name: "prod".into(),
-                width: Some("16".into()),
-                sign: s,
-            },
-            Item::Assign {
-                lhs: "a16".into(),
-                rhs: "{{8{a_in[7]}}, a_in}".into(),
-            },
-            Item::Assign {
-                lhs: "w16".into(),
-                rhs: "{{8{w[7]}}, w}".into(),
-            },
-            Item::Assign {
-                lhs: "prod".into(),
-                rhs: "a16 * w16".into(),
-            },
-            Item::Clocked {
-                clock: "clk".into(),
-                body: vec![
-                    "if (w_shift) w <= w_in;".into(),
-                    "a_out <= a_in;".into(),
-                    "p_out <= p_in + {{16{prod[15]}}, prod};".into(),
-                ],
-            },
-        ],
-    }
-}
-
-/// The R x C array of [`pe_int8`], with flattened buses:
-/// `w_top[c*8 +: 8]` enters column c, `a_left[r*8 +: 8]` enters row r,
-/// `p_bottom[c*32 +: 32]` leaves column c; activations and weights that leave
-/// the far edges are outputs too (for chaining arrays).
-pub fn array_int8(rows: u32, cols: u32) -> Module {
+/// The R x C array of [`pe`] for `ty`, with flattened buses (W input bits,
+/// 32-bit sums): `w_top[c*W +: W]` enters column c, `a_left[r*W +: W]`
+/// enters row r, `p_bottom[c*32 +: 32]` leaves column c; activations and
+/// weights that leave the far edges are outputs too (for chaining arrays).
+pub fn array(ty: PeType, rows: u32, cols: u32) -> Module {
+    let (w, p) = (ty.input_bits(), ty.sum_bits());
     let at = |bus: &str, index: &str, width: u32| format!("{bus}[({index})*{width} +: {width}]");
     let pe = Item::Instance {
-        module: PE_INT8.into(),
+        module: ty.pe_module(),
         name: "u_pe".into(),
         params: vec![],
         ports: vec![
             ("clk".into(), "clk".into()),
             ("w_shift".into(), "w_shift".into()),
-            ("w_in".into(), at("w_v", "r*COLS+c", 8)),
-            ("w".into(), at("w_v", "(r+1)*COLS+c", 8)),
-            ("a_in".into(), at("a_h", "r*(COLS+1)+c", 8)),
-            ("a_out".into(), at("a_h", "r*(COLS+1)+c+1", 8)),
-            ("p_in".into(), at("p_v", "r*COLS+c", 32)),
-            ("p_out".into(), at("p_v", "(r+1)*COLS+c", 32)),
+            ("w_in".into(), at("w_v", "r*COLS+c", w)),
+            ("w".into(), at("w_v", "(r+1)*COLS+c", w)),
+            ("a_in".into(), at("a_h", "r*(COLS+1)+c", w)),
+            ("a_out".into(), at("a_h", "r*(COLS+1)+c+1", w)),
+            ("p_in".into(), at("p_v", "r*COLS+c", p)),
+            ("p_out".into(), at("p_v", "(r+1)*COLS+c", p)),
         ],
     };
     let u = Signedness::Unsigned;
     Module {
-        name: ARRAY.into(),
+        name: ty.array_module(),
         doc: vec![format!(
-            "{rows} x {cols} int8 weight-stationary systolic array."
+            "{rows} x {cols} {} weight-stationary systolic array.",
+            ty.name()
         )],
         params: vec![
             ("ROWS".into(), rows.to_string()),
@@ -117,11 +66,11 @@ pub fn array_int8(rows: u32, cols: u32) -> Module {
         ports: vec![
             Port::input("clk"),
             Port::input("w_shift"),
-            Port::input_bus("w_top", "COLS*8", u),
-            Port::output_bus("w_bottom", "COLS*8"),
-            Port::input_bus("a_left", "ROWS*8", u),
-            Port::output_bus("a_right", "ROWS*8"),
-            Port::output_bus("p_bottom", "COLS*32"),
+            Port::input_bus("w_top", &format!("COLS*{w}"), u),
+            Port::output_bus("w_bottom", &format!("COLS*{w}")),
+            Port::input_bus("a_left", &format!("ROWS*{w}"), u),
+            Port::output_bus("a_right", &format!("ROWS*{w}")),
+            Port::output_bus("p_bottom", &format!("COLS*{p}")),
         ],
         items: vec![
             Item::Comment(
@@ -129,17 +78,17 @@ pub fn array_int8(rows: u32, cols: u32) -> Module {
             ),
             Item::Wire {
                 name: "w_v".into(),
-                width: Some("(ROWS+1)*COLS*8".into()),
+                width: Some(format!("(ROWS+1)*COLS*{w}")),
                 sign: u,
             },
             Item::Wire {
                 name: "a_h".into(),
-                width: Some("ROWS*(COLS+1)*8".into()),
+                width: Some(format!("ROWS*(COLS+1)*{w}")),
                 sign: u,
             },
             Item::Wire {
                 name: "p_v".into(),
-                width: Some("(ROWS+1)*COLS*32".into()),
+                width: Some(format!("(ROWS+1)*COLS*{p}")),
                 sign: u,
             },
             Item::Genvar("r".into()),
@@ -151,20 +100,20 @@ pub fn array_int8(rows: u32, cols: u32) -> Module {
                 label: "g_edge_col".into(),
                 body: vec![
                     Item::Assign {
-                        lhs: at("w_v", "c", 8),
-                        rhs: at("w_top", "c", 8),
+                        lhs: at("w_v", "c", w),
+                        rhs: at("w_top", "c", w),
                     },
                     Item::Assign {
-                        lhs: at("p_v", "c", 32),
-                        rhs: "32'd0".into(),
+                        lhs: at("p_v", "c", p),
+                        rhs: format!("{p}'d0"),
                     },
                     Item::Assign {
-                        lhs: at("w_bottom", "c", 8),
-                        rhs: at("w_v", "ROWS*COLS+c", 8),
+                        lhs: at("w_bottom", "c", w),
+                        rhs: at("w_v", "ROWS*COLS+c", w),
                     },
                     Item::Assign {
-                        lhs: at("p_bottom", "c", 32),
-                        rhs: at("p_v", "ROWS*COLS+c", 32),
+                        lhs: at("p_bottom", "c", p),
+                        rhs: at("p_v", "ROWS*COLS+c", p),
                     },
                 ],
             },
@@ -175,12 +124,12 @@ pub fn array_int8(rows: u32, cols: u32) -> Module {
                 label: "g_edge_row".into(),
                 body: vec![
                     Item::Assign {
-                        lhs: at("a_h", "r*(COLS+1)", 8),
-                        rhs: at("a_left", "r", 8),
+                        lhs: at("a_h", "r*(COLS+1)", w),
+                        rhs: at("a_left", "r", w),
                     },
                     Item::Assign {
-                        lhs: at("a_right", "r", 8),
-                        rhs: at("a_h", "r*(COLS+1)+COLS", 8),
+                        lhs: at("a_right", "r", w),
+                        rhs: at("a_h", "r*(COLS+1)+COLS", w),
                     },
                 ],
             },
@@ -201,21 +150,36 @@ pub fn array_int8(rows: u32, cols: u32) -> Module {
     }
 }
 
-/// The Verilog sources of the int8 array for `arch`, one module per file:
-/// `(file name, text)` for the processing element, then the array.
+/// The element types of `arch` that get a processing element, in
+/// [`PeType::ALL`] order.
 ///
 /// # Errors
-/// A design this generator does not build yet: only weight-stationary
-/// arrays with int8 inputs and single-buffered weights are generated today.
+/// An input type with no generated processing element.
+pub fn pe_types(arch: &Arch) -> Result<Vec<PeType>, RtlError> {
+    for t in &arch.spec().array.input_types {
+        if !PeType::ALL.iter().any(|p| p.dtype() == *t) {
+            return Err(RtlError::Unsupported(format!(
+                "array.input_types: {t} has no generated processing element (int8 and bf16 do); remove it"
+            )));
+        }
+    }
+    Ok(PeType::ALL
+        .into_iter()
+        .filter(|p| arch.supports_input(p.dtype()))
+        .collect())
+}
+
+/// The Verilog sources of the arrays of `arch`, one module per file:
+/// `(file name, text)` for each element type's processing element, then its
+/// array.
+///
+/// # Errors
+/// A design this generator does not build yet: weight-stationary arrays
+/// with single-buffered weights and int8 or bf16 inputs are generated today.
 pub fn array_sources(arch: &Arch) -> Result<Vec<(String, String)>, RtlError> {
     if arch.dataflow() != Dataflow::WeightStationary {
         return Err(RtlError::Unsupported(
             "array.dataflow: only weight-stationary arrays are generated".into(),
-        ));
-    }
-    if !arch.supports_input(DType::Int8) {
-        return Err(RtlError::Unsupported(
-            "array.input_types: the generated processing element is int8; add int8".into(),
         ));
     }
     if arch.spec().array.double_buffered_weights {
@@ -228,15 +192,19 @@ pub fn array_sources(arch: &Arch) -> Result<Vec<(String, String)>, RtlError> {
         arch.name(),
         arch.fingerprint()
     );
-    Ok([pe_int8(), array_int8(arch.rows(), arch.cols())]
-        .into_iter()
-        .map(|m| {
-            (
+    let mut files = Vec::new();
+    for ty in pe_types(arch)? {
+        for m in [
+            pe(ty, arch.pe_stages())?,
+            array(ty, arch.rows(), arch.cols()),
+        ] {
+            files.push((
                 format!("{}.v", m.name),
                 format!("{header}{}", m.to_verilog()),
-            )
-        })
-        .collect())
+            ));
+        }
+    }
+    Ok(files)
 }
 
 #[cfg(test)]
@@ -249,12 +217,21 @@ mod tests {
         spec.array.rows = 16;
         spec.array.cols = 16;
         spec.array.double_buffered_weights = false;
+        spec.array.pe_pipeline_stages = 3;
         let files = array_sources(&Arch::new(spec).unwrap()).unwrap();
         let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
-        assert_eq!(names, ["tessera_pe_int8.v", "tessera_array_int8.v"]);
+        assert_eq!(
+            names,
+            [
+                "tessera_pe_int8.v",
+                "tessera_array_int8.v",
+                "tessera_pe_bf16.v",
+                "tessera_array_bf16.v"
+            ]
+        );
         // One module per kind, instantiated by generate loops: size does not grow with R x C.
         let lines: usize = files.iter().map(|(_, v)| v.lines().count()).sum();
-        assert!(lines < 120, "{lines} lines");
+        assert!(lines < 400, "{lines} lines");
         assert!(files[1].1.contains("parameter ROWS = 16"));
     }
 

@@ -3,16 +3,23 @@
 //! ([`verilog`]) rather than an HDL framework, so each module is written
 //! once and instantiated by generate loops.
 //!
-//! Today it generates the int8 weight-stationary processing element and the
-//! R x C array ([`array`]) and self-checking testbenches for one fold
-//! ([`testbench`]); the controller, buffers, DMA and vector unit, the bf16
-//! processing element and the FPGA flow are still to come.
+//! Today it generates pipelined int8 and bf16 weight-stationary processing
+//! elements ([`pe`], [`pe_int8`], [`pe_bf16`], staged by [`pipeline`]), the
+//! R x C array ([`array`]), self-checking testbenches for one fold
+//! ([`testbench`]) and the FPGA flow's scripts and report parsers
+//! ([`fpga`]); the controller, buffers, DMA and vector unit are still to
+//! come.
 //!
 //! Architecture invariant: this crate imports `tessera-isa` only, never the
 //! compiler or the simulator, and does no IO: emitters return `String`.
 
+pub mod arith;
 pub mod array;
 pub mod fpga;
+pub mod pe;
+pub mod pe_bf16;
+pub mod pe_int8;
+pub mod pipeline;
 pub mod testbench;
 pub mod verilog;
 

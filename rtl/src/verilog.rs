@@ -93,6 +93,13 @@ pub enum Item {
         width: Option<String>,
         sign: Signedness,
     },
+    /// `wire [w-1:0] name = rhs;`: a net declared with its driver.
+    Net {
+        name: String,
+        width: Option<String>,
+        sign: Signedness,
+        rhs: String,
+    },
     /// `assign lhs = rhs;`
     Assign {
         lhs: String,
@@ -157,6 +164,19 @@ fn write_items(out: &mut String, items: &[Item], indent: usize) {
             Item::Wire { name, width, sign } => {
                 let _ = writeln!(out, "{pad}wire {}{}{name};", signed(*sign), range(width));
             }
+            Item::Net {
+                name,
+                width,
+                sign,
+                rhs,
+            } => {
+                let _ = writeln!(
+                    out,
+                    "{pad}wire {}{}{name} = {rhs};",
+                    signed(*sign),
+                    range(width)
+                );
+            }
             Item::Reg { name, width, sign } => {
                 let _ = writeln!(out, "{pad}reg {}{}{name};", signed(*sign), range(width));
             }
@@ -205,6 +225,28 @@ fn write_items(out: &mut String, items: &[Item], indent: usize) {
             Item::Genvar(v) => {
                 let _ = writeln!(out, "{pad}genvar {v};");
             }
+        }
+    }
+}
+
+impl Item {
+    /// `wire [width-1:0] name = rhs;` (one bit when `width` is 1).
+    pub fn net(name: &str, width: u32, rhs: &str) -> Item {
+        Item::Net {
+            name: name.into(),
+            width: (width > 1).then(|| width.to_string()),
+            sign: Signedness::Unsigned,
+            rhs: rhs.into(),
+        }
+    }
+
+    /// A signed [`Item::net`].
+    pub fn snet(name: &str, width: u32, rhs: &str) -> Item {
+        Item::Net {
+            name: name.into(),
+            width: Some(width.to_string()),
+            sign: Signedness::Signed,
+            rhs: rhs.into(),
         }
     }
 }

@@ -11,12 +11,13 @@
 //!   instruction and every earlier one of its queue have completed.
 //! - Systolic array, weight-stationary with R rows and C columns: a preload
 //!   shifts weights in for R cycles; a compute streams M rows and completes
-//!   M + R + C - 2 cycles after it starts. Without double-buffered weights a
+//!   M + P R + C - 2 cycles after it starts, P being the processing
+//!   element's pipeline stages (a partial sum crosses a row in P cycles). Without double-buffered weights a
 //!   preload waits for the previous compute to drain; with them it may start
 //!   once the previous compute has started, and consecutive computes
 //!   pipeline (the next streams as soon as the last row of the previous one
 //!   has entered). Output-stationary: a preload only binds B; a compute of
-//!   K-long dot products takes K + 2R + C - 2 cycles and computes do not
+//!   K-long dot products takes K + 2R + C + P - 3 cycles and computes do not
 //!   overlap. Streaming is also bounded by scratchpad bank bandwidth.
 //! - DMA: transfers of the load and store queues share `dma.engines`
 //!   engines and one HBM bus with the core's share of HBM bandwidth
@@ -452,6 +453,7 @@ impl Machine<'_> {
         }
 
         let (rows, cols) = (u64::from(self.arch.rows()), u64::from(self.arch.cols()));
+        let stages = u64::from(self.arch.pe_stages());
         // `resource`: when the shared resource this instruction needed (a DMA engine) became free.
         let (start, end, stall, resource) = match inst.op {
             Op::DmaLoad { .. }
@@ -517,7 +519,7 @@ impl Machine<'_> {
                         (
                             ready.max(a.weights_ready).max(a.stream_free),
                             stream,
-                            rows + cols - 2,
+                            stages * rows + cols - 2,
                         )
                     }
                     Dataflow::OutputStationary => {
@@ -525,7 +527,7 @@ impl Machine<'_> {
                         (
                             ready.max(a.last_compute.1).max(a.weights_ready),
                             stream,
-                            2 * rows + cols - 2,
+                            2 * rows + cols + stages - 3,
                         )
                     }
                 };

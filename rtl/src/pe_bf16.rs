@@ -1,0 +1,280 @@
+//! The bf16 x bf16 -> fp32 partial-sum datapath: one fused multiply-add per
+//! step, `p_out = round(a * w + p_in)` with the exact product and a single
+//! rounding to nearest even, as the functional simulator's `f32::mul_add`
+//! on bf16 inputs widened to fp32. Subnormal inputs and partial sums are
+//! honoured (no flush to zero), overflow gives infinity, an exact zero sum
+//! is +0 unless both addends are -0.
+//!
+//! NaN results (a NaN input, inf x 0, inf - inf) are the canonical quiet NaN
+//! 0x7fc00000: the ISA says only that NaN stays NaN, so testbenches compare
+//! NaNs by class, every other result bit for bit.
+//!
+//! How it is exact: the 16-bit product mantissa and the 24-bit partial-sum
+//! mantissa are placed in a 51-bit window whose top is the larger operand's
+//! top bit (an exponent `t`, biased by 252 + 127 - 2 so that it is never
+//! negative); the other operand is shifted right with its lost bits ORed
+//! into bit 0 (the sticky bit). 50 window bits keep at least two bits
+//! between the final rounding position and the sticky bit in every case,
+//! including subnormal products, so the 52-bit sum rounds correctly. The
+//! sum is normalised left by at most the exponent budget (so subnormal
+//! results keep their scale), then rounded by adding the round bit to the
+//! packed exponent and fraction, which carries into the exponent and into
+//! infinity as IEEE 754 requires.
+//!
+//! Seven segments: unpack and the first half of the partial-product tree;
+//! its second half and the shift amounts; align; add; normalise by 32/16/8;
+//! normalise by 4/2/1; round and pack. Registered boundaries as P grows:
+//! before the normalisation, after the shift amounts, between the two
+//! normalisation halves, before the add, after the unpacking, before the
+//! rounding.
+
+use crate::arith::{mul8_first_half, mul8_second_half, Operands};
+use crate::pipeline::{carry, Datapath, Segment};
+use crate::verilog::Item;
+
+fn n(name: &str, width: u32, rhs: &str) -> Item {
+    Item::net(name, width, rhs)
+}
+
+fn unpack(items: &mut Vec<Item>, x: &str, src: &str, exp_hi: u32, frac_bits: u32) {
+    let top = exp_hi + 1;
+    let fz = format!("{frac_bits}'d0");
+    items.push(n(&format!("s0_{x}_s"), 1, &format!("{src}[{top}]")));
+    items.push(n(
+        &format!("s0_{x}_e"),
+        8,
+        &format!("{src}[{exp_hi}:{frac_bits}]"),
+    ));
+    items.push(n(
+        &format!("s0_{x}_f"),
+        frac_bits,
+        &format!("{src}[{}:0]", frac_bits - 1),
+    ));
+    items.push(n(
+        &format!("s0_{x}_zero"),
+        1,
+        &format!("(s0_{x}_e == 8'd0) && (s0_{x}_f == {fz})"),
+    ));
+    items.push(n(
+        &format!("s0_{x}_inf"),
+        1,
+        &format!("(s0_{x}_e == 8'hff) && (s0_{x}_f == {fz})"),
+    ));
+    items.push(n(
+        &format!("s0_{x}_nan"),
+        1,
+        &format!("(s0_{x}_e == 8'hff) && (s0_{x}_f != {fz})"),
+    ));
+    // Subnormals have exponent field 0 and the scale of exponent 1.
+    items.push(n(
+        &format!("s0_{x}_e1"),
+        8,
+        &format!("(s0_{x}_e == 8'd0) ? 8'd1 : s0_{x}_e"),
+    ));
+}
+
+/// A left-normalisation step of the `w`-bit net by `k` bits: with a
+/// `budget` the shift happens only while the exponent stays at least 1, and
+/// the exponent net drops by `k`; without, a leading-zero step of the product.
+fn norm_step(items: &mut Vec<Item>, seg: u32, (from, to): (&str, &str), w: u32, k: u32) {
+    let (mi, ei, mo, eo) = (
+        format!("s{seg}_m{from}"),
+        format!("s{seg}_e{from}"),
+        format!("s{seg}_m{to}"),
+        format!("s{seg}_e{to}"),
+    );
+    let go = format!("s{seg}_go{k}");
+    items.push(n(
+        &go,
+        1,
+        &format!("({mi}[{}:{}] == {k}'d0) && ({ei} > 10'd{k})", w - 1, w - k),
+    ));
+    items.push(n(
+        &mo,
+        w,
+        &format!("{go} ? {{{mi}[{}:0], {k}'d0}} : {mi}", w - 1 - k),
+    ));
+    items.push(n(&eo, 10, &format!("{go} ? {ei} - 10'd{k} : {ei}")));
+}
+
+/// The datapath of [`crate::pe::pe`] for bf16.
+pub fn datapath() -> Datapath {
+    let mut s0 = vec![Item::Comment(
+        "segment 0: unpack, first half of the product, exponents, special values".into(),
+    )];
+    unpack(&mut s0, "a", "a_in", 14, 7);
+    unpack(&mut s0, "w", "w", 14, 7);
+    unpack(&mut s0, "c", "p_in", 30, 23);
+    // A zero partial sum needs no flag: its mantissa is simply 0.
+    s0.retain(|i| !matches!(i, Item::Net { name, .. } if name == "s0_c_zero"));
+    s0.extend([
+        n("s0_a_m", 8, "{s0_a_e != 8'd0, s0_a_f}"),
+        n("s0_w_m", 8, "{s0_w_e != 8'd0, s0_w_f}"),
+    ]);
+    s0.extend(mul8_first_half(
+        "s0_mul",
+        "s0_a_m",
+        "s0_w_m",
+        Operands::Unsigned,
+    ));
+    s0.extend([
+        n("s0_ms", 24, "{s0_c_e != 8'd0, s0_c_f}"),
+        Item::Comment(
+            "Exclusive tops of the operands, biased by 268: product 16-bit mantissa, partial sum 24-bit.".into(),
+        ),
+        n("s0_tp", 10, "{2'd0, s0_a_e1} + {2'd0, s0_w_e1} + 10'd16"),
+        n("s0_ts", 10, "{2'd0, s0_c_e1} + 10'd142"),
+        n("s0_pz", 1, "s0_a_zero | s0_w_zero"),
+        n("s0_sp", 1, "s0_a_s ^ s0_w_s"),
+        n("s0_cs", 1, "s0_c_s"),
+        n(
+            "s0_pnan",
+            1,
+            "s0_a_nan | s0_w_nan | (s0_a_inf & s0_w_zero) | (s0_w_inf & s0_a_zero)",
+        ),
+        n("s0_pinf", 1, "(s0_a_inf | s0_w_inf) & ~s0_pnan"),
+        n(
+            "s0_nan",
+            1,
+            "s0_pnan | s0_c_nan | (s0_pinf & s0_c_inf & (s0_sp != s0_c_s))",
+        ),
+        n("s0_inf", 1, "~s0_nan & (s0_pinf | s0_c_inf)"),
+        n("s0_inf_s", 1, "s0_pinf ? s0_sp : s0_c_s"),
+    ]);
+    let special = || [carry("nan", 1), carry("inf", 1), carry("inf_s", 1)];
+    let common = |v: &mut Vec<crate::pipeline::Carry>| v.extend(special());
+    let mut out0 = vec![
+        carry("mul_q0", 16),
+        carry("mul_q1", 16),
+        carry("mul_q2", 16),
+        carry("mul_q3", 16),
+        carry("ms", 24),
+        carry("tp", 10),
+        carry("ts", 10),
+        carry("pz", 1),
+        carry("sp", 1),
+        carry("cs", 1),
+    ];
+    common(&mut out0);
+
+    let mut s1 = vec![Item::Comment(
+        "segment 1: the exact product mantissa, normalised (subnormal inputs give leading zeros)"
+            .into(),
+    )];
+    s1.extend(mul8_second_half("s1_mul", "s1_ma"));
+    s1.push(n("s1_ea", 10, "10'd1023"));
+    norm_step(&mut s1, 1, ("a", "b"), 16, 8);
+    norm_step(&mut s1, 1, ("b", "c"), 16, 4);
+    norm_step(&mut s1, 1, ("c", "d"), 16, 2);
+    norm_step(&mut s1, 1, ("d", "e"), 16, 1);
+    s1.extend([
+        n("s1_mp", 16, "s1_me"),
+        Item::Comment("1023 - e1 is the product's leading-zero count.".into()),
+        n("s1_tpn", 10, "s1_tp - (10'd1023 - s1_ee)"),
+    ]);
+    let mut out1 = vec![
+        carry("mp", 16),
+        carry("ms", 24),
+        carry("tpn", 10),
+        carry("ts", 10),
+        carry("pz", 1),
+        carry("sp", 1),
+        carry("cs", 1),
+    ];
+    common(&mut out1);
+
+    let s2 = vec![
+        Item::Comment(
+            "segment 2: window top; align both operands to it, lost bits become sticky".into(),
+        ),
+        n("s2_t", 10, "(s2_pz || s2_ts >= s2_tpn) ? s2_ts : s2_tpn"),
+        n("s2_dp", 10, "s2_t - s2_tpn"),
+        n("s2_ds", 10, "s2_t - s2_ts"),
+        n("s2_pf", 31, "{s2_mp, 15'd0}"),
+        n("s2_pa", 31, "s2_pf >> s2_dp"),
+        n("s2_pl", 1, "|(s2_pf & ~({31{1'b1}} << s2_dp))"),
+        n("s2_pw", 31, "{s2_pa[30:1], s2_pa[0] | s2_pl}"),
+        n("s2_cf", 31, "{s2_ms, 7'd0}"),
+        n("s2_ca", 31, "s2_cf >> s2_ds"),
+        n("s2_cl", 1, "|(s2_cf & ~({31{1'b1}} << s2_ds))"),
+        n("s2_cw", 31, "{s2_ca[30:1], s2_ca[0] | s2_cl}"),
+    ];
+    let mut out2 = vec![
+        carry("pw", 31),
+        carry("cw", 31),
+        carry("t", 10),
+        carry("sp", 1),
+        carry("cs", 1),
+    ];
+    common(&mut out2);
+
+    let s3 = vec![
+        Item::Comment(
+            "segment 3: signed-magnitude add; an exact zero is +0 unless both are -0".into(),
+        ),
+        n("s3_sub", 1, "s3_sp ^ s3_cs"),
+        n("s3_sum", 32, "{1'b0, s3_pw} + {1'b0, s3_cw}"),
+        n("s3_pmc", 32, "{1'b0, s3_pw} - {1'b0, s3_cw}"),
+        n("s3_cmp", 32, "{1'b0, s3_cw} - {1'b0, s3_pw}"),
+        n(
+            "s3_m",
+            32,
+            "~s3_sub ? s3_sum : (s3_pmc[31] ? s3_cmp : s3_pmc)",
+        ),
+        n(
+            "s3_sign",
+            1,
+            "~s3_sub ? s3_sp : (s3_pmc[31] ? s3_cs : ((s3_pmc == 32'd0) ? 1'b0 : s3_sp))",
+        ),
+        Item::Comment("Biased exponent of window bit 31.".into()),
+        n("s3_e", 10, "s3_t - 10'd141"),
+    ];
+    let mut out3 = vec![carry("m", 32), carry("e", 10), carry("sign", 1)];
+    common(&mut out3);
+
+    let mut s4 = vec![Item::Comment(
+        "segment 4: normalise left by 16, 8 while the exponent stays >= 1".into(),
+    )];
+    s4.extend([n("s4_ma", 32, "s4_m"), n("s4_ea", 10, "s4_e")]);
+    norm_step(&mut s4, 4, ("a", "b"), 32, 16);
+    norm_step(&mut s4, 4, ("b", "c"), 32, 8);
+    s4.extend([n("s4_mo", 32, "s4_mc"), n("s4_eo", 10, "s4_ec")]);
+    let mut out4 = vec![carry("mo", 32), carry("eo", 10), carry("sign", 1)];
+    common(&mut out4);
+
+    let mut s5 = vec![Item::Comment(
+        "segment 5: normalise left by 4, 2, 1 while the exponent stays >= 1".into(),
+    )];
+    s5.extend([n("s5_ma", 32, "s5_mo"), n("s5_ea", 10, "s5_eo")]);
+    norm_step(&mut s5, 5, ("a", "b"), 32, 4);
+    norm_step(&mut s5, 5, ("b", "c"), 32, 2);
+    norm_step(&mut s5, 5, ("c", "d"), 32, 1);
+    s5.extend([n("s5_mf", 32, "s5_md"), n("s5_ef", 10, "s5_ed")]);
+    let mut out5 = vec![carry("mf", 32), carry("ef", 10), carry("sign", 1)];
+    common(&mut out5);
+
+    let s6 = vec![
+        Item::Comment("segment 6: round to nearest even, pack, special values".into()),
+        n("s6_g", 1, "s6_mf[7]"),
+        n("s6_st", 1, "|s6_mf[6:0]"),
+        n("s6_up", 1, "s6_g & (s6_st | s6_mf[8])"),
+        n("s6_ex", 10, "s6_mf[31] ? s6_ef : 10'd0"),
+        n("s6_pack", 31, "{s6_ex[7:0], s6_mf[30:8]} + {30'd0, s6_up}"),
+        n("s6_big", 1, "s6_ex >= 10'd255"),
+        n(
+            "s6_res",
+            32,
+            "s6_nan ? 32'h7fc00000 : (s6_inf ? {s6_inf_s, 31'h7f800000} : (s6_big ? {s6_sign, 31'h7f800000} : {s6_sign, s6_pack}))",
+        ),
+    ];
+
+    Datapath {
+        segments: [s0, s1, s2, s3, s4, s5, s6]
+            .into_iter()
+            .zip([out0, out1, out2, out3, out4, out5, vec![]])
+            .map(|(items, out)| Segment { items, out })
+            .collect(),
+        cut_order: vec![3, 1, 4, 2, 0, 5],
+        res_width: 32,
+    }
+}
