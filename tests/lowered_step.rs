@@ -48,6 +48,28 @@ fn read(mem: &Memory, addr: u64, n: usize) -> Vec<f64> {
         .collect()
 }
 
+/// A fresh machine's HBM with the step's parameters and inputs from
+/// `feeds`, its states at their initial values and its constant tables.
+fn load(arch: &Arch, step: &LoweredStep, feeds: &HashMap<String, Tensor>) -> Memory {
+    let mut mem = Memory::new(arch);
+    for b in step.params.iter().chain(&step.inputs) {
+        write(&mut mem, b.addr, &feeds[&b.name].data, b.ty.dtype);
+    }
+    for (b, init) in &step.states {
+        write(
+            &mut mem,
+            b.addr,
+            &vec![*init; b.ty.elements() as usize],
+            DType::Fp32,
+        );
+    }
+    for c in &step.constants {
+        let data: Vec<f64> = c.values.iter().map(|v| f64::from(*v)).collect();
+        write(&mut mem, c.addr, &data, DType::Fp32);
+    }
+    mem
+}
+
 fn feeds(step: &LoweredStep, vocab: u64, bert: bool) -> HashMap<String, Tensor> {
     let mut seed = 12345u64;
     let mut rnd = || {
@@ -119,22 +141,7 @@ fn check_family(
     let step = lower_graph(&g, &arch).unwrap_or_else(|e| panic!("{preset}: {e}"));
     let f = feeds(&step, m.vocab_size, preset.starts_with("bert"));
     let reference = eval(&g, &f, Rounding::ToType).unwrap();
-    let mut mem = Memory::new(&arch);
-    for b in step.params.iter().chain(&step.inputs) {
-        write(&mut mem, b.addr, &f[&b.name].data, b.ty.dtype);
-    }
-    for (b, init) in &step.states {
-        write(
-            &mut mem,
-            b.addr,
-            &vec![*init; b.ty.elements() as usize],
-            DType::Fp32,
-        );
-    }
-    for c in &step.constants {
-        let data: Vec<f64> = c.values.iter().map(|v| f64::from(*v)).collect();
-        write(&mut mem, c.addr, &data, DType::Fp32);
-    }
+    let mut mem = load(&arch, &step, &f);
     run_functional(&step.program, &mut mem, 1 << 40).unwrap_or_else(|e| panic!("{preset}: {e}"));
     let close = |a: f64, b: f64| (a - b).abs() <= tol * (1.0 + b.abs());
     for o in &step.outputs {
@@ -209,14 +216,7 @@ fn every_forward_value_matches_the_interpreter() {
         .unwrap();
         let f = feeds(&step, m.vocab_size, preset.starts_with("bert"));
         let reference = eval(&g, &f, Rounding::ToType).unwrap();
-        let mut mem = Memory::new(&arch);
-        for b in step.params.iter().chain(&step.inputs) {
-            write(&mut mem, b.addr, &f[&b.name].data, b.ty.dtype);
-        }
-        for c in &step.constants {
-            let data: Vec<f64> = c.values.iter().map(|v| f64::from(*v)).collect();
-            write(&mut mem, c.addr, &data, DType::Fp32);
-        }
+        let mut mem = load(&arch, &step, &f);
         run_functional(&step.program, &mut mem, 1 << 40).unwrap();
         for (i, n) in g.nodes.iter().enumerate() {
             let Some(ty) = &n.ty else { continue };
@@ -349,22 +349,7 @@ fn fused_adamw_is_bit_identical_to_the_graph_code() {
         );
         let step = lower_graph(&g, &arch).unwrap();
         let f = feeds(&step, m.vocab_size, false);
-        let mut mem = Memory::new(&arch);
-        for b in step.params.iter().chain(&step.inputs) {
-            write(&mut mem, b.addr, &f[&b.name].data, b.ty.dtype);
-        }
-        for (b, init) in &step.states {
-            write(
-                &mut mem,
-                b.addr,
-                &vec![*init; b.ty.elements() as usize],
-                DType::Fp32,
-            );
-        }
-        for c in &step.constants {
-            let data: Vec<f64> = c.values.iter().map(|v| f64::from(*v)).collect();
-            write(&mut mem, c.addr, &data, DType::Fp32);
-        }
+        let mut mem = load(&arch, &step, &f);
         for _ in 0..2 {
             run_functional(&step.program, &mut mem, 1 << 40).unwrap();
         }

@@ -50,14 +50,7 @@ pub fn update_guarded(
     // Bias-correction powers, advanced once per step.
     let powers = match *opt {
         Optimizer::AdamW { beta1, beta2, .. } | Optimizer::Lamb { beta1, beta2, .. } => {
-            let p1 = u.state("optim.beta1_power", &[], 1.0)?;
-            let p2 = u.state("optim.beta2_power", &[], 1.0)?;
-            let p1 = u.affine(p1, beta1, 0.0)?;
-            let p2 = u.affine(p2, beta2, 0.0)?;
-            u.assign("optim.beta1_power", p1)?;
-            u.assign("optim.beta2_power", p2)?;
-            // 1 - beta^t
-            Some((u.affine(p1, -1.0, 1.0)?, u.affine(p2, -1.0, 1.0)?))
+            Some(u.bias_corrections(beta1, beta2)?)
         }
         Optimizer::Sgd { .. } | Optimizer::Lion { .. } => None,
     };
@@ -182,14 +175,7 @@ fn fused_adamw(
     grads: &Gradients,
     (lr, beta1, beta2, eps, weight_decay): (f64, f64, f64, f64, f64),
 ) -> Result<(), IrError> {
-    let p1 = u.state("optim.beta1_power", &[], 1.0)?;
-    let p2 = u.state("optim.beta2_power", &[], 1.0)?;
-    let p1 = u.affine(p1, beta1, 0.0)?;
-    let p2 = u.affine(p2, beta2, 0.0)?;
-    u.assign("optim.beta1_power", p1)?;
-    u.assign("optim.beta2_power", p2)?;
-    let c1 = u.affine(p1, -1.0, 1.0)?;
-    let c2 = u.affine(p2, -1.0, 1.0)?;
+    let (c1, c2) = u.bias_corrections(beta1, beta2)?;
     let sc2 = u.unary(Unary::Sqrt, c2)?;
     let rc1 = u.unary(Unary::Recip, c1)?;
     let step = u.affine(rc1, lr, 0.0)?;
@@ -226,6 +212,17 @@ struct Updater<'a> {
 }
 
 impl Updater<'_> {
+    /// `(1 - beta1^t, 1 - beta2^t)` from running powers advanced once per step.
+    fn bias_corrections(&mut self, beta1: f64, beta2: f64) -> Result<(ValueId, ValueId), IrError> {
+        let p1 = self.state("optim.beta1_power", &[], 1.0)?;
+        let p2 = self.state("optim.beta2_power", &[], 1.0)?;
+        let p1 = self.affine(p1, beta1, 0.0)?;
+        let p2 = self.affine(p2, beta2, 0.0)?;
+        self.assign("optim.beta1_power", p1)?;
+        self.assign("optim.beta2_power", p2)?;
+        Ok((self.affine(p1, -1.0, 1.0)?, self.affine(p2, -1.0, 1.0)?))
+    }
+
     fn state(&mut self, name: &str, shape: &[u64], init: f64) -> Result<ValueId, IrError> {
         self.g.push(
             Op::State {
