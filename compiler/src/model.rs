@@ -346,55 +346,27 @@ impl ModelConfig {
             }
         })?;
         let [vocab_size, hidden, layers, heads, kv_heads, ffn_hidden, max_positions] = *dims;
-        let config = match family {
-            Family::Gpt2 => ModelConfig {
-                name: name.to_string(),
-                family: Family::Gpt2,
-                vocab_size,
-                hidden,
-                layers,
-                heads,
-                kv_heads,
-                ffn_hidden,
-                max_positions,
-                norm_eps: 1e-5,
-                activation: Activation::GeluTanh,
-                tie_embeddings: true,
-                type_vocab_size: 0,
-                rope_theta: 0.0,
-            },
-            Family::Llama => ModelConfig {
-                name: name.to_string(),
-                family: Family::Llama,
-                vocab_size,
-                hidden,
-                layers,
-                heads,
-                kv_heads,
-                ffn_hidden,
-                max_positions,
-                norm_eps: 1e-5,
-                activation: Activation::Silu,
-                tie_embeddings: false,
-                type_vocab_size: 0,
-                rope_theta: 10_000.0,
-            },
-            Family::Bert => ModelConfig {
-                name: name.to_string(),
-                family: Family::Bert,
-                vocab_size,
-                hidden,
-                layers,
-                heads,
-                kv_heads,
-                ffn_hidden,
-                max_positions,
-                norm_eps: 1e-12,
-                activation: Activation::GeluErf,
-                tie_embeddings: true,
-                type_vocab_size: 2,
-                rope_theta: 0.0,
-            },
+        // The family's conventions, as its Hugging Face configs default them.
+        let (norm_eps, activation, tie_embeddings, type_vocab_size, rope_theta) = match family {
+            Family::Gpt2 => (1e-5, Activation::GeluTanh, true, 0, 0.0),
+            Family::Llama => (1e-5, Activation::Silu, false, 0, 10_000.0),
+            Family::Bert => (1e-12, Activation::GeluErf, true, 2, 0.0),
+        };
+        let config = ModelConfig {
+            name: name.to_string(),
+            family: *family,
+            vocab_size,
+            hidden,
+            layers,
+            heads,
+            kv_heads,
+            ffn_hidden,
+            max_positions,
+            norm_eps,
+            activation,
+            tie_embeddings,
+            type_vocab_size,
+            rope_theta,
         };
         config.validate()?;
         Ok(config)

@@ -105,7 +105,7 @@ pub fn lower_node(
             };
             let batches: u64 = a.shape[..ar - 2].iter().product();
             let shared = br == 2;
-            let (ea, eb, ec) = (a.dtype.size_bytes(), b.dtype.size_bytes(), odt.size_bytes());
+            let ec = odt.size_bytes();
             let layout = |t: bool| {
                 if t {
                     Layout::Transposed
@@ -131,7 +131,6 @@ pub fn lower_node(
             } else {
                 vec![(0, 0)]
             };
-            let _ = (ea, eb);
             for bi in 0..batches {
                 for (t, &(ia, ib)) in terms.iter().enumerate() {
                     let (aa, adt) = a_parts[ia.min(a_parts.len() - 1)];

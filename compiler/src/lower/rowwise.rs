@@ -284,7 +284,7 @@ impl RowKernel {
         for (i, o) in self.inputs.iter().enumerate() {
             if let Some(local) = const_addr[i] {
                 let bytes = size(o.dtype, o.extent, 1);
-                dma(&mut load, "load", o.addr, local, 1, bytes, None)?;
+                dma(&mut load, "load", o.addr, local, 1, bytes)?;
             }
         }
         if has_consts {
@@ -310,7 +310,6 @@ impl RowKernel {
                         local,
                         rows,
                         row_bytes,
-                        None,
                     )?;
                 }
             }
@@ -427,7 +426,6 @@ impl RowKernel {
                     outs[i],
                     rows,
                     row_bytes,
-                    None,
                 )?;
             }
             store.push_str("nop signal=t3\n");
@@ -436,7 +434,7 @@ impl RowKernel {
             store.push_str("nop wait=t5\n");
             for (i, a) in self.accumulators.iter().enumerate() {
                 let bytes = if a.extent == Extent::Row { cols * 4 } else { 4 };
-                dma(&mut store, "store", a.addr, acc_addr[i].0, 1, bytes, None)?;
+                dma(&mut store, "store", a.addr, acc_addr[i].0, 1, bytes)?;
             }
         }
 
@@ -570,7 +568,6 @@ fn dma(
     local: u64,
     rows: u64,
     row_bytes: u64,
-    _t: Option<()>,
 ) -> Result<(), LowerError> {
     let (pieces, piece) = split_row(row_bytes).ok_or_else(|| LowerError::Kernel {
         kernel: "dma".into(),

@@ -138,11 +138,7 @@ pub fn lower_rowwise(
             // b covers several trailing axes: one kernel per repetition of b.
             let b_elems: u64 = bs.iter().product();
             let reps = out_ty.elements() / b_elems;
-            let (eb, ea, eo) = (
-                g.ty(b).dtype.size_bytes(),
-                g.ty(a).dtype.size_bytes(),
-                out_ty.dtype.size_bytes(),
-            );
+            let (ea, eo) = (g.ty(a).dtype.size_bytes(), out_ty.dtype.size_bytes());
             let mut ks = Vec::new();
             for r in 0..reps {
                 let mut k = kernel(
@@ -170,7 +166,6 @@ pub fn lower_rowwise(
                     ],
                 );
                 k.rows = b_elems / cols;
-                let _ = eb;
                 ks.push(k);
             }
             Ok(Some(ks))
@@ -319,7 +314,7 @@ pub fn lower_rowwise(
             let mut temps = vec![Extent::Full, Extent::Col];
             let mut scalars = vec![(0u8, f32::NEG_INFINITY)];
             let mut period = None;
-            let mut inputs = vec![full(x[0])];
+            let inputs = vec![full(x[0])];
             let src = if *mask == Mask::Causal {
                 period = Some(s[2]);
                 body.push("v.causal dst=$t0, a=$i0, fill=f0, row=$Q0, col=0".into());
@@ -372,7 +367,6 @@ pub fn lower_rowwise(
                     k.period = period;
                     ks.push(k);
                 }
-                let _ = &mut inputs;
                 return Ok(Some(ks));
             }
             let mut k = kernel(inputs, vec![out], temps, scalars, &[]);
