@@ -34,6 +34,19 @@ install_missing() {
 
 install_missing
 
+# Cargo gives rustc /dev/null as standard input when it probes the target; if
+# something has replaced the device with a plain file, rustc compiles whatever
+# was written there and every build fails. Put the device back.
+if [ ! -c /dev/null ]; then
+    echo "/dev/null is not a character device; recreating it"
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then
+        sudo="sudo"
+    fi
+    $sudo rm -f /dev/null
+    $sudo mknod -m 666 /dev/null c 1 3
+fi
+
 # Tests that need an external tool fail instead of skipping when it is missing.
 export TESSERA_REQUIRE_TOOLS=1
 

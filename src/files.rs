@@ -100,7 +100,18 @@ pub fn is_container(path: &Path) -> bool {
 /// Writes `bytes` to `path` atomically: into a temporary file in the same
 /// directory, then renamed over `path`. On any failure the temporary file is
 /// removed and `path` is left as it was.
+///
+/// A `path` that exists and is not a regular file (`/dev/null`, `/dev/stdout`,
+/// a named pipe) is written in place: renaming over it would replace the
+/// device node with a plain file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    if fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir()) {
+        return fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(|e| anyhow!("{}: {e}", shown(path)));
+    }
     let name = path
         .file_name()
         .ok_or_else(|| anyhow!("{}: not a file name", shown(path)))?;
@@ -160,5 +171,35 @@ pub fn disasm(input: &Path, output: Option<&Path>) -> Result<()> {
     match output {
         Some(o) => write_atomic(o, text.as_bytes()),
         None => print(&text),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn atomic_write_replaces_a_regular_file_whole() {
+        let dir = std::env::temp_dir().join(format!("tessera-files-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("out.bin");
+        fs::write(&path, b"old contents, longer than the new").unwrap();
+        write_atomic(&path, b"new").unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"new");
+        let leftovers: Vec<_> = fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file is left behind");
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn atomic_write_to_a_device_leaves_the_device_in_place() {
+        use std::os::unix::fs::FileTypeExt as _;
+        let null = Path::new("/dev/null");
+        if !fs::metadata(null).is_ok_and(|m| m.file_type().is_char_device()) {
+            return; // nothing to protect on this machine
+        }
+        write_atomic(null, b"discarded").unwrap();
+        assert!(fs::metadata(null).unwrap().file_type().is_char_device());
     }
 }
