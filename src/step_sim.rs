@@ -290,3 +290,56 @@ pub fn fusion_savings(
     }
     Ok(out)
 }
+
+/// One activation-recomputation policy, simulated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecomputePolicy {
+    /// `none`, `selective` or `full`.
+    pub name: &'static str,
+    /// What the policy keeps between the forward and the backward pass.
+    pub keeps: &'static str,
+    /// The step under the policy, or why it could not be compiled (a model
+    /// that does not fit, say).
+    pub step: std::result::Result<StepFigures, String>,
+}
+
+/// Simulates the step under each recomputation policy, the setup's other
+/// choices unchanged: `none` stores every activation, the S x S attention
+/// probabilities included (attention unfused); `selective` recomputes the
+/// attention core inside the fused attention's backward; `full` stores only
+/// each block's input and recomputes the block.
+///
+/// # Errors
+/// Only for failures other than the step not compiling (those are kept in
+/// [`RecomputePolicy::step`]).
+pub fn recompute_policies(
+    model: &ModelConfig,
+    setup: &TrainingSetup,
+    arch: &Arch,
+) -> Result<Vec<RecomputePolicy>> {
+    use tessera_compiler::setup::Recompute;
+    let policies = [
+        (
+            "none",
+            Recompute::None,
+            false,
+            "every activation, S x S attention probabilities included",
+        ),
+        (
+            "selective",
+            Recompute::Selective,
+            true,
+            "every activation but the attention core's",
+        ),
+        ("full", Recompute::Full, true, "each block's input only"),
+    ];
+    let mut out = Vec::new();
+    for (name, recompute, attention, keeps) in policies {
+        let mut s = *setup;
+        s.recompute = recompute;
+        s.fusion.attention = attention;
+        let step = simulate_step(model, &s, arch).map_err(|e| format!("{e:#}"));
+        out.push(RecomputePolicy { name, keeps, step });
+    }
+    Ok(out)
+}

@@ -935,13 +935,26 @@ fn simulate_reports_the_documented_figures() {
         ),
         "unknown fusion `nothing`",
     );
-    fails(
-        tessera(
-            &["simulate", "--model", "gpt2-small", "--recompute", "full"],
-            &dir.0,
-        ),
-        "`full` (recomputing whole blocks) is not implemented yet",
-    );
+    // The recomputation report: each policy keeps less than the one before
+    // (at 64 positions, where activations outweigh the rest).
+    let mut with_report = args.to_vec();
+    with_report[6] = "64";
+    with_report.push("--recompute-report");
+    let text = ok(tessera(&with_report, &dir.0));
+    assert!(text.contains("recompute     peak HBM"), "{text}");
+    let j: serde_json::Value =
+        serde_json::from_str(&fs::read_to_string(dir.path("s.json")).unwrap()).unwrap();
+    let policies = j["recompute"].as_array().unwrap();
+    let names: Vec<&str> = policies
+        .iter()
+        .map(|p| p["policy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["none", "selective", "full"]);
+    let peaks: Vec<u64> = policies
+        .iter()
+        .map(|p| p["hbm_peak_bytes"].as_u64().unwrap())
+        .collect();
+    assert!(peaks[0] > peaks[1] && peaks[1] > peaks[2], "{peaks:?}");
 }
 
 #[test]

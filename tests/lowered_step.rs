@@ -9,7 +9,7 @@ use tessera_compiler::ir::eval::{eval, Rounding, Tensor};
 use tessera_compiler::ir::Op;
 use tessera_compiler::lower::{lower_graph, LoweredStep};
 use tessera_compiler::model::{Family, ModelConfig};
-use tessera_compiler::setup::{Precision, TrainingSetup};
+use tessera_compiler::setup::{Precision, Recompute, TrainingSetup};
 use tessera_compiler::{training_graph, Stage};
 use tessera_isa::program::MemSpace;
 use tessera_isa::{Arch, DType};
@@ -131,10 +131,29 @@ fn check_family(
     compare_params: bool,
     tol: f64,
 ) {
+    check_family_with(
+        preset,
+        precision,
+        optimizer,
+        compare_params,
+        tol,
+        Recompute::None,
+    );
+}
+
+fn check_family_with(
+    preset: &str,
+    precision: Precision,
+    optimizer: &str,
+    compare_params: bool,
+    tol: f64,
+    recompute: Recompute,
+) {
     let arch = Arch::preset("fpga-8x8").unwrap();
     let m = tiny(preset);
     let mut setup = TrainingSetup::new(2, 8);
     setup.precision = precision;
+    setup.recompute = recompute;
     setup.optimizer =
         tessera_compiler::Optimizer::from_name(optimizer, 0.05, (0.9, 0.999), 1e-8, 0.01).unwrap();
     let g = training_graph(&m, &setup, Stage::Step).unwrap();
@@ -187,6 +206,15 @@ fn llama_step_matches_the_interpreter() {
 fn bert_step_matches_the_interpreter() {
     check_family("bert-base", Precision::Fp32, "sgd", true, 1e-4);
     check_family("bert-base", Precision::Fp32, "lamb", false, 1e-4);
+}
+
+/// Full recomputation runs the blocks' forward kernels again in the
+/// backward; the simulated step still matches the interpreter.
+#[test]
+fn fully_recomputed_steps_match_the_interpreter() {
+    for preset in ["gpt2-small", "llama-7b", "bert-base"] {
+        check_family_with(preset, Precision::Fp32, "sgd", true, 1e-4, Recompute::Full);
+    }
 }
 
 /// In bf16-mixed the fused attention kernel rounds the probabilities to

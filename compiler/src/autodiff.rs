@@ -29,6 +29,25 @@ pub struct Gradients {
 /// [`IrError::Verify`] if the loss is not a scalar or a node on the path
 /// to it has no derivative (a gradient op itself: no second order).
 pub fn backward(g: &mut Graph, loss: ValueId, seed: ValueId) -> Result<Gradients, IrError> {
+    backward_recomputing(g, loss, seed, &[])
+}
+
+/// [`backward`] with full recomputation: `blocks[i]` names the block of
+/// forward node `i` ([`crate::recompute::blocks`]; missing entries are
+/// `None`). Just before the first backward rule of a block runs, every node
+/// of that block is computed again (in forward order, from the values the
+/// block reads from outside), and the block's rules read those copies, so
+/// the originals die at the end of the forward pass. Copies no rule reads
+/// are left for [`crate::fuse::dead_code`] to drop.
+///
+/// # Errors
+/// As [`backward`].
+pub fn backward_recomputing(
+    g: &mut Graph,
+    loss: ValueId,
+    seed: ValueId,
+    blocks: &[Option<u32>],
+) -> Result<Gradients, IrError> {
     if !g.ty(loss).shape.is_empty() {
         return Err(IrError::Verify {
             node: loss.0,
@@ -43,6 +62,11 @@ pub fn backward(g: &mut Graph, loss: ValueId, seed: ValueId) -> Result<Gradients
         let n = &g.nodes[i];
         needs[i] = matches!(n.op, Op::Param { .. }) || n.inputs.iter().any(|v| needs[v.0]);
     }
+    let block_of = |i: usize| blocks.get(i).copied().flatten();
+    // Recomputed copies: original node -> copy, and back.
+    let mut copy_of: BTreeMap<usize, ValueId> = BTreeMap::new();
+    let mut original_of: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut recomputed: std::collections::BTreeSet<u32> = std::collections::BTreeSet::new();
     let mut grads: BTreeMap<usize, ValueId> = BTreeMap::new();
     grads.insert(loss.0, seed);
     for i in (0..forward_len).rev() {
@@ -50,9 +74,33 @@ pub fn backward(g: &mut Graph, loss: ValueId, seed: ValueId) -> Result<Gradients
         if matches!(g.nodes[i].op, Op::Param { .. }) {
             continue;
         }
+        if let Some(b) = block_of(i) {
+            if recomputed.insert(b) {
+                for j in (0..forward_len).filter(|&j| block_of(j) == Some(b)) {
+                    let node = g.nodes[j].clone();
+                    let inputs: Vec<ValueId> = node
+                        .inputs
+                        .iter()
+                        .map(|v| copy_of.get(&v.0).copied().unwrap_or(*v))
+                        .collect();
+                    let c = g.push(node.op, &inputs)?;
+                    copy_of.insert(j, c);
+                    original_of.insert(c.0, j);
+                }
+            }
+        }
+        // A block's rules read its own copies; values from outside the
+        // block are the kept originals.
+        let own = |v: ValueId| match block_of(i) {
+            Some(b) if block_of(v.0) == Some(b) => copy_of.get(&v.0).copied().unwrap_or(v),
+            _ => v,
+        };
         let node = g.nodes[i].clone();
-        let contributions = rule(g, ValueId(i), &node.op, &node.inputs, dy)?;
+        let inputs: Vec<ValueId> = node.inputs.iter().map(|&v| own(v)).collect();
+        let y = own(ValueId(i));
+        let contributions = rule(g, y, &node.op, &inputs, dy)?;
         for (input, d) in contributions {
+            let input = ValueId(original_of.get(&input.0).copied().unwrap_or(input.0));
             if !needs[input.0] {
                 continue;
             }

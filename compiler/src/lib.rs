@@ -17,6 +17,7 @@ pub mod ir;
 pub mod lower;
 pub mod model;
 pub mod optim;
+pub mod recompute;
 pub mod scalesim;
 pub mod setup;
 pub mod step;

@@ -55,8 +55,8 @@ pub enum Recompute {
     /// Recompute the attention core (scores, softmax) only: what the fused
     /// attention op's backward does, so this needs that fusion.
     Selective,
-    /// Keep only each block's input; recompute the block (not implemented
-    /// yet: rejected with an error).
+    /// Keep only what each block reads from outside itself; recompute the
+    /// block before its backward ([`crate::recompute`]).
     Full,
 }
 

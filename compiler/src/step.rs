@@ -11,8 +11,8 @@ use crate::error::SetupError;
 use crate::ir::{verify, Graph, Op, TensorType, Unary, ValueId};
 use crate::model::ModelConfig;
 use crate::optim;
-use crate::setup::Precision;
 use crate::setup::TrainingSetup;
+use crate::setup::{Precision, Recompute};
 
 /// Where the pipeline stops.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,12 +51,11 @@ pub fn training_graph(
                 rule: "`selective` recomputes the attention core inside the fused attention op; it needs the attention fusion".into(),
             })
         }
-        crate::setup::Recompute::Full => {
-            return Err(SetupError::Invalid {
-                field: "recompute".into(),
-                rule: "`full` (recomputing whole blocks) is not implemented yet; use none or selective".into(),
-            })
-        }
+        // Whole blocks are recomputed in the backward (see
+        // [`crate::recompute`]); with the attention fusion the attention
+        // core is recomputed a second time inside its backward, as in
+        // Megatron-LM with FlashAttention.
+        crate::setup::Recompute::Full => {}
     }
     let fwd = build::forward(model, setup)?;
     let single = crate::fuse::fuse(&fwd.graph, setup.fusion)?;
@@ -75,11 +74,30 @@ pub fn training_graph(
     let loss = loss_of(&g);
     if stage != Stage::Forward {
         let seed = seed(&mut g, setup)?;
-        let grads = autodiff::backward(&mut g, loss, seed.0)?;
+        let grads = backward(&mut g, loss, seed.0, 0, setup)?;
         finish(&mut g, grads, seed.1, setup, stage)?;
+        if setup.recompute == Recompute::Full {
+            g = crate::fuse::dead_code(&g)?;
+        }
     }
     verify::verify(&g)?;
     Ok(g)
+}
+
+/// The backward pass of the forward nodes `from..=loss`, recomputing whole
+/// blocks when the setup asks for it.
+fn backward(
+    g: &mut Graph,
+    loss: ValueId,
+    seed: ValueId,
+    from: usize,
+    setup: &TrainingSetup,
+) -> Result<autodiff::Gradients, SetupError> {
+    let blocks = match setup.recompute {
+        Recompute::Full => crate::recompute::blocks(g, from, loss.0 + 1),
+        Recompute::None | Recompute::Selective => Vec::new(),
+    };
+    Ok(autodiff::backward_recomputing(g, loss, seed, &blocks)?)
 }
 
 /// GradScaler's update: after a clean step count it; at the interval,
@@ -301,6 +319,7 @@ fn accumulated(
     let mut sums: Option<autodiff::Gradients> = None;
     let mut losses = Vec::new();
     for k in 0..n {
+        let from = g.nodes.len();
         let mut map: Vec<ValueId> = Vec::with_capacity(single.nodes.len());
         for (i, node) in single.nodes.iter().enumerate() {
             let id = match &node.op {
@@ -329,7 +348,7 @@ fn accumulated(
         }
         let l = map[loss.0];
         losses.push(l);
-        let grads = autodiff::backward(&mut g, l, micro_seed)?;
+        let grads = backward(&mut g, l, micro_seed, from, setup)?;
         sums = Some(match sums {
             None => grads,
             Some(mut acc) => {
@@ -364,6 +383,9 @@ fn accumulated(
         setup,
         stage,
     )?;
+    if setup.recompute == Recompute::Full {
+        g = crate::fuse::dead_code(&g)?;
+    }
     verify::verify(&g)?;
     Ok(g)
 }
