@@ -28,7 +28,8 @@ pub struct ModelArgs {
     /// fp32 or bf16-mixed.
     #[arg(long, default_value = "bf16-mixed")]
     pub precision: String,
-    /// adamw, sgd, lion or lamb.
+    /// adamw, sgd, lion, lamb or adafactor (PyTorch's defaults; takes --lr
+    /// and --weight-decay).
     #[arg(long, default_value = "adamw")]
     pub optimizer: String,
     /// Learning rate.
@@ -37,7 +38,7 @@ pub struct ModelArgs {
     /// Adam/Lion/LAMB betas (SGD: momentum, second ignored).
     #[arg(long, default_value = "0.9,0.999", value_name = "B1,B2")]
     pub betas: String,
-    /// Adam/LAMB epsilon.
+    /// Adam/LAMB epsilon (Adafactor keeps PyTorch's).
     #[arg(long, default_value_t = 1e-8)]
     pub eps: f64,
     /// Weight decay (decoupled for AdamW and Lion, coupled for SGD).

@@ -194,6 +194,11 @@ fn check_family_with(
 fn gpt2_step_matches_the_interpreter() {
     check_family("gpt2-small", Precision::Fp32, "sgd", true, 1e-4);
     check_family("gpt2-small", Precision::Fp32, "adamw", false, 1e-4);
+    // Adafactor's first step moves each parameter by about +-alpha whatever
+    // the gradient's size, so noise-level gradients (the key bias's, zero
+    // in exact arithmetic) make parameters incomparable, as for AdamW; its
+    // update is checked value by value in `tests/lowered_ops.rs`.
+    check_family("gpt2-small", Precision::Fp32, "adafactor", false, 1e-4);
 }
 
 #[test]

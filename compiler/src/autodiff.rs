@@ -359,6 +359,8 @@ fn rule(
             ));
         }
         Op::SumTo { .. }
+        | Op::Max
+        | Op::Min
         | Op::AllFinite
         | Op::SoftmaxGrad
         | Op::AttentionGrad { .. }

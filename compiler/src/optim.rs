@@ -52,7 +52,14 @@ pub fn update_guarded(
         Optimizer::AdamW { beta1, beta2, .. } | Optimizer::Lamb { beta1, beta2, .. } => {
             Some(u.bias_corrections(beta1, beta2)?)
         }
-        Optimizer::Sgd { .. } | Optimizer::Lion { .. } => None,
+        Optimizer::Sgd { .. } | Optimizer::Lion { .. } | Optimizer::Adafactor { .. } => None,
+    };
+    // Adafactor's per-step scalars, shared by every parameter.
+    let adafactor = match *opt {
+        Optimizer::Adafactor {
+            lr, beta2_decay, ..
+        } => Some(u.adafactor_schedule(lr, beta2_decay)?),
+        _ => None,
     };
     for (p, name, grad) in &grads.params {
         let (p, grad) = (*p, *grad);
@@ -161,6 +168,22 @@ pub fn update_guarded(
                 let delta = u.affine(scaled, lr, 0.0)?;
                 u.bin(Op::Sub, p, delta)?
             }
+            Optimizer::Adafactor {
+                lr,
+                eps1,
+                eps2,
+                clip,
+                weight_decay,
+                ..
+            } => {
+                let (one_minus_beta2, rho) = adafactor.expect("adafactor has a schedule");
+                u.adafactor(
+                    name,
+                    (p, grad),
+                    (one_minus_beta2, rho),
+                    (lr, eps1, eps2, clip, weight_decay),
+                )?
+            }
         };
         u.assign(name, new_p)?;
     }
@@ -263,6 +286,139 @@ impl Updater<'_> {
 
     fn bin(&mut self, op: Op, a: ValueId, b: ValueId) -> Result<ValueId, IrError> {
         self.g.push(op, &[a, b])
+    }
+
+    fn scalar(&mut self, value: f64) -> Result<ValueId, IrError> {
+        self.g.push(
+            Op::Const {
+                value,
+                ty: TensorType::scalar(),
+            },
+            &[],
+        )
+    }
+
+    /// Root mean square of all elements.
+    fn rms(&mut self, x: ValueId) -> Result<ValueId, IrError> {
+        let n = self.g.ty(x).elements() as f64;
+        let sq = self.unary(Unary::Square, x)?;
+        let s = self.g.push(Op::SumAll, &[sq])?;
+        let mean = self.affine(s, 1.0 / n, 0.0)?;
+        self.unary(Unary::Sqrt, mean)
+    }
+
+    /// `a + w (b - a)` (`torch.lerp`).
+    fn lerp(&mut self, a: ValueId, b: ValueId, w: ValueId) -> Result<ValueId, IrError> {
+        let d = self.bin(Op::Sub, b, a)?;
+        let wd = self.bin(Op::Mul, d, w)?;
+        self.bin(Op::Add, a, wd)
+    }
+
+    /// Adafactor's step counter and the scalars derived from it:
+    /// `(1 - beta2_t, rho_t) = (t^beta2_decay, min(lr, 1/sqrt(t)))`.
+    fn adafactor_schedule(
+        &mut self,
+        lr: f64,
+        beta2_decay: f64,
+    ) -> Result<(ValueId, ValueId), IrError> {
+        let step = self.state("optim.step", &[], 0.0)?;
+        let t = self.affine(step, 1.0, 1.0)?;
+        self.assign("optim.step", t)?;
+        let log_t = self.unary(Unary::Log, t)?;
+        let scaled = self.affine(log_t, beta2_decay, 0.0)?;
+        let one_minus_beta2 = self.unary(Unary::Exp, scaled)?;
+        let inv_sqrt = self.unary(Unary::Rsqrt, t)?;
+        let lr = self.scalar(lr)?;
+        let rho = self.bin(Op::Min, inv_sqrt, lr)?;
+        Ok((one_minus_beta2, rho))
+    }
+
+    /// One parameter's Adafactor update (`torch.optim.Adafactor`, single
+    /// tensor path): matrices keep a row factor `[rows, 1]` and a column
+    /// factor `[1, cols]` of the squared-gradient means, vectors the full
+    /// second moment. Returns the new parameter.
+    fn adafactor(
+        &mut self,
+        name: &str,
+        (p, grad): (ValueId, ValueId),
+        (one_minus_beta2, rho): (ValueId, ValueId),
+        (lr, eps1, eps2, clip, weight_decay): (f64, f64, f64, f64, f64),
+    ) -> Result<ValueId, IrError> {
+        let shape = self.g.ty(p).shape.clone();
+        // alpha = max(eps2, RMS(p)) * rho, from the parameter before decay.
+        let rms_p = self.rms(p)?;
+        let eps2 = self.scalar(eps2)?;
+        let scale = self.bin(Op::Max, rms_p, eps2)?;
+        let alpha = self.bin(Op::Mul, scale, rho)?;
+        let decayed = self.affine(p, 1.0 - lr * weight_decay, 0.0)?;
+        let g2 = self.unary(Unary::Square, grad)?;
+        let variance = if let [rows, cols] = shape[..] {
+            // Row means of g^2 as a matrix-vector product with ones, as
+            // the array computes them; column means by summing rows.
+            let ones = self.g.push(
+                Op::Const {
+                    value: 1.0 / cols as f64,
+                    ty: TensorType::new(&[cols, 1], DType::Fp32),
+                },
+                &[],
+            )?;
+            let row_mean = self.g.push(
+                Op::MatMul {
+                    ta: false,
+                    tb: false,
+                    out: DType::Fp32,
+                },
+                &[g2, ones],
+            )?;
+            let col_sum = self.g.push(Op::SumTo { shape: vec![cols] }, &[g2])?;
+            let col_mean = self.affine(col_sum, 1.0 / rows as f64, 0.0)?;
+            let col_mean = self.g.push(
+                Op::Reshape {
+                    shape: vec![1, cols],
+                },
+                &[col_mean],
+            )?;
+            let row_name = format!("{name}.row_var");
+            let col_name = format!("{name}.col_var");
+            let row_var = self.state(&row_name, &[rows, 1], 0.0)?;
+            let col_var = self.state(&col_name, &[1, cols], 0.0)?;
+            let row_var = self.lerp(row_var, row_mean, one_minus_beta2)?;
+            let col_var = self.lerp(col_var, col_mean, one_minus_beta2)?;
+            self.assign(&row_name, row_var)?;
+            self.assign(&col_name, col_var)?;
+            // V = (R C) / max(mean(R), eps1): an outer product (k = 1).
+            let outer = self.g.push(
+                Op::MatMul {
+                    ta: false,
+                    tb: false,
+                    out: DType::Fp32,
+                },
+                &[row_var, col_var],
+            )?;
+            let row_total = self.g.push(Op::SumAll, &[row_var])?;
+            let row_mean_all = self.affine(row_total, 1.0 / rows as f64, 0.0)?;
+            let floor = self.scalar(eps1)?;
+            let denom = self.bin(Op::Max, row_mean_all, floor)?;
+            self.bin(Op::Div, outer, denom)?
+        } else {
+            let var_name = format!("{name}.variance");
+            let v = self.state(&var_name, &shape, 0.0)?;
+            let v = self.lerp(v, g2, one_minus_beta2)?;
+            self.assign(&var_name, v)?;
+            v
+        };
+        // U = g / sqrt(max(V, eps1^2)); clipped to RMS `clip`.
+        let floor = self.scalar(eps1 * eps1)?;
+        let clamped = self.bin(Op::Max, variance, floor)?;
+        let inv = self.unary(Unary::Rsqrt, clamped)?;
+        let update = self.bin(Op::Mul, inv, grad)?;
+        let rms_u = self.rms(update)?;
+        let ratio = self.affine(rms_u, 1.0 / clip, 0.0)?;
+        let one = self.scalar(1.0)?;
+        let denom = self.bin(Op::Max, ratio, one)?;
+        let step = self.bin(Op::Div, alpha, denom)?;
+        let delta = self.bin(Op::Mul, update, step)?;
+        self.bin(Op::Sub, decayed, delta)
     }
 
     fn norm(&mut self, x: ValueId) -> Result<ValueId, IrError> {

@@ -111,6 +111,19 @@ pub enum Optimizer {
         eps: f64,
         weight_decay: f64,
     },
+    /// `torch.optim.Adafactor` (Shazeer and Stern 2018, with PyTorch's
+    /// conventions): second moments factored into row and column means for
+    /// matrices, `beta2_t = 1 - t^beta2_decay`, relative step
+    /// `min(lr, 1/sqrt(t))` scaled by `max(eps2, RMS(p))`, update clipped to
+    /// RMS `clip`, decoupled weight decay `lr * weight_decay`.
+    Adafactor {
+        lr: f64,
+        beta2_decay: f64,
+        eps1: f64,
+        eps2: f64,
+        clip: f64,
+        weight_decay: f64,
+    },
 }
 
 impl Optimizer {
@@ -121,11 +134,15 @@ impl Optimizer {
             Optimizer::Sgd { .. } => "sgd",
             Optimizer::Lion { .. } => "lion",
             Optimizer::Lamb { .. } => "lamb",
+            Optimizer::Adafactor { .. } => "adafactor",
         }
     }
 
     /// Builds an optimizer from its name and the usual hyper-parameters
-    /// (`momentum` is read from `beta1` for SGD).
+    /// (`momentum` is read from `beta1` for SGD). Adafactor takes `lr` and
+    /// `weight_decay` and PyTorch's defaults for the rest (`beta2_decay`
+    /// -0.8, `eps` (fp32 machine epsilon, 1e-3), `d` 1): `betas` and `eps`
+    /// are Adam's and do not apply to it.
     ///
     /// # Errors
     /// An unknown name, or a hyper-parameter outside its range.
@@ -186,10 +203,18 @@ impl Optimizer {
                 eps,
                 weight_decay,
             },
+            "adafactor" => Optimizer::Adafactor {
+                lr,
+                beta2_decay: -0.8,
+                eps1: f64::from(f32::EPSILON),
+                eps2: 1e-3,
+                clip: 1.0,
+                weight_decay,
+            },
             other => {
                 return bad(
                     "optimizer",
-                    format!("must be adamw, sgd, lion or lamb, got `{other}`"),
+                    format!("must be adamw, sgd, lion, lamb or adafactor, got `{other}`"),
                 )
             }
         })

@@ -240,13 +240,15 @@ pub fn unary(f: Unary, x: f64) -> f64 {
 fn compute(node: usize, op: &Op, x: &[&Tensor], shape: &[u64]) -> Result<Tensor, EvalError> {
     let t = |data: Vec<f64>| Tensor::new(shape, data);
     Ok(match op {
-        Op::Add | Op::Sub | Op::Mul | Op::Div => {
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Max | Op::Min => {
             let (a, b) = (x[0], x[1]);
             let n = b.data.len();
             let f = |p: f64, q: f64| match op {
                 Op::Add => p + q,
                 Op::Sub => p - q,
                 Op::Mul => p * q,
+                Op::Max => p.max(q),
+                Op::Min => p.min(q),
                 _ => p / q,
             };
             t(a.data

@@ -165,6 +165,11 @@ pub enum Op {
     Mul,
     /// a / b (b broadcast).
     Div,
+    /// max(a, b) elementwise (b broadcast); a NaN operand yields the other
+    /// (IEEE maxNum, as the vector unit). No derivative: optimizer code.
+    Max,
+    /// min(a, b) elementwise (b broadcast), NaN as for [`Op::Max`].
+    Min,
     /// x * scale + shift.
     Affine { scale: f64, shift: f64 },
     /// An elementwise function.
@@ -286,6 +291,8 @@ impl Op {
             Op::Sub => "sub",
             Op::Mul => "mul",
             Op::Div => "div",
+            Op::Max => "max",
+            Op::Min => "min",
             Op::Affine { .. } => "affine",
             Op::Unary(u) => u.name(),
             Op::Cast { .. } => "cast",
@@ -415,6 +422,8 @@ impl Op {
             | Op::Sub
             | Op::Mul
             | Op::Div
+            | Op::Max
+            | Op::Min
             | Op::Unary(_)
             | Op::SumAll
             | Op::AllFinite
@@ -495,6 +504,8 @@ impl Op {
             "sub" => Op::Sub,
             "mul" => Op::Mul,
             "div" => Op::Div,
+            "max" => Op::Max,
+            "min" => Op::Min,
             "affine" => Op::Affine {
                 scale: float("scale")?,
                 shift: float("shift")?,
@@ -669,7 +680,7 @@ impl Op {
                 arity(0)?;
                 out(ty.clone())
             }
-            Op::Add | Op::Sub | Op::Mul | Op::Div => {
+            Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Max | Op::Min => {
                 arity(2)?;
                 float(t[0], "operand a")?;
                 float(t[1], "operand b")?;

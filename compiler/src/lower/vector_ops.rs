@@ -90,11 +90,13 @@ pub fn lower_rowwise(
     };
     let one = |k: RowKernel| Ok(Some(vec![k]));
     match &node.op {
-        Op::Add | Op::Sub | Op::Mul | Op::Div => {
+        Op::Add | Op::Sub | Op::Mul | Op::Div | Op::Max | Op::Min => {
             let vop = match node.op {
                 Op::Add => "add",
                 Op::Sub => "sub",
                 Op::Mul => "mul",
+                Op::Max => "max",
+                Op::Min => "min",
                 _ => "div",
             };
             let (a, b) = (x[0], x[1]);
