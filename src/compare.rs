@@ -84,6 +84,7 @@ pub fn gpu_workload(model: &ModelConfig, setup: &TrainingSetup) -> Result<Worklo
         precision: match setup.precision {
             Precision::Fp32 => workload::Precision::Tf32,
             Precision::Bf16Mixed | Precision::Fp16Mixed => workload::Precision::Mixed16,
+            Precision::Fp8Mixed => workload::Precision::Fp8,
         },
         attention: if setup.fusion.attention {
             AttentionKernel::Flash

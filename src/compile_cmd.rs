@@ -25,7 +25,7 @@ pub struct ModelArgs {
     /// Tokens per sequence.
     #[arg(long, default_value_t = 1024)]
     pub seq: u64,
-    /// fp32 or bf16-mixed.
+    /// fp32, bf16-mixed, fp16-mixed or fp8-mixed.
     #[arg(long, default_value = "bf16-mixed")]
     pub precision: String,
     /// adamw, sgd, lion, lamb or adafactor (PyTorch's defaults; takes --lr

@@ -358,6 +358,8 @@ fn rule(
                 g.push(Op::CrossEntropyGrad { shift: *shift }, &[x[0], x[1], dy])?,
             ));
         }
+        // Scales are constants of the step (no gradient through amax).
+        Op::AbsMax => {}
         Op::SumTo { .. }
         | Op::Max
         | Op::Min

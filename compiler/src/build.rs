@@ -112,7 +112,11 @@ impl Builder<'_> {
     fn mm_input(&mut self, x: ValueId) -> Result<ValueId, IrError> {
         match self.s.precision {
             Precision::Fp32 => Ok(x),
-            Precision::Bf16Mixed => self.op(Op::Cast { to: DType::Bf16 }, &[x]),
+            // fp8-mixed is built as bf16-mixed; `fp8::rewrite` then moves
+            // the products to fp8.
+            Precision::Bf16Mixed | Precision::Fp8Mixed => {
+                self.op(Op::Cast { to: DType::Bf16 }, &[x])
+            }
             Precision::Fp16Mixed => self.op(Op::Cast { to: DType::Fp16 }, &[x]),
         }
     }

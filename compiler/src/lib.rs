@@ -11,6 +11,7 @@
 pub mod autodiff;
 pub mod build;
 pub mod error;
+pub mod fp8;
 pub mod fuse;
 pub mod gemm;
 pub mod ir;

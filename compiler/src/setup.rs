@@ -18,6 +18,12 @@ pub enum Precision {
     /// non-finite gradient is skipped and halves the scale, and the scale
     /// doubles after `loss_scale_interval` clean steps in a row.
     Fp16Mixed,
+    /// As bf16-mixed, with the linear layers' products in fp8 (Micikevicius
+    /// et al. 2022): forward operands e4m3, gradient operands e5m2, each
+    /// with a dynamic per-tensor scale mapping its amax to the format's
+    /// largest finite value (torchao's float8 "dynamic" recipe); the
+    /// product is unscaled in fp32. The fused attention core stays bf16.
+    Fp8Mixed,
 }
 
 impl Precision {
@@ -27,6 +33,7 @@ impl Precision {
             Precision::Fp32 => "fp32",
             Precision::Bf16Mixed => "bf16-mixed",
             Precision::Fp16Mixed => "fp16-mixed",
+            Precision::Fp8Mixed => "fp8-mixed",
         }
     }
 
@@ -39,9 +46,10 @@ impl Precision {
             "fp32" => Ok(Precision::Fp32),
             "bf16-mixed" => Ok(Precision::Bf16Mixed),
             "fp16-mixed" => Ok(Precision::Fp16Mixed),
+            "fp8-mixed" => Ok(Precision::Fp8Mixed),
             other => Err(SetupError::Invalid {
                 field: "precision".into(),
-                rule: format!("must be fp32, bf16-mixed or fp16-mixed, got `{other}`"),
+                rule: format!("must be fp32, bf16-mixed, fp16-mixed or fp8-mixed, got `{other}`"),
             }),
         }
     }

@@ -72,13 +72,19 @@ pub fn training_graph(
     }
     let mut g = single.clone();
     let loss = loss_of(&g);
+    let mut gradient_seed = None;
     if stage != Stage::Forward {
         let seed = seed(&mut g, setup)?;
         let grads = backward(&mut g, loss, seed.0, 0, setup)?;
         finish(&mut g, grads, seed.1, setup, stage)?;
-        if setup.recompute == Recompute::Full {
-            g = crate::fuse::dead_code(&g)?;
-        }
+        gradient_seed = Some(seed.0);
+    }
+    // Both drop what nothing reads any more (the recomputed copies no rule
+    // used, the bf16 casts fp8 replaced).
+    if setup.precision == Precision::Fp8Mixed {
+        g = crate::fp8::rewrite(&g, gradient_seed)?;
+    } else if setup.recompute == Recompute::Full {
+        g = crate::fuse::dead_code(&g)?;
     }
     verify::verify(&g)?;
     Ok(g)
@@ -383,7 +389,9 @@ fn accumulated(
         setup,
         stage,
     )?;
-    if setup.recompute == Recompute::Full {
+    if setup.precision == Precision::Fp8Mixed {
+        g = crate::fp8::rewrite(&g, Some(micro_seed))?;
+    } else if setup.recompute == Recompute::Full {
         g = crate::fuse::dead_code(&g)?;
     }
     verify::verify(&g)?;

@@ -27,8 +27,8 @@ fn tiny(preset: &str) -> ModelConfig {
 #[test]
 fn training_steps_print_and_parse_back_identically() {
     for preset in ["gpt2-small", "llama-7b", "bert-base"] {
-        for precision in [Precision::Fp32, Precision::Bf16Mixed] {
-            for opt in ["adamw", "sgd", "lion", "lamb"] {
+        for precision in [Precision::Fp32, Precision::Bf16Mixed, Precision::Fp8Mixed] {
+            for opt in ["adamw", "sgd", "lion", "lamb", "adafactor"] {
                 let mut setup = TrainingSetup::new(2, 4);
                 setup.precision = precision;
                 setup.optimizer =

@@ -191,6 +191,13 @@ pub fn round_to(data: &mut [f64], dtype: DType) {
         DType::Fp16 => data
             .iter_mut()
             .for_each(|v| *v = f16::from_f64(*v).to_f64()),
+        // Through fp32, as the vector unit casts (fp8 saturates).
+        DType::Fp8E4M3 => data
+            .iter_mut()
+            .for_each(|v| *v = float8::F8E4M3::from_f32(*v as f32).to_f64()),
+        DType::Fp8E5M2 => data
+            .iter_mut()
+            .for_each(|v| *v = float8::F8E5M2::from_f32(*v as f32).to_f64()),
         _ => {}
     }
 }
@@ -275,6 +282,7 @@ fn compute(node: usize, op: &Op, x: &[&Tensor], shape: &[u64]) -> Result<Tensor,
             t(d)
         }
         Op::SumAll => Tensor::scalar(x[0].data.iter().sum()),
+        Op::AbsMax => Tensor::scalar(x[0].data.iter().fold(0.0, |m: f64, v| m.max(v.abs()))),
         Op::AllFinite => {
             Tensor::scalar(f64::from(u8::from(x[0].data.iter().all(|v| v.is_finite()))))
         }

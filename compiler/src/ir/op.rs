@@ -187,6 +187,10 @@ pub enum Op {
     SumTo { shape: Vec<u64> },
     /// Sum of every element (fp32 scalar).
     SumAll,
+    /// Largest magnitude of any element (fp32 scalar; NaNs are passed
+    /// over): the amax of fp8 scaling. Its derivative is taken as zero,
+    /// scales being constants of the step.
+    AbsMax,
     /// 1.0 if every element is finite, else 0.0 (fp32 scalar).
     AllFinite,
     /// `cond != 0 ? a : b` with a scalar `cond`.
@@ -300,6 +304,7 @@ impl Op {
             Op::Reshape { .. } => "reshape",
             Op::SumTo { .. } => "sum_to",
             Op::SumAll => "sum_all",
+            Op::AbsMax => "abs_max",
             Op::AllFinite => "all_finite",
             Op::Where => "where",
             Op::Softmax { .. } => "softmax",
@@ -426,6 +431,7 @@ impl Op {
             | Op::Min
             | Op::Unary(_)
             | Op::SumAll
+            | Op::AbsMax
             | Op::AllFinite
             | Op::Where
             | Op::SoftmaxGrad
@@ -525,6 +531,7 @@ impl Op {
                 _ => return Err("attribute `shape` of `reshape` must be a shape `[..]`".into()),
             },
             "sum_all" => Op::SumAll,
+            "abs_max" => Op::AbsMax,
             "all_finite" => Op::AllFinite,
             "where" => Op::Where,
             "softmax" => Op::Softmax {
@@ -770,7 +777,7 @@ impl Op {
                     dtype: t[0].dtype,
                 })
             }
-            Op::SumAll | Op::AllFinite => {
+            Op::SumAll | Op::AbsMax | Op::AllFinite => {
                 arity(1)?;
                 float(t[0], "the operand")?;
                 out(TensorType::scalar())

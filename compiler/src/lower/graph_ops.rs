@@ -407,6 +407,38 @@ pub fn lower_node(
         Op::CrossEntropy { shift } | Op::CrossEntropyGrad { shift } => {
             cross_entropy(g, id, *shift, cx)?
         }
+        Op::AbsMax => {
+            let t = g.ty(x[0]).clone();
+            let cols = t.last();
+            vec![Kernel::Row(RowKernel {
+                name: name.into(),
+                rows: t.elements() / cols,
+                cols,
+                inputs: vec![Operand {
+                    addr: cx.addr(x[0]),
+                    dtype: t.dtype,
+                    extent: Extent::Full,
+                }],
+                outputs: Vec::new(),
+                temps: vec![Extent::Full, Extent::Col],
+                accumulators: vec![Accumulator {
+                    addr: cx.addr(ValueId(id)),
+                    extent: Extent::Scalar,
+                }],
+                scalars: Vec::new(),
+                body: [
+                    "shape full",
+                    "v.un op=abs, dst=$t0, a=$i0",
+                    "v.reduce op=max, axis=rows, dst=$t1, a=$t0, mode=overwrite",
+                    "shape col",
+                    "v.reduce op=max, axis=cols, dst=$a0, a=$t1, mode=$MODE",
+                ]
+                .iter()
+                .map(|l| l.to_string())
+                .collect(),
+                period: None,
+            })]
+        }
         Op::AllFinite => {
             // any = max over elements of nonfinite(x); out = 1 - any.
             let t = g.ty(x[0]).clone();
