@@ -310,8 +310,18 @@ fn rule(
                 g.push(Op::CrossEntropyGrad { shift: *shift }, &[x[0], x[1], dy])?,
             ));
         }
+        Op::RowMean => out.push((x[0], g.push(Op::RowMean, &[dy])?)),
+        Op::LogSoftmax => out.push((x[0], g.push(Op::LogSoftmaxGrad, &[y, dy])?)),
+        Op::Nll { shift } => {
+            out.push((
+                x[0],
+                g.push(Op::NllGrad { shift: *shift }, &[x[0], x[1], dy])?,
+            ));
+        }
         Op::SumTo { .. }
         | Op::AllFinite
+        | Op::LogSoftmaxGrad
+        | Op::NllGrad { .. }
         | Op::SoftmaxGrad
         | Op::AttentionGrad { .. }
         | Op::AdamW { .. }
