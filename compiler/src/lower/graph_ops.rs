@@ -950,7 +950,11 @@ fn cross_entropy(
                 "v.bin op=sub, dst=$t0, a=$i0, b=col($t1)",
                 "v.un op=exp, dst=$t0, a=$t0",
                 "v.reduce op=sum, axis=rows, dst=$t2, a=$t0, mode=overwrite",
-                "v.bin op=div, dst=$t0, a=$t0, b=col($t2)",
+                // one reciprocal per row and a product, not a division per element
+                "shape col",
+                "v.un op=recip, dst=$t1, a=$t2",
+                "shape full",
+                "v.bin op=mul, dst=$t0, a=$t0, b=col($t1)",
             ]
         };
         let tail = [
