@@ -92,7 +92,7 @@ pub fn run(args: &SimulateArgs) -> Result<()> {
     let mut table = figures.to_table(args.top);
     for f in &savings {
         table += &format!(
-            "fusion {:<10} saves {:.2} GB of HBM traffic, {:.2} ms ({:.1}%) and {:.2} GiB of peak HBM per step\n",
+            "fusion {:<13} saves {:.2} GB of HBM traffic, {:.2} ms ({:.1}%) and {:.2} GiB of peak HBM per step\n",
             f.name,
             f.hbm_bytes_saved as f64 / 1e9,
             f.seconds_saved * 1e3,

@@ -179,6 +179,12 @@ fn rowwise_ops_match_the_interpreter() {
             Op::RmsNorm { eps: 1e-6 },
             vec![("a", fp32(&big)), ("w", fp32(&[24]))],
         ),
+        (Op::RowMean, vec![("a", fp32(&big))]),
+        (Op::LogSoftmax, vec![("a", fp32(&big))]),
+        (
+            Op::LogSoftmaxGrad,
+            vec![("a", fp32(&big)), ("dy", fp32(&big))],
+        ),
         (
             Op::LayerNormGradX { eps: 1e-5 },
             vec![("a", fp32(&big)), ("w", fp32(&[24])), ("dy", fp32(&big))],
@@ -432,6 +438,36 @@ fn data_movement_embedding_rope_loss_and_matmul_match_the_interpreter() {
                 ("a", fp32(&[2, 5, 7]), None),
                 ("l", int(&[2, 5]), Some(labels.clone())),
                 ("s", fp32(&[]), Some(Tensor::scalar(0.7))),
+            ],
+        ),
+        (
+            Op::Nll { shift: true },
+            vec![
+                ("a", fp32(&[2, 5, 7]), None),
+                ("l", int(&[2, 5]), Some(labels.clone())),
+            ],
+        ),
+        (
+            Op::Nll { shift: false },
+            vec![
+                ("a", fp32(&[2, 5, 7]), None),
+                ("l", int(&[2, 5]), Some(labels.clone())),
+            ],
+        ),
+        (
+            Op::NllGrad { shift: true },
+            vec![
+                ("a", fp32(&[2, 5, 7]), None),
+                ("l", int(&[2, 5]), Some(labels.clone())),
+                ("s", fp32(&[]), Some(Tensor::scalar(0.7))),
+            ],
+        ),
+        (
+            Op::NllGrad { shift: false },
+            vec![
+                ("a", fp32(&[2, 5, 7]), None),
+                ("l", int(&[2, 5]), Some(labels.clone())),
+                ("s", fp32(&[]), Some(Tensor::scalar(1.0))),
             ],
         ),
         (

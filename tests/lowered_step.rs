@@ -151,14 +151,31 @@ fn check_family_with(
     recompute: Recompute,
     hw: &str,
 ) {
-    let arch = Arch::preset(hw).unwrap();
-    let m = tiny(preset);
     let mut setup = TrainingSetup::new(2, 8);
     setup.precision = precision;
     setup.recompute = recompute;
     setup.optimizer =
         tessera_compiler::Optimizer::from_name(optimizer, 0.05, (0.9, 0.999), 1e-8, 0.01).unwrap();
-    let g = training_graph(&m, &setup, Stage::Step).unwrap();
+    check_setup_on(preset, &setup, compare_params, tol, hw);
+}
+
+/// [`check_family`] for a whole setup on `fpga-8x8`; returns the simulated
+/// loss.
+fn check_setup(preset: &str, setup: &TrainingSetup, compare_params: bool, tol: f64) -> f64 {
+    check_setup_on(preset, setup, compare_params, tol, "fpga-8x8")
+}
+
+/// [`check_setup`] on the hardware description `hw`.
+fn check_setup_on(
+    preset: &str,
+    setup: &TrainingSetup,
+    compare_params: bool,
+    tol: f64,
+    hw: &str,
+) -> f64 {
+    let arch = Arch::preset(hw).unwrap();
+    let m = tiny(preset);
+    let g = training_graph(&m, setup, Stage::Step).unwrap();
     let step = lower_graph(&g, &arch).unwrap_or_else(|e| panic!("{preset}: {e}"));
     let f = feeds(&step, m.vocab_size, preset.starts_with("bert"));
     let reference = eval(&g, &f, Rounding::ToType).unwrap();
@@ -190,6 +207,8 @@ fn check_family_with(
         }
     }
     assert!(g.nodes.iter().any(|n| matches!(n.op, Op::Assign { .. })));
+    let loss = step.outputs.iter().find(|o| o.name == "loss").unwrap();
+    read(&mem, loss.addr, 1)[0]
 }
 
 #[test]
@@ -250,6 +269,27 @@ fn fp8_mixed_steps_match_the_interpreter() {
             2e-2,
             Recompute::None,
             "default",
+        );
+    }
+}
+
+/// Without the norm and cross-entropy fusions the step runs the eager
+/// chains (row means, rsqrt, materialised log-probabilities) and their
+/// autodiff gradients; it matches the interpreter, parameters included,
+/// and its loss is the fused step's.
+#[test]
+fn unfused_norm_and_loss_steps_match_the_interpreter() {
+    for preset in ["gpt2-small", "llama-7b", "bert-base"] {
+        let mut setup = TrainingSetup::new(2, 8);
+        setup.optimizer =
+            tessera_compiler::Optimizer::from_name("sgd", 0.05, (0.9, 0.999), 1e-8, 0.01).unwrap();
+        let fused = check_setup(preset, &setup, false, 1e-4);
+        setup.fusion.disable("norm").unwrap();
+        setup.fusion.disable("cross_entropy").unwrap();
+        let unfused = check_setup(preset, &setup, true, 1e-4);
+        assert!(
+            (fused - unfused).abs() <= 1e-5 * fused.abs(),
+            "{preset}: fused loss {fused} vs unfused {unfused}"
         );
     }
 }

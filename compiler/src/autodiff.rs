@@ -360,10 +360,20 @@ fn rule(
         }
         // Scales are constants of the step (no gradient through amax).
         Op::AbsMax => {}
+        Op::RowMean => out.push((x[0], g.push(Op::RowMean, &[dy])?)),
+        Op::LogSoftmax => out.push((x[0], g.push(Op::LogSoftmaxGrad, &[y, dy])?)),
+        Op::Nll { shift } => {
+            out.push((
+                x[0],
+                g.push(Op::NllGrad { shift: *shift }, &[x[0], x[1], dy])?,
+            ));
+        }
         Op::SumTo { .. }
         | Op::Max
         | Op::Min
         | Op::AllFinite
+        | Op::LogSoftmaxGrad
+        | Op::NllGrad { .. }
         | Op::SoftmaxGrad
         | Op::AttentionGrad { .. }
         | Op::AdamW { .. }

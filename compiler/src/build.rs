@@ -161,26 +161,42 @@ impl Builder<'_> {
         }
     }
 
+    /// `x * rsqrt(mean(x^2) + eps)`, or for a layer norm `(x - mean(x))`
+    /// in place of `x`, as eager PyTorch computes it: one primitive op
+    /// (and kernel) per step; the `norm` fusion makes it one op again.
+    fn normalize(&mut self, x: ValueId, centre: bool) -> Result<ValueId, IrError> {
+        let c = if centre {
+            let mean = self.op(Op::RowMean, &[x])?;
+            self.op(Op::Sub, &[x, mean])?
+        } else {
+            x
+        };
+        let sq = self.op(Op::Unary(Unary::Square), &[c])?;
+        let var = self.op(Op::RowMean, &[sq])?;
+        let shifted = self.op(
+            Op::Affine {
+                scale: 1.0,
+                shift: self.m.norm_eps,
+            },
+            &[var],
+        )?;
+        let inv = self.op(Op::Unary(Unary::Rsqrt), &[shifted])?;
+        self.op(Op::Mul, &[c, inv])
+    }
+
     fn layer_norm(&mut self, x: ValueId, prefix: &str) -> Result<ValueId, IrError> {
         let h = self.m.hidden;
         let w = self.param(&format!("{prefix}.weight"), &[h])?;
         let b = self.param(&format!("{prefix}.bias"), &[h])?;
-        self.op(
-            Op::LayerNorm {
-                eps: self.m.norm_eps,
-            },
-            &[x, w, b],
-        )
+        let xhat = self.normalize(x, true)?;
+        let scaled = self.op(Op::Mul, &[xhat, w])?;
+        self.op(Op::Add, &[scaled, b])
     }
 
     fn rms_norm(&mut self, x: ValueId, name: &str) -> Result<ValueId, IrError> {
         let w = self.param(name, &[self.m.hidden])?;
-        self.op(
-            Op::RmsNorm {
-                eps: self.m.norm_eps,
-            },
-            &[x, w],
-        )
+        let xhat = self.normalize(x, false)?;
+        self.op(Op::Mul, &[xhat, w])
     }
 
     fn activation(&mut self, x: ValueId) -> Result<ValueId, IrError> {
@@ -234,8 +250,11 @@ impl Builder<'_> {
     }
 
     fn lm_loss_from_logits(&mut self, logits: ValueId, shift: bool) -> Result<ValueId, IrError> {
+        // `F.cross_entropy` in eager PyTorch: log-probabilities materialised,
+        // then the pick-and-mean; the `cross_entropy` fusion makes it one op.
+        let logp = self.op(Op::LogSoftmax, &[logits])?;
         let labels = self.ids("labels")?;
-        self.op(Op::CrossEntropy { shift }, &[logits, labels])
+        self.op(Op::Nll { shift }, &[logp, labels])
     }
 
     fn gpt2(&mut self) -> Result<ValueId, IrError> {

@@ -9,13 +9,26 @@
 //! - **Optimizer**: AdamW's update is emitted as fused `adamw` ops (see
 //!   [`crate::optim`]) rather than elementwise graph code.
 //!
+//! - **Norm**: the eager chain of a layer norm, `row_mean -> sub -> square
+//!   -> row_mean -> affine(+eps) -> rsqrt -> mul -> mul(w) -> add(b)`,
+//!   becomes one `layer_norm` op, and `square -> row_mean -> affine(+eps)
+//!   -> rsqrt -> mul -> mul(w)` one `rms_norm` (their gradients are then
+//!   the fused `*_grad_x` / `*_grad_w` ops, not the primitives' rules).
+//!
+//! - **Cross-entropy**: `nll(log_softmax(logits), labels)` becomes one
+//!   `cross_entropy` op: the `[N, V]` log-probabilities never reach HBM
+//!   and the gradient is one `cross_entropy_grad` kernel.
+//!
+//! A chain is rewritten only if none of its intermediate values has a
+//! user outside it.
+//!
 //! [`dead_code`] then drops the nodes nothing reads any more (sources are
 //! kept so the parameter set does not change).
 
 use std::collections::HashMap;
 
 use crate::error::IrError;
-use crate::ir::{Graph, Mask, Node, Op, ValueId};
+use crate::ir::{Graph, Mask, Node, Op, Unary, ValueId};
 
 /// Which fusions run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,6 +38,10 @@ pub struct Fusion {
     /// AdamW's update of each parameter as one op (and one kernel) instead
     /// of a dozen elementwise ones.
     pub optimizer: bool,
+    /// Layer and RMS norms as one op each instead of their primitive chains.
+    pub norm: bool,
+    /// Log-softmax plus negative log-likelihood as one `cross_entropy` op.
+    pub cross_entropy: bool,
 }
 
 impl Fusion {
@@ -32,21 +49,27 @@ impl Fusion {
     pub const ALL: Fusion = Fusion {
         attention: true,
         optimizer: true,
+        norm: true,
+        cross_entropy: true,
     };
     /// Every fusion off.
     pub const NONE: Fusion = Fusion {
         attention: false,
         optimizer: false,
+        norm: false,
+        cross_entropy: false,
     };
 
     /// Names accepted by [`Fusion::disable`].
-    pub const NAMES: [&'static str; 2] = ["attention", "optimizer"];
+    pub const NAMES: [&'static str; 4] = ["attention", "optimizer", "norm", "cross_entropy"];
 
     /// Whether the pass of that name is on.
     pub fn enabled(&self, name: &str) -> bool {
         match name {
             "attention" => self.attention,
             "optimizer" => self.optimizer,
+            "norm" => self.norm,
+            "cross_entropy" => self.cross_entropy,
             _ => false,
         }
     }
@@ -59,6 +82,8 @@ impl Fusion {
         match name {
             "attention" => self.attention = false,
             "optimizer" => self.optimizer = false,
+            "norm" => self.norm = false,
+            "cross_entropy" => self.cross_entropy = false,
             other => {
                 return Err(format!(
                     "unknown fusion `{other}` (known: {})",
@@ -165,9 +190,198 @@ fn grouped(g: &Graph, x: ValueId) -> (ValueId, bool) {
 /// # Errors
 /// Only if the rewritten graph fails to type (a compiler bug).
 pub fn fuse(g: &Graph, fusion: Fusion) -> Result<Graph, IrError> {
-    if !fusion.attention {
+    let mut g = if fusion.attention {
+        fuse_attention(g)?
+    } else {
+        g.clone()
+    };
+    if fusion.norm {
+        g = fuse_norms(&g)?;
+    }
+    if fusion.cross_entropy {
+        g = fuse_cross_entropy(&g)?;
+    }
+    Ok(g)
+}
+
+/// A fused op and its operands, replacing the chain ending at its root.
+type Replacement = (Op, Vec<ValueId>);
+
+/// Rebuilds `g` with each root in `fused` replaced by its fused op, then
+/// drops the chains' dead nodes. Operands of a replacement precede its root.
+fn replace(g: &Graph, fused: &HashMap<usize, Replacement>) -> Result<Graph, IrError> {
+    if fused.is_empty() {
         return Ok(g.clone());
     }
+    let mut out = Graph::new(&g.name);
+    let mut map: Vec<ValueId> = Vec::with_capacity(g.nodes.len());
+    for (i, node) in g.nodes.iter().enumerate() {
+        let (op, inputs) = match fused.get(&i) {
+            Some((op, inputs)) => (op, inputs),
+            None => (&node.op, &node.inputs),
+        };
+        let inputs: Vec<ValueId> = inputs.iter().map(|v| map[v.0]).collect();
+        map.push(out.push(op.clone(), &inputs)?);
+    }
+    dead_code(&out)
+}
+
+/// Matches chains of ops one step at a time: each step checks the op of a
+/// value and that the chain is its only user.
+struct Chain<'a> {
+    g: &'a Graph,
+    uses: &'a [usize],
+    /// Nodes of the chain matched so far (the root excluded).
+    nodes: Vec<usize>,
+}
+
+impl<'a> Chain<'a> {
+    fn new(g: &'a Graph, uses: &'a [usize]) -> Chain<'a> {
+        Chain {
+            g,
+            uses,
+            nodes: Vec::new(),
+        }
+    }
+
+    /// The operands of `v` if its op satisfies `is` and the chain holds
+    /// all `users` of it.
+    fn step(&mut self, v: ValueId, users: usize, is: impl Fn(&Op) -> bool) -> Option<Vec<ValueId>> {
+        let n = &self.g.nodes[v.0];
+        if !is(&n.op) || self.uses[v.0] != users {
+            return None;
+        }
+        self.nodes.push(v.0);
+        Some(n.inputs.clone())
+    }
+
+    /// Whether `w` is a `[H]` vector for rows of `x`.
+    fn row_vector(&self, x: ValueId, w: ValueId) -> bool {
+        let (xt, wt) = (self.g.ty(x), self.g.ty(w));
+        !xt.shape.is_empty() && wt.shape == [xt.last()] && !wt.dtype.is_integer()
+    }
+}
+
+/// `x * rsqrt(row_mean(square(x)) + eps) -> (x, eps)`, the product `v`
+/// being the chain's; `x_users` is how many uses of `x` the chain makes
+/// (2 for a layer norm's centred value, which has no other user).
+fn match_normalize(c: &mut Chain, v: ValueId, x_users: Option<usize>) -> Option<(ValueId, f64)> {
+    let prod = c.step(v, 1, |op| matches!(op, Op::Mul))?;
+    let (x, inv) = (prod[0], prod[1]);
+    let [shifted] = c.step(inv, 1, |op| matches!(op, Op::Unary(Unary::Rsqrt)))?[..] else {
+        return None;
+    };
+    let eps = match c.g.nodes[shifted.0].op {
+        Op::Affine { scale, shift } if scale == 1.0 && shift.is_finite() && shift >= 0.0 => shift,
+        _ => return None,
+    };
+    let [var] = c.step(shifted, 1, |op| matches!(op, Op::Affine { .. }))?[..] else {
+        return None;
+    };
+    let [sq] = c.step(var, 1, |op| matches!(op, Op::RowMean))?[..] else {
+        return None;
+    };
+    let [sq_of] = c.step(sq, 1, |op| matches!(op, Op::Unary(Unary::Square)))?[..] else {
+        return None;
+    };
+    if sq_of != x {
+        return None;
+    }
+    if let Some(n) = x_users {
+        if c.uses[x.0] != n {
+            return None;
+        }
+    }
+    Some((x, eps))
+}
+
+/// A layer norm ending at `root`: `add(mul(normalize(x - row_mean(x)), w), b)`.
+fn match_layer_norm(g: &Graph, uses: &[usize], root: usize) -> Option<(Vec<usize>, Replacement)> {
+    let mut c = Chain::new(g, uses);
+    let n = &g.nodes[root];
+    if !matches!(n.op, Op::Add) {
+        return None;
+    }
+    let (scaled, b) = (n.inputs[0], n.inputs[1]);
+    let [xhat, w] = c.step(scaled, 1, |op| matches!(op, Op::Mul))?[..] else {
+        return None;
+    };
+    let (centred, eps) = match_normalize(&mut c, xhat, Some(2))?;
+    let [x, mean] = c.step(centred, 2, |op| matches!(op, Op::Sub))?[..] else {
+        return None;
+    };
+    let [mean_of] = c.step(mean, 1, |op| matches!(op, Op::RowMean))?[..] else {
+        return None;
+    };
+    let fits = mean_of == x
+        && c.row_vector(x, w)
+        && c.row_vector(x, b)
+        && !g.ty(x).dtype.is_integer()
+        && g.ty(ValueId(root)) == g.ty(x);
+    fits.then(|| (c.nodes, (Op::LayerNorm { eps }, vec![x, w, b])))
+}
+
+/// An RMS norm ending at `root`: `mul(normalize(x), w)`.
+fn match_rms_norm(g: &Graph, uses: &[usize], root: usize) -> Option<(Vec<usize>, Replacement)> {
+    let mut c = Chain::new(g, uses);
+    let n = &g.nodes[root];
+    if !matches!(n.op, Op::Mul) {
+        return None;
+    }
+    let (xhat, w) = (n.inputs[0], n.inputs[1]);
+    let (x, eps) = match_normalize(&mut c, xhat, None)?;
+    let fits = c.row_vector(x, w) && !g.ty(x).dtype.is_integer() && g.ty(ValueId(root)) == g.ty(x);
+    fits.then(|| (c.nodes, (Op::RmsNorm { eps }, vec![x, w])))
+}
+
+/// The `norm` pass: layer norms first, then RMS norms among the nodes no
+/// layer norm took (a layer norm's tail is itself an RMS norm of the
+/// centred value).
+fn fuse_norms(g: &Graph) -> Result<Graph, IrError> {
+    let uses = use_counts(g);
+    let mut fused = HashMap::new();
+    let mut taken = vec![false; g.nodes.len()];
+    type Matcher = fn(&Graph, &[usize], usize) -> Option<(Vec<usize>, Replacement)>;
+    for matcher in [match_layer_norm as Matcher, match_rms_norm] {
+        for root in 0..g.nodes.len() {
+            if taken[root] {
+                continue;
+            }
+            if let Some((chain, rep)) = matcher(g, &uses, root) {
+                if chain.iter().any(|&i| taken[i]) {
+                    continue;
+                }
+                for i in chain {
+                    taken[i] = true;
+                }
+                taken[root] = true;
+                fused.insert(root, rep);
+            }
+        }
+    }
+    replace(g, &fused)
+}
+
+/// The `cross_entropy` pass: `nll{shift}(log_softmax(z), labels)` ->
+/// `cross_entropy{shift}(z, labels)`.
+fn fuse_cross_entropy(g: &Graph) -> Result<Graph, IrError> {
+    let uses = use_counts(g);
+    let mut fused = HashMap::new();
+    for (root, n) in g.nodes.iter().enumerate() {
+        let Op::Nll { shift } = n.op else { continue };
+        let mut c = Chain::new(g, &uses);
+        if let Some([z]) = c
+            .step(n.inputs[0], 1, |op| matches!(op, Op::LogSoftmax))
+            .as_deref()
+        {
+            fused.insert(root, (Op::CrossEntropy { shift }, vec![*z, n.inputs[1]]));
+        }
+    }
+    replace(g, &fused)
+}
+
+/// The `attention` pass.
+fn fuse_attention(g: &Graph) -> Result<Graph, IrError> {
     let uses = use_counts(g);
     let mut out = Graph::new(&g.name);
     let mut map: Vec<ValueId> = Vec::with_capacity(g.nodes.len());

@@ -301,8 +301,22 @@ fn every_forward_op_has_a_correct_gradient() {
         &[p("x", &[2, 3])],
         &mut rng,
     );
+    check_op(Op::RowMean, &[p("x", &[3, 5])], &mut rng);
+    check_op(Op::LogSoftmax, &[p("x", &[2, 3, 5])], &mut rng);
     for shift in [false, true] {
         let labels = Tensor::new(&[2, 3], vec![1.0, -100.0, 3.0, 0.0, 2.0, 4.0]);
+        check_op(
+            Op::Nll { shift },
+            &[
+                p("logp", &[2, 3, 5]),
+                (
+                    "labels",
+                    TensorType::new(&[2, 3], DType::Int32),
+                    Some(labels.clone()),
+                ),
+            ],
+            &mut rng,
+        );
         check_op(
             Op::CrossEntropy { shift },
             &[

@@ -510,8 +510,42 @@ fn compute(node: usize, op: &Op, x: &[&Tensor], shape: &[u64]) -> Result<Tensor,
             }
             t(d)
         }
-        Op::CrossEntropy { shift } | Op::CrossEntropyGrad { shift } => {
-            let grad = matches!(op, Op::CrossEntropyGrad { .. });
+        Op::RowMean => {
+            let n = x[0].last();
+            let mut d = Vec::with_capacity(x[0].data.len());
+            for row in x[0].data.chunks(n) {
+                let mean = row.iter().sum::<f64>() / n as f64;
+                d.extend(std::iter::repeat_n(mean, n));
+            }
+            t(d)
+        }
+        Op::LogSoftmax => {
+            let n = x[0].last();
+            let mut d = Vec::with_capacity(x[0].data.len());
+            for row in x[0].data.chunks(n) {
+                let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                let lse = max + row.iter().map(|z| (z - max).exp()).sum::<f64>().ln();
+                d.extend(row.iter().map(|z| z - lse));
+            }
+            t(d)
+        }
+        Op::LogSoftmaxGrad => {
+            let (y, dy) = (x[0], x[1]);
+            let n = y.last();
+            let mut d = Vec::with_capacity(y.data.len());
+            for (yr, dr) in y.data.chunks(n).zip(dy.data.chunks(n)) {
+                let s: f64 = dr.iter().sum();
+                d.extend(yr.iter().zip(dr).map(|(a, b)| b - a.exp() * s));
+            }
+            t(d)
+        }
+        Op::CrossEntropy { shift }
+        | Op::CrossEntropyGrad { shift }
+        | Op::Nll { shift }
+        | Op::NllGrad { shift } => {
+            let grad = matches!(op, Op::CrossEntropyGrad { .. } | Op::NllGrad { .. });
+            // nll / nll_grad read log-probabilities: the loss is -logp[label].
+            let nll = matches!(op, Op::Nll { .. } | Op::NllGrad { .. });
             let (logits, labels) = (x[0], x[1]);
             let (b, s, v) = (
                 logits.shape[0] as usize,
@@ -535,7 +569,7 @@ fn compute(node: usize, op: &Op, x: &[&Tensor], shape: &[u64]) -> Result<Tensor,
                     if label < 0 || label as usize >= v {
                         return Err(EvalError::Index {
                             node,
-                            op: "cross_entropy",
+                            op: op.name(),
                             index: label,
                             len: v as u64,
                         });
@@ -551,6 +585,13 @@ fn compute(node: usize, op: &Op, x: &[&Tensor], shape: &[u64]) -> Result<Tensor,
             };
             for (base, label) in rows {
                 let row = &logits.data[base..base + v];
+                if nll {
+                    total -= row[label];
+                    if grad {
+                        d[base + label] = -scale;
+                    }
+                    continue;
+                }
                 let max = row.iter().copied().fold(f64::NEG_INFINITY, f64::max);
                 let sum: f64 = row.iter().map(|z| (z - max).exp()).sum();
                 let lse = max + sum.ln();

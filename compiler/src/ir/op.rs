@@ -260,6 +260,21 @@ pub enum Op {
     CrossEntropy { shift: bool },
     /// d(loss)/d(logits): `(logits, labels, dloss [])`.
     CrossEntropyGrad { shift: bool },
+    /// Mean over the last axis, broadcast back: every element of a row
+    /// becomes the row's mean (fp32, the input's shape). Its own gradient
+    /// operator: d/dx of `row_mean(x)` read out by `dy` is `row_mean(dy)`.
+    RowMean,
+    /// `x - log(sum(exp(x)))` over the last axis (fp32).
+    LogSoftmax,
+    /// Gradient of a log-softmax: `(y, dy) -> dy - exp(y) * sum(dy)`.
+    LogSoftmaxGrad,
+    /// Negative log-likelihood: `(log-probabilities [B, S, V], labels [B, S]
+    /// int32) -> -mean(logp[label])` over counted tokens, with the labels
+    /// rules of [`Op::CrossEntropy`] (`nll(log_softmax(z))` is `cross_entropy(z)`).
+    Nll { shift: bool },
+    /// d(loss)/d(logp): `(logp, labels, dloss [])`, `-dloss / counted` at
+    /// each counted label, 0 elsewhere.
+    NllGrad { shift: bool },
     /// A named result of the step (loss, grad norm).
     Output { name: String },
     /// Writes a new value into the parameter or state of that name.
@@ -329,6 +344,11 @@ impl Op {
             Op::Pad { .. } => "pad",
             Op::CrossEntropy { .. } => "cross_entropy",
             Op::CrossEntropyGrad { .. } => "cross_entropy_grad",
+            Op::RowMean => "row_mean",
+            Op::LogSoftmax => "log_softmax",
+            Op::LogSoftmaxGrad => "log_softmax_grad",
+            Op::Nll { .. } => "nll",
+            Op::NllGrad { .. } => "nll_grad",
             Op::Output { .. } => "output",
             Op::Assign { .. } => "assign",
         }
@@ -419,7 +439,10 @@ impl Op {
                 ("start", Attr::Int(*start)),
                 ("total", Attr::Int(*total)),
             ],
-            Op::CrossEntropy { shift } | Op::CrossEntropyGrad { shift } => {
+            Op::CrossEntropy { shift }
+            | Op::CrossEntropyGrad { shift }
+            | Op::Nll { shift }
+            | Op::NllGrad { shift } => {
                 vec![("shift", Attr::Bool(*shift))]
             }
             Op::Output { name } | Op::Assign { name } => vec![("name", Attr::Str(name.clone()))],
@@ -436,7 +459,10 @@ impl Op {
             | Op::Where
             | Op::SoftmaxGrad
             | Op::Embedding
-            | Op::MergeHeads => Vec::new(),
+            | Op::MergeHeads
+            | Op::RowMean
+            | Op::LogSoftmax
+            | Op::LogSoftmaxGrad => Vec::new(),
         }
     }
 
@@ -607,6 +633,15 @@ impl Op {
                 shift: boolean("shift")?,
             },
             "cross_entropy_grad" => Op::CrossEntropyGrad {
+                shift: boolean("shift")?,
+            },
+            "row_mean" => Op::RowMean,
+            "log_softmax" => Op::LogSoftmax,
+            "log_softmax_grad" => Op::LogSoftmaxGrad,
+            "nll" => Op::Nll {
+                shift: boolean("shift")?,
+            },
+            "nll_grad" => Op::NllGrad {
                 shift: boolean("shift")?,
             },
             "output" => Op::Output {
@@ -1055,8 +1090,32 @@ impl Op {
                     dtype: DType::Fp32,
                 })
             }
-            Op::CrossEntropy { .. } | Op::CrossEntropyGrad { .. } => {
-                let grad = matches!(self, Op::CrossEntropyGrad { .. });
+            Op::RowMean | Op::LogSoftmax => {
+                arity(1)?;
+                float(t[0], "the operand")?;
+                if t[0].shape.is_empty() {
+                    return Err("the operand must have at least one axis".into());
+                }
+                out(TensorType {
+                    shape: t[0].shape.clone(),
+                    dtype: DType::Fp32,
+                })
+            }
+            Op::LogSoftmaxGrad => {
+                arity(2)?;
+                if t[0].shape != t[1].shape || t[0].shape.is_empty() {
+                    return Err(format!("y {:?} and dy {:?} differ", t[0].shape, t[1].shape));
+                }
+                out(TensorType {
+                    shape: t[0].shape.clone(),
+                    dtype: DType::Fp32,
+                })
+            }
+            Op::CrossEntropy { .. }
+            | Op::CrossEntropyGrad { .. }
+            | Op::Nll { .. }
+            | Op::NllGrad { .. } => {
+                let grad = matches!(self, Op::CrossEntropyGrad { .. } | Op::NllGrad { .. });
                 arity(if grad { 3 } else { 2 })?;
                 rank(t[0], 3, "the logits")?;
                 if t[1].dtype != DType::Int32 || t[1].shape != t[0].shape[..2] {

@@ -404,9 +404,10 @@ pub fn lower_node(
                 period: Some(sq),
             })]
         }
-        Op::CrossEntropy { shift } | Op::CrossEntropyGrad { shift } => {
-            cross_entropy(g, id, *shift, cx)?
-        }
+        Op::CrossEntropy { shift }
+        | Op::CrossEntropyGrad { shift }
+        | Op::Nll { shift }
+        | Op::NllGrad { shift } => cross_entropy(g, id, *shift, cx)?,
         Op::AbsMax => {
             let t = g.ty(x[0]).clone();
             let cols = t.last();
@@ -795,9 +796,11 @@ fn embedding_scatter(
     )
 }
 
-/// Cross-entropy (mean over counted tokens) and its gradient. One kernel
-/// per sequence when labels are shifted (row t predicts label t+1; the
-/// last row of each sequence is not counted), else one over all rows.
+/// Cross-entropy (mean over counted tokens) and its gradient, or the
+/// negative log-likelihood of log-probabilities (`nll`, `nll_grad`: the
+/// same kernels without the log-sum-exp). One kernel per sequence when
+/// labels are shifted (row t predicts label t+1; the last row of each
+/// sequence is not counted), else one over all rows.
 fn cross_entropy(
     g: &Graph,
     id: usize,
@@ -805,7 +808,13 @@ fn cross_entropy(
     cx: &mut dyn Context,
 ) -> Result<Vec<Kernel>, LowerError> {
     let node = &g.nodes[id];
-    let grad = matches!(node.op, Op::CrossEntropyGrad { .. });
+    let grad = matches!(node.op, Op::CrossEntropyGrad { .. } | Op::NllGrad { .. });
+    let nll_of_logp = matches!(node.op, Op::Nll { .. } | Op::NllGrad { .. });
+    let (fwd_name, grad_name) = if nll_of_logp {
+        ("nll", "nll_grad")
+    } else {
+        ("cross_entropy", "cross_entropy_grad")
+    };
     let x = &node.inputs;
     let s = &g.ty(x[0]).shape;
     let (b, sq, v) = (s[0], s[1], s[2]);
@@ -837,7 +846,15 @@ fn cross_entropy(
     ];
     for (p, &(first, rows, first_label)) in segments.iter().enumerate() {
         let p = p as u64;
-        let mut body: Vec<String> = lse_body.iter().map(|s| s.to_string()).collect();
+        // t2 = lse (cross-entropy) or 0 (nll of log-probabilities), minus the picked entry.
+        let mut body: Vec<String> = if nll_of_logp {
+            vec![
+                "shape col".to_string(),
+                "v.bin op=cmp.ne, dst=$t2, a=$i1, b=$i1".to_string(),
+            ]
+        } else {
+            lse_body.iter().map(|s| s.to_string()).collect()
+        };
         body.extend(
             [
                 "shape full",
@@ -853,7 +870,7 @@ fn cross_entropy(
             .map(|s| s.to_string()),
         );
         ks.push(Kernel::Row(RowKernel {
-            name: "cross_entropy".into(),
+            name: fwd_name.into(),
             rows,
             cols: v,
             inputs: vec![
@@ -888,7 +905,7 @@ fn cross_entropy(
     // Totals: loss = sum(nll) / sum(count); for the gradient, scale = dloss / sum(count).
     let total = |body: &[&str], inputs: Vec<Operand>, out_addr: u64| {
         Kernel::Row(RowKernel {
-            name: "cross_entropy".into(),
+            name: fwd_name.into(),
             rows: 1,
             cols: parts.max(1),
             inputs,
@@ -946,21 +963,33 @@ fn cross_entropy(
     // d logits = (softmax - onehot(label)) * valid * scale; uncounted rows are 0.
     if shift {
         for bi in 0..b {
-            ks.extend(zero_fill(
-                "cross_entropy_grad",
-                out + (bi * sq + sq - 1) * v * 4,
-                v,
-            ));
+            ks.extend(zero_fill(grad_name, out + (bi * sq + sq - 1) * v * 4, v));
         }
     }
     for &(first, rows, first_label) in &segments {
-        let body = [
-            "shape full",
-            "v.reduce op=max, axis=rows, dst=$t1, a=$i0, mode=overwrite",
-            "v.bin op=sub, dst=$t0, a=$i0, b=col($t1)",
-            "v.un op=exp, dst=$t0, a=$t0",
-            "v.reduce op=sum, axis=rows, dst=$t2, a=$t0, mode=overwrite",
-            "v.bin op=div, dst=$t0, a=$t0, b=col($t2)",
+        // t0 = softmax(logits) (cross-entropy) or zeros (nll); t2 = 0.
+        let head: &[&str] = if nll_of_logp {
+            &[
+                "shape full",
+                "v.bin op=cmp.ne, dst=$t0, a=$i0, b=$i0",
+                "shape col",
+                "v.bin op=cmp.ne, dst=$t2, a=$i1, b=$i1",
+            ]
+        } else {
+            &[
+                "shape full",
+                "v.reduce op=max, axis=rows, dst=$t1, a=$i0, mode=overwrite",
+                "v.bin op=sub, dst=$t0, a=$i0, b=col($t1)",
+                "v.un op=exp, dst=$t0, a=$t0",
+                "v.reduce op=sum, axis=rows, dst=$t2, a=$t0, mode=overwrite",
+                // one reciprocal per row and a product, not a division per element
+                "shape col",
+                "v.un op=recip, dst=$t1, a=$t2",
+                "shape full",
+                "v.bin op=mul, dst=$t0, a=$t0, b=col($t1)",
+            ]
+        };
+        let tail = [
             "shape col",
             "v.bin op=cmp.ne, dst=$t3, a=$i1, b=f0",
             "v.bin op=mul, dst=$t3, a=$t3, b=$i2",
@@ -970,8 +999,9 @@ fn cross_entropy(
             "v.scatter_add mode=elems, table=$t0, src=$t2, idx=$i1!",
             "v.bin op=mul, dst=$o0, a=$t0, b=col($t3)",
         ];
+        let body = head.iter().chain(&tail);
         ks.push(Kernel::Row(RowKernel {
-            name: "cross_entropy_grad".into(),
+            name: grad_name.into(),
             rows,
             cols: v,
             inputs: vec![
@@ -999,7 +1029,7 @@ fn cross_entropy(
             temps: vec![Extent::Full, Extent::Col, Extent::Col, Extent::Col],
             accumulators: Vec::new(),
             scalars: vec![(0, -100.0), (1, 1.0)],
-            body: body.iter().map(|s| s.to_string()).collect(),
+            body: body.map(|s| s.to_string()).collect(),
             period: None,
         }));
     }

@@ -1,6 +1,7 @@
 //! Lowers the IR's row-wise ops to [`RowKernel`]s: elementwise math with
 //! broadcasts, casts, layer and RMS norms with their gradients, softmax
-//! (plain, causal, key-masked) with its gradient, and reductions. Every
+//! (plain, causal, key-masked) and log-softmax with their gradients, and
+//! reductions (row means broadcast back included). Every
 //! tensor is viewed as `[rows, cols]` with `cols` its last axis.
 
 use tessera_isa::DType;
@@ -387,6 +388,52 @@ pub fn lower_rowwise(
                 "v.reduce op=sum, axis=rows, dst=$t1, a=$t0, mode=overwrite",
                 "v.bin op=sub, dst=$t0, a=$i1, b=col($t1)",
                 "v.bin op=mul, dst=$o0, a=$i0, b=$t0",
+            ],
+        )),
+        Op::RowMean => one(kernel(
+            vec![full(x[0])],
+            vec![out],
+            vec![Extent::Full, Extent::Col],
+            vec![(0, (1.0 / cols as f64) as f32), (1, 0.0)],
+            &[
+                "shape full",
+                "v.reduce op=sum, axis=rows, dst=$t1, a=$i0, mode=overwrite",
+                "shape col",
+                "v.bin op=mul, dst=$t1, a=$t1, b=f0",
+                "shape full",
+                // a tile of zeros (x * 0), plus the row means
+                "v.bin op=mul, dst=$t0, a=$i0, b=f1",
+                "v.bin op=add, dst=$o0, a=$t0, b=col($t1)",
+            ],
+        )),
+        Op::LogSoftmax => one(kernel(
+            vec![full(x[0])],
+            vec![out],
+            vec![Extent::Full, Extent::Full, Extent::Col],
+            vec![],
+            &[
+                "shape full",
+                "v.reduce op=max, axis=rows, dst=$t2, a=$i0, mode=overwrite",
+                "v.bin op=sub, dst=$t0, a=$i0, b=col($t2)",
+                "v.un op=exp, dst=$t1, a=$t0",
+                "v.reduce op=sum, axis=rows, dst=$t2, a=$t1, mode=overwrite",
+                "shape col",
+                "v.un op=log, dst=$t2, a=$t2",
+                "shape full",
+                "v.bin op=sub, dst=$o0, a=$t0, b=col($t2)",
+            ],
+        )),
+        Op::LogSoftmaxGrad => one(kernel(
+            vec![full(x[0]), full(x[1])],
+            vec![out],
+            vec![Extent::Full, Extent::Col],
+            vec![],
+            &[
+                "shape full",
+                "v.reduce op=sum, axis=rows, dst=$t1, a=$i1, mode=overwrite",
+                "v.un op=exp, dst=$t0, a=$i0",
+                "v.bin op=mul, dst=$t0, a=$t0, b=col($t1)",
+                "v.bin op=sub, dst=$o0, a=$i1, b=$t0",
             ],
         )),
         Op::SumAll => {
