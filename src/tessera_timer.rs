@@ -3,14 +3,14 @@
 //! `tessera_compiler` and timing them with the simulator (the sim crate
 //! cannot import the compiler, so this join lives in the root package).
 //!
-//! Method (`docs/scaleout.md`, "Tessera chips"): for one sequence of the
-//! job's length, compile and time a 1-block and a 2-block model at stage
+//! Method (`docs/scaleout.md`, "Tessera chips"): for one core's share of
+//! the micro-batch (up to [`COMPILED_TOKENS`] tokens), compile and time a 1-block and a 2-block model at stage
 //! forward and backward, plus the 1-block whole step. The difference of the
 //! two models is one block (forward; backward), the rest of the 1-block
 //! model is the head (embedding, final norm, logits, loss), and the step
 //! minus the backward stage is the optimizer, as a rate per parameter.
-//! Times scale linearly with the micro-batch (sequences are independent)
-//! and divide by the tensor-parallel degree (the shard of every GEMM and of
+//! Larger micro-batches scale linearly (sequences are independent); times
+//! divide by the tensor-parallel degree (the shard of every GEMM and of
 //! the attention heads; replicated norms and residuals are divided too, which
 //! is exact only with sequence parallelism). Models wider than
 //! [`SLICE_HIDDEN`] compile a representative slice: hidden, heads and FFN
@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use anyhow::{Context, Result};
 use tessera_compiler::lower::lower_graph;
-use tessera_compiler::model::{Family, ModelConfig};
+use tessera_compiler::model::ModelConfig;
 use tessera_compiler::setup::{Precision, TrainingSetup};
 use tessera_compiler::{training_graph, Stage};
 use tessera_isa::Arch;
@@ -32,6 +32,10 @@ use tessera_sim::scaleout::{LayerTimer, Topology};
 use tessera_sim::units::Seconds;
 use tessera_sim::workload::{self, Mlp, Recompute, Split, Workload};
 use tessera_sim::ModelError;
+
+/// Most tokens per core compiled at once; larger micro-batches scale
+/// linearly from this many.
+pub const COMPILED_TOKENS: u32 = 4096;
 
 /// Widest block compiled as is; wider models compile a slice.
 pub const SLICE_HIDDEN: u64 = 2048;
@@ -81,11 +85,23 @@ struct BaseTimes {
     attention_share: f64,
 }
 
+impl BaseTimes {
+    /// The times of `f` times as many sequences (optimizer unchanged).
+    fn scaled(self, f: f64) -> BaseTimes {
+        BaseTimes {
+            block_fwd: self.block_fwd * f,
+            block_bwd: self.block_bwd * f,
+            head: self.head * f,
+            ..self
+        }
+    }
+}
+
 /// A Tessera chip with a cache of compiled-and-timed block shapes.
 #[derive(Debug)]
 pub struct TesseraTimer {
     arch: Arch,
-    cache: Mutex<BTreeMap<(u32, u8), BaseTimes>>,
+    cache: Mutex<BTreeMap<(u32, u8, u32), BaseTimes>>,
 }
 
 impl TesseraTimer {
@@ -102,36 +118,55 @@ impl TesseraTimer {
         &self.arch
     }
 
-    fn base(&self, job: &Workload) -> Result<BaseTimes, ModelError> {
+    /// Times of `sequences` sequences on one core.
+    fn base(&self, job: &Workload, sequences: u32) -> Result<BaseTimes, ModelError> {
         let prec = match job.precision {
             workload::Precision::Fp32 | workload::Precision::Tf32 => 0u8,
             _ => 1u8,
         };
-        let key = (job.seq, prec);
+        let key = (job.seq, prec, sequences);
         // Held while compiling, so parallel plan search compiles each shape
         // once and the other threads wait for it.
         let mut cache = self.lock();
         if let Some(b) = cache.get(&key) {
             return Ok(*b);
         }
-        let b = time_blocks(&self.arch, job).map_err(|e| ModelError::Workload {
-            name: job.name.clone(),
-            field: "tessera",
-            rule: format!("{e:#}"),
-        })?;
+        // A micro-batch whose kernels do not fit the core's scratchpad is
+        // timed from half as many sequences, scaled linearly.
+        let mut n = sequences;
+        let b = loop {
+            match time_blocks(&self.arch, job, n) {
+                Ok(b) => break b.scaled(f64::from(sequences) / f64::from(n)),
+                Err(_) if n > 1 => n /= 2,
+                Err(e) => {
+                    return Err(ModelError::Workload {
+                        name: job.name.clone(),
+                        field: "tessera",
+                        rule: format!("{e:#}"),
+                    })
+                }
+            }
+        };
         cache.insert(key, b);
         Ok(b)
     }
 
-    /// Sequence-time multiplier of a micro-batch: the chip's cores each take
-    /// one sequence at a time (as `tessera simulate` splits a batch), and
-    /// tensor parallelism divides the work.
-    fn scale(&self, job: &Workload, split: Split) -> f64 {
+    /// The compiled shape of a micro-batch and its time multiplier: the
+    /// chip's cores split the micro-batch (as `tessera simulate` splits a
+    /// batch), one core's share is compiled up to [`COMPILED_TOKENS`] tokens
+    /// and scaled linearly beyond, and tensor parallelism divides the work.
+    fn shape(&self, job: &Workload, split: Split) -> (u32, f64) {
         let cores = self.arch.spec().chip.cores.max(1);
-        f64::from(job.micro_batch.div_ceil(cores)) / f64::from(split.tp.max(1))
+        let per_core = job.micro_batch.div_ceil(cores).max(1);
+        let cap = (COMPILED_TOKENS / job.seq.max(1)).max(1);
+        let n = per_core.min(cap);
+        (
+            n,
+            f64::from(per_core) / f64::from(n) / f64::from(split.tp.max(1)),
+        )
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u32, u8), BaseTimes>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, BTreeMap<(u32, u8, u32), BaseTimes>> {
         // A poisoned cache only means another thread panicked mid-insert;
         // the map itself is still valid.
         self.cache.lock().unwrap_or_else(|e| e.into_inner())
@@ -160,11 +195,8 @@ fn block_model(job: &Workload, layers: u64, k: u32) -> Result<ModelConfig> {
     m.kv_heads = u64::from((job.kv_heads / k).max(1));
     m.ffn_hidden = u64::from(job.ffn / k);
     m.layers = layers;
-    m.max_positions = u64::from(job.seq).max(m.max_positions);
+    m.max_positions = u64::from(job.seq);
     m.tie_embeddings = job.tied_embedding;
-    if m.family == Family::Bert {
-        m.max_positions = u64::from(job.seq);
-    }
     m.validate()?;
     Ok(m)
 }
@@ -202,11 +234,11 @@ fn seconds(arch: &Arch, model: &ModelConfig, setup: &TrainingSetup, stage: Stage
     Ok(report.seconds)
 }
 
-fn time_blocks(arch: &Arch, job: &Workload) -> Result<BaseTimes> {
+fn time_blocks(arch: &Arch, job: &Workload, sequences: u32) -> Result<BaseTimes> {
     let k = slice_factor(job);
     let one = block_model(job, 1, k)?;
     let two = block_model(job, 2, k)?;
-    let mut setup = TrainingSetup::new(1, u64::from(job.seq));
+    let mut setup = TrainingSetup::new(u64::from(sequences), u64::from(job.seq));
     setup.precision = precision_of(job.precision);
     let f1 = seconds(arch, &one, &setup, Stage::Forward)?;
     let b1 = seconds(arch, &one, &setup, Stage::Backward)?;
@@ -255,8 +287,8 @@ impl LayerTimer for TesseraTimer {
     }
 
     fn layer(&self, job: &Workload, split: Split) -> Result<[Seconds; 3], ModelError> {
-        let b = self.base(job)?;
-        let scale = self.scale(job, split);
+        let (n, scale) = self.shape(job, split);
+        let b = self.base(job, n)?;
         let fwd = b.block_fwd * scale;
         let rec = match job.recompute {
             Recompute::None => 0.0,
@@ -267,12 +299,13 @@ impl LayerTimer for TesseraTimer {
     }
 
     fn head(&self, job: &Workload, split: Split) -> Result<Seconds, ModelError> {
-        let b = self.base(job)?;
-        Ok(Seconds(b.head * self.scale(job, split)))
+        let (n, scale) = self.shape(job, split);
+        let b = self.base(job, n)?;
+        Ok(Seconds(b.head * scale))
     }
 
     fn optimizer(&self, job: &Workload, params: f64) -> Result<Seconds, ModelError> {
-        let b = self.base(job)?;
+        let b = self.base(job, 1)?;
         Ok(Seconds(b.optimizer_per_param * params))
     }
 }
