@@ -10,6 +10,15 @@
 //! (and unfused with unfused); the GPU runs framework (unfused) elementwise
 //! kernels, as Tessera does today. MFU on both sides uses PaLM's model FLOPs
 //! over each device's dense peak at that precision.
+//!
+//! On `N` devices ([`compare_scaled`]) both sides run the scale-out model
+//! (`tessera_sim::scaleout`): the GPU with its device model as layer timer,
+//! Tessera with [`crate::tessera_timer::TesseraTimer`] (compiler plus timing
+//! simulator), each on its default topology; data parallel over `N` with
+//! the job's micro-batch by default, or each side's fastest fitting plan
+//! ([`PlanChoice::Search`]). Energy on `N` devices is `N x step x` the
+//! average power of the one-device step (idle time in communication is
+//! charged at that power: an upper bound).
 
 use anyhow::{Context, Result};
 use serde_json::{json, Value};
@@ -17,9 +26,15 @@ use tessera_compiler::model::{Family, ModelConfig};
 use tessera_compiler::setup::{Precision, TrainingSetup};
 use tessera_isa::Arch;
 use tessera_sim::gpu::model::{GpuModel, StepLayout};
-use tessera_sim::workload::{self, AttentionKernel, Masking, Mlp, Workload};
+use tessera_sim::scaleout::collective::AllReduceAlgo;
+use tessera_sim::scaleout::search::{search, SearchSpace};
+use tessera_sim::scaleout::{
+    estimate, Estimate, GradSync, LayerTimer, Offload, Plan, Schedule, Topology, Zero,
+};
+use tessera_sim::workload::{self, AttentionKernel, Masking, Mlp, Recompute, Workload};
 
 use crate::step_sim::{simulate_step, StepFigures};
+use crate::tessera_timer::{default_topology, gpu_with_links, TesseraTimer};
 
 /// Figures of one device on the job.
 #[derive(Debug, Clone, PartialEq)]
@@ -173,4 +188,131 @@ pub fn to_table(t: &DeviceFigures, g: &DeviceFigures) -> String {
         s += &format!("{name:<18} {a:>16.4} {b:>16.4} {:>9.2}x\n", a / b);
     }
     s
+}
+
+/// How the plan on `N` devices is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlanChoice {
+    /// Data parallel over all devices, the job's micro-batch, gradients
+    /// reduced in buckets overlapped with the backward pass.
+    DataParallel,
+    /// Each side's fastest fitting plan (`tessera scale --search`).
+    Search,
+}
+
+/// Both sides on `devices` devices.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScaledComparison {
+    /// Devices per side.
+    pub devices: u32,
+    /// Tessera over all devices (energy summed over them).
+    pub tessera: DeviceFigures,
+    /// The GPU over all devices.
+    pub gpu: DeviceFigures,
+    /// Tessera's plan.
+    pub tessera_plan: String,
+    /// The GPU's plan.
+    pub gpu_plan: String,
+}
+
+fn data_parallel(devices: u32, micro_batch: u32) -> Plan {
+    Plan {
+        tp: 1,
+        pp: 1,
+        dp: devices,
+        micro_batch,
+        schedule: Schedule::OneFOneB,
+        zero: Zero::None,
+        sequence_parallel: false,
+        recompute: Recompute::None,
+        offload: Offload::None,
+        all_reduce: AllReduceAlgo::Ring,
+        grad_sync: GradSync::Overlapped,
+    }
+}
+
+fn plan_on(
+    timer: &dyn LayerTimer,
+    topo: &Topology,
+    job: &Workload,
+    devices: u32,
+    global_batch: u32,
+    choice: PlanChoice,
+) -> Result<Estimate> {
+    Ok(match choice {
+        PlanChoice::DataParallel => estimate(
+            timer,
+            topo,
+            job,
+            &data_parallel(devices, job.micro_batch),
+            devices,
+            global_batch,
+        )?,
+        PlanChoice::Search => search(
+            timer,
+            topo,
+            job,
+            devices,
+            global_batch,
+            &SearchSpace::default(),
+        )?
+        .swap_remove(0),
+    })
+}
+
+/// The job of `setup` on each of `devices` devices (global batch
+/// `devices x batch x grad_accumulation`), both sides through the
+/// scale-out model; figures from the one-device comparison give the power.
+///
+/// # Errors
+/// As [`compare`], or no plan fits.
+pub fn compare_scaled(
+    model: &ModelConfig,
+    setup: &TrainingSetup,
+    arch: &Arch,
+    gpu: &str,
+    devices: u32,
+    choice: PlanChoice,
+) -> Result<ScaledComparison> {
+    let (one, t1, g1) = compare(model, setup, arch, gpu)?;
+    let job = gpu_workload(model, setup)?;
+    let accum = u32::try_from(setup.grad_accumulation).context("--grad-accumulation")?;
+    let global = job
+        .micro_batch
+        .checked_mul(accum)
+        .and_then(|b| b.checked_mul(devices))
+        .context("--devices x --batch x --grad-accumulation overflows")?;
+    let model_flops = one.model_flops * f64::from(devices);
+    let (gpu_model, link, inter) = gpu_with_links(gpu)?;
+    let gpu_peak = gpu_model
+        .spec
+        .peak_flops(job.precision)
+        .with_context(|| format!("`{gpu}` has no {:?} peak", job.precision))?;
+    let gpu_est = plan_on(
+        &gpu_model,
+        &Topology::dgx(link, inter),
+        &job,
+        devices,
+        global,
+        choice,
+    )
+    .with_context(|| format!("{gpu} on {devices} devices"))?;
+    let timer = TesseraTimer::new(arch.clone());
+    let t_est = plan_on(&timer, &default_topology(), &job, devices, global, choice)
+        .with_context(|| format!("{} on {devices} devices", t1.device))?;
+    let n = f64::from(devices);
+    let side = |base: &DeviceFigures, e: &Estimate, peak: f64| DeviceFigures {
+        device: format!("{devices} x {}", base.device),
+        step_seconds: e.step.0,
+        tokens_per_second: e.tokens_per_s,
+        mfu: model_flops / (e.step.0 * n * peak),
+        energy_joules: n * e.step.0 * base.energy_joules / base.step_seconds,
+    };
+    Ok(ScaledComparison {
+        devices,
+        tessera: side(&t1, &t_est, arch.peak_flops()),
+        gpu: side(&g1, &gpu_est, gpu_peak),
+        tessera_plan: t_est.plan,
+        gpu_plan: gpu_est.plan,
+    })
 }

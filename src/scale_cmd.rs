@@ -6,15 +6,16 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tessera_sim::gpu::GpuModel;
+use tessera::tessera_timer::{gpu_with_links, TesseraTimer, DEFAULT_INTER_GBPS, DEFAULT_LINK_GBPS};
 use tessera_sim::scaleout::collective::AllReduceAlgo;
 use tessera_sim::scaleout::search::{search, SearchSpace};
 use tessera_sim::scaleout::{
-    estimate, Estimate, Fabric, GradSync, Offload, Plan, Schedule, Topology, Zero,
+    estimate, Estimate, Fabric, GradSync, LayerTimer, Offload, Plan, Schedule, Topology, Zero,
 };
 use tessera_sim::workload::{self, AttentionKernel, Precision, Recompute};
 
 use crate::files::{print, write_atomic};
+use crate::hw;
 
 /// Options of `tessera scale`.
 #[derive(Debug, clap::Args)]
@@ -78,11 +79,12 @@ pub struct ScaleArgs {
     #[arg(long, default_value = "switched")]
     pub topology: String,
     /// Link (ring/torus) or intra-node per-device bandwidth, GB/s per direction
-    /// (default: the GPU's NVLink).
+    /// (default: the GPU's NVLink; 100 for Tessera chips, whose hardware
+    /// description has no link fields).
     #[arg(long)]
     pub link_gbps: Option<f64>,
     /// Inter-node bandwidth per device, GB/s (switched; default by GPU
-    /// generation: 12.5 V100, 25 A100, 50 H100/H200).
+    /// generation: 12.5 V100, 25 A100, 50 H100/H200; 25 for Tessera chips).
     #[arg(long)]
     pub inter_gbps: Option<f64>,
     /// Devices per node (switched).
@@ -125,13 +127,25 @@ fn schedule_of(s: &str) -> Result<Schedule> {
     }
 }
 
-fn topology(args: &ScaleArgs, gpu: &GpuModel) -> Result<Topology> {
-    let inter = args.inter_gbps.unwrap_or(match gpu.spec.family.as_str() {
-        "v100" => 12.5,
-        "a100" => 25.0,
-        _ => 50.0,
-    });
-    let mut t = Topology::dgx(args.link_gbps.unwrap_or(gpu.spec.nvlink_gbps), inter);
+/// The device of `--device`: a GPU model or a Tessera chip, with its default
+/// (intra-node link, inter-node) bandwidths in GB/s.
+pub fn device_timer(device: &str) -> Result<(Box<dyn LayerTimer>, f64, f64)> {
+    if let Some(preset) = device.strip_prefix("tessera-") {
+        let arch = hw::load(preset).context("--device")?;
+        // The hardware description has no link fields: documented defaults.
+        return Ok((
+            Box::new(TesseraTimer::new(arch)),
+            DEFAULT_LINK_GBPS,
+            DEFAULT_INTER_GBPS,
+        ));
+    }
+    let (gpu, link, inter) = gpu_with_links(device).context("--device")?;
+    Ok((Box::new(gpu), link, inter))
+}
+
+fn topology(args: &ScaleArgs, link: f64, inter: f64) -> Result<Topology> {
+    let inter = args.inter_gbps.unwrap_or(inter);
+    let mut t = Topology::dgx(args.link_gbps.unwrap_or(link), inter);
     t.fabric = match args.topology.as_str() {
         "switched" => Fabric::Switched {
             node_size: args.node_size,
@@ -194,12 +208,8 @@ fn describe(e: &Estimate, out: &mut String) {
 
 /// Runs `tessera scale`.
 pub fn run(args: &ScaleArgs) -> Result<()> {
-    if let Some(preset) = args.device.strip_prefix("tessera-") {
-        bail!(
-            "--device tessera-{preset}: Tessera devices need the compiler, which `tessera scale` does not use yet; give a GPU (v100, a100-40gb, a100-80gb, h100, h200)"
-        );
-    }
-    let gpu = GpuModel::builtin(&args.device).context("--device")?;
+    let (timer, link, inter) = device_timer(&args.device)?;
+    let timer = timer.as_ref();
     let mut job = workload::preset(&args.model).context("--model")?;
     if let Some(s) = args.seq {
         job.seq = s;
@@ -213,7 +223,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
     if args.devices == 0 || args.batch == 0 {
         bail!("--devices and --batch must be at least 1");
     }
-    let topo = topology(args, &gpu)?;
+    let topo = topology(args, link, inter)?;
     let recompute = args.recompute.as_deref().map(recompute_of).transpose()?;
     let mut text = format!(
         "{} ({:.1} B parameters), global batch {} x {} tokens, on {} x {}\n",
@@ -222,7 +232,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
         args.batch,
         job.seq,
         args.devices,
-        gpu.spec.name
+        timer.name()
     );
     let json = if args.search {
         let space = SearchSpace {
@@ -232,7 +242,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
             micro_batch: args.micro_batch,
             recompute,
         };
-        let found = search(&gpu, &topo, &job, args.devices, args.batch, &space)?;
+        let found = search(timer, &topo, &job, args.devices, args.batch, &space)?;
         let _ = writeln!(text, "searched; {} plans fit. fastest:", found.len());
         describe(&found[0], &mut text);
         let _ = writeln!(text, "alternatives:");
@@ -281,7 +291,7 @@ pub fn run(args: &ScaleArgs) -> Result<()> {
                 GradSync::Overlapped
             },
         };
-        let e = estimate(&gpu, &topo, &job, &plan, args.devices, args.batch)?;
+        let e = estimate(timer, &topo, &job, &plan, args.devices, args.batch)?;
         describe(&e, &mut text);
         serde_json::json!({"best": e})
     };

@@ -958,6 +958,61 @@ fn simulate_reports_the_documented_figures() {
 }
 
 #[test]
+fn compare_on_n_devices_runs_both_sides_through_the_scale_out_model() {
+    let dir = TempDir::new("compare-n");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let config = root.join("examples/models/gpt2-tiny.json");
+    let base = [
+        "compare",
+        "--model",
+        config.to_str().unwrap(),
+        "--batch",
+        "2",
+        "--seq",
+        "32",
+        "--hw",
+        "fpga-8x8",
+        "--gpu",
+        "a100-80gb",
+    ];
+    let one_text = ok(tessera(
+        &[&base[..], &["--json", "one.json"]].concat(),
+        &dir.0,
+    ));
+    let text = ok(tessera(
+        &[&base[..], &["--devices", "4", "--json", "four.json"]].concat(),
+        &dir.0,
+    ));
+    assert!(
+        text.contains("4 x tessera-fpga-8x8") && text.contains("4 x a100-80gb"),
+        "{one_text}\n{text}"
+    );
+    let read = |name: &str| -> serde_json::Value {
+        serde_json::from_str(&fs::read_to_string(dir.path(name)).unwrap()).unwrap()
+    };
+    let (one, four) = (read("one.json"), read("four.json"));
+    assert_eq!(four["devices"], 4);
+    for side in ["tessera", "gpu"] {
+        let plan = four["plans"][side].as_str().unwrap();
+        assert!(plan.contains("tp=1 pp=1 dp=4"), "{plan}");
+        // Data parallel over 4: at most 4x one device, and communication
+        // costs less than half of it on this small job.
+        let ratio = four[side]["tokens_per_second"].as_f64().unwrap()
+            / one[side]["tokens_per_second"].as_f64().unwrap();
+        assert!(ratio > 2.0 && ratio <= 4.0 * 1.1, "{side}: {ratio}");
+    }
+    let searched = ok(tessera(
+        &[&base[..], &["--devices", "4", "--search"]].concat(),
+        &dir.0,
+    ));
+    assert!(searched.contains("tessera plan: tp="), "{searched}");
+    fails(
+        tessera(&[&base[..], &["--devices", "0"]].concat(), &dir.0),
+        "--devices must be at least 1",
+    );
+}
+
+#[test]
 fn compare_puts_tessera_beside_a_gpu() {
     let dir = TempDir::new("compare");
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

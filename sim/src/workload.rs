@@ -429,14 +429,21 @@ impl Workload {
         let ab = self.precision.activation_bytes();
         match self.attention {
             AttentionKernel::Unfused => {
-                // scores = Q K^T, probs = softmax(scale, mask, dropout), out = P V;
-                // softmax/mask/dropout read and write the [s, skv] scores.
-                // Fused scale-mask-softmax (Megatron) leaves 3 passes.
-                let passes = match self.fusion {
-                    Fusion::Framework => 5.0,
-                    Fusion::Fused => 3.0,
+                // scores = Q K^T, probs = softmax(scale, mask, dropout), out = P V.
+                // Bytes per score element: a framework runs scale, mask,
+                // softmax and dropout as separate kernels, each reading and
+                // writing the scores; autocast runs softmax in fp32 (4-byte
+                // output, dropout on fp32 plus a 1-byte mask, a cast back):
+                // 16-bit 2+2 + 2+2 + 2+4 + 4+4+1 + 4+2 = 29, fp32 33.
+                // Fused scale-mask-softmax (Megatron): 3 passes over the
+                // scores, as before this accounting (validated on the
+                // Megatron layer times, docs/scaleout.md).
+                let per_element = match (self.fusion, ab < 4.0) {
+                    (Fusion::Framework, true) => 29.0,
+                    (Fusion::Framework, false) => 33.0,
+                    (Fusion::Fused, _) => 3.0 * ab,
                 };
-                let score_bytes = batch_heads * s * skv * ab * passes;
+                let score_bytes = batch_heads * s * skv * per_element;
                 vec![
                     (
                         "scores",

@@ -22,7 +22,8 @@ pub const GROUPS: [&str; 4] = [
 
 /// Defaults used where the source gives no value.
 pub const ASSUMPTIONS: &[&str] = &[
-    "micro-batch not given: 16k tokens per micro-batch for GPT runs (FlashAttention tables), 64 sequences at seq 128 and 16 at seq 512 for BERT",
+    "micro-batch not given: 16k tokens per micro-batch for GPT runs (FlashAttention tables); NVIDIA DLE BERT: the README's A100 batches (128 fp32/tf32, 256 mixed at seq 128; 16 / 32 at seq 512) on every GPU, accumulated to 8192 (seq 128) / 4096 (seq 512) sequences per GPU and step",
+    "NVIDIA DLE BERT (21.11 and later) loads data with LDDL sequence binning (bin size 64, scripts/run_pretraining_lddl): a batch is padded only to its bin's bound, so the computed sequence is shorter than the nominal one; mean binned length 124 of 128 (10% short sequences, BERT's short_seq_prob) and 288 of 512 (Wikipedia at 512 is about half padding, Krell et al. 2021, plus half a bin); the model runs that length and the measured sequences/s are compared at it",
     "heads not given: head width 128",
     "vocabulary: MPT 50368, GPT-2/GPT-3 50257 (llm.c 50304), BERT 15% of 30522 (the masked-LM head sees only masked positions), Transformer-XL 20000 (the head cluster of its adaptive softmax)",
     "Transformer-XL rows are predicted and listed but not fitted nor counted overall: relative-position attention and adaptive softmax are not in the workload description",
@@ -121,6 +122,37 @@ fn attention_of(implementation: &str, model: &str) -> AttentionKernel {
     }
 }
 
+/// NVIDIA DLE BERT micro-batch per GPU (README, A100 rows; the V100 rows
+/// give none and are assumed the same).
+fn bert_micro_batch(seq: u32, p: Precision) -> u32 {
+    let half = matches!(p, Precision::Mixed16 | Precision::Fp8);
+    match (seq <= 128, half) {
+        (true, false) => 128,
+        (true, true) => 256,
+        (false, false) => 16,
+        (false, true) => 32,
+    }
+}
+
+/// NVIDIA DLE BERT sequences per GPU per optimizer step (LAMB).
+fn bert_sequences_per_step(seq: u32) -> u32 {
+    if seq <= 128 {
+        8192
+    } else {
+        4096
+    }
+}
+
+/// Mean padded length of a batch under LDDL binning (bin size 64), see
+/// [`ASSUMPTIONS`]: 124 of 128, 288 of 512; other lengths unchanged.
+fn binned_len(seq: u32) -> u32 {
+    match seq {
+        128 => 124,
+        512 => 288,
+        s => s,
+    }
+}
+
 fn field_u32(t: &Table, r: usize, c: &str) -> Result<Option<u32>, ModelError> {
     let s = t.get(r, c)?;
     Ok(s.parse::<u32>().ok())
@@ -188,15 +220,11 @@ fn point(t: &Table, r: usize, group: &str) -> Result<Result<CalPoint, String>, M
     } else {
         50257
     };
+    let precision = precision_of(t.get(r, "precision")?, device);
+    let dle_bert = bert && t.get(r, "implementation")?.contains("NVIDIA DLE");
     let micro = match field_u32(t, r, "micro_batch")? {
         Some(m) => m,
-        None if bert => {
-            if seq <= 128 {
-                64
-            } else {
-                16
-            }
-        }
+        None if bert => bert_micro_batch(seq, precision),
         None => (16384 / seq).max(1),
     };
     let other = t.get(r, "other_parallel")?;
@@ -207,7 +235,14 @@ fn point(t: &Table, r: usize, group: &str) -> Result<Result<CalPoint, String>, M
                 .strip_prefix("grad_accum ")
                 .and_then(|v| v.parse().ok())
         })
-        .unwrap_or(1);
+        .unwrap_or(if bert {
+            bert_sequences_per_step(seq) / micro
+        } else {
+            1
+        });
+    // The nominal length counts throughput; the binned length is computed.
+    let nominal_seq = seq;
+    let seq = if dle_bert { binned_len(seq) } else { seq };
     let sharded = other.contains("FSDP") || other.contains("ZeRO");
     let recompute = if other.contains("activation_checkpointing True") {
         Recompute::Full
@@ -233,7 +268,7 @@ fn point(t: &Table, r: usize, group: &str) -> Result<Result<CalPoint, String>, M
         } else {
             Masking::Causal
         },
-        precision: precision_of(t.get(r, "precision")?, device),
+        precision,
         attention: attention_of(implementation, model),
         recompute,
         fusion: if implementation.contains("llm.c") || implementation.contains("fused MLP") {
@@ -252,6 +287,8 @@ fn point(t: &Table, r: usize, group: &str) -> Result<Result<CalPoint, String>, M
     let nf = f64::from(n);
     let tokens_per_s = match metric {
         "throughput_tokens_per_s_total" => value / nf,
+        // Sequences/s at the computed (binned) length: the model's
+        // tokens/s over that length is the same sequence rate.
         "throughput_sequences_per_s" => value * f64::from(seq) / nf,
         "step_time" | "iteration_time" => {
             let Some(global) = field_u32(t, r, "global_batch_seqs")? else {
@@ -261,6 +298,7 @@ fn point(t: &Table, r: usize, group: &str) -> Result<Result<CalPoint, String>, M
             f64::from(global) * f64::from(seq) / (value * ms) / nf
         }
         "training_tflops_per_gpu" => {
+            let seq = nominal_seq;
             // FlashAttention-2 convention: 6 * params + 12 * layers * hidden * seq per token.
             let per_token =
                 6.0 * job.params() + 12.0 * f64::from(layers) * f64::from(hidden) * f64::from(seq);
