@@ -51,7 +51,8 @@ pub struct ModelArgs {
     /// before one optimizer step.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub grad_accumulation: u64,
-    /// Turn a fusion pass off (repeatable): attention, optimizer, norm, cross_entropy.
+    /// Turn a fusion pass off (repeatable): attention, optimizer, norm,
+    /// cross_entropy, epilogue.
     #[arg(long = "no-fuse", value_name = "PASS")]
     pub no_fuse: Vec<String>,
 }

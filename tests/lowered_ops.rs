@@ -677,3 +677,167 @@ fn fp8_scaled_products_match_the_interpreter() {
         run_graph(&g, &arch, &feeds, 1e-5, "fp8 product");
     }
 }
+
+/// Fused matmul epilogues (one GEMM kernel per batch element, the chain
+/// applied to each output tile) against the interpreter: with and without
+/// a `pre` sibling (written by the same kernel), every optional part,
+/// transposed operands, shapes with tails, and products short enough in m
+/// to run transposed (the bias then broadcasts down columns).
+#[test]
+fn matmul_epilogues_match_the_interpreter() {
+    use tessera_compiler::ir::{Epilogue, EpiloguePart};
+    let mut rng = Rng(7);
+    let bf16 = |s: &[u64]| TensorType::new(s, DType::Bf16);
+    // (arch, batch, m, k, n, tb, bias, act, residual, out, with pre)
+    let cases = [
+        (
+            "fpga-8x8",
+            2,
+            13,
+            10,
+            19,
+            false,
+            true,
+            Some(Unary::GeluTanh),
+            true,
+            DType::Bf16,
+            true,
+        ),
+        (
+            "fpga-8x8",
+            1,
+            9,
+            16,
+            12,
+            true,
+            true,
+            Some(Unary::GeluErf),
+            false,
+            DType::Fp32,
+            true,
+        ),
+        (
+            "fpga-8x8",
+            2,
+            11,
+            8,
+            9,
+            false,
+            true,
+            None,
+            true,
+            DType::Fp32,
+            false,
+        ),
+        (
+            "fpga-8x8",
+            1,
+            3,
+            12,
+            40,
+            false,
+            true,
+            Some(Unary::GeluTanh),
+            false,
+            DType::Bf16,
+            true,
+        ),
+        (
+            "fpga-8x8",
+            1,
+            10,
+            9,
+            7,
+            true,
+            false,
+            Some(Unary::GeluTanh),
+            true,
+            DType::Fp32,
+            true,
+        ),
+        (
+            "fpga-8x8",
+            1,
+            12,
+            8,
+            10,
+            false,
+            false,
+            None,
+            false,
+            DType::Bf16,
+            false,
+        ),
+        (
+            "fpga-8x8",
+            1,
+            12,
+            8,
+            10,
+            false,
+            true,
+            Some(Unary::GeluErf),
+            false,
+            DType::Fp32,
+            false,
+        ),
+        (
+            "default",
+            1,
+            64,
+            256,
+            300,
+            false,
+            true,
+            Some(Unary::GeluTanh),
+            true,
+            DType::Bf16,
+            true,
+        ),
+    ];
+    for (arch, batch, m, k, n, tb, bias, act, residual, out, with_pre) in cases {
+        let arch = Arch::preset(arch).unwrap();
+        let e = Epilogue {
+            ta: false,
+            tb,
+            bias,
+            act,
+            residual,
+            out,
+            part: EpiloguePart::Out,
+        };
+        let mut g = Graph::new("epilogue");
+        let mut feeds = HashMap::new();
+        let mut param = |g: &mut Graph, name: &str, ty: TensorType| {
+            let data = (0..ty.elements()).map(|_| rng.next() * 2.0).collect();
+            feeds.insert(name.to_string(), Tensor::new(&ty.shape, data));
+            g.push(
+                Op::Param {
+                    name: name.into(),
+                    ty,
+                },
+                &[],
+            )
+            .unwrap()
+        };
+        let a = param(&mut g, "a", bf16(&[batch, m, k]));
+        let ws = if tb { [n, k] } else { [k, n] };
+        let w = param(&mut g, "w", bf16(&ws));
+        let mut operands = vec![a, w];
+        if bias {
+            operands.push(param(&mut g, "bias", fp32(&[n])));
+        }
+        let pre_operands = operands.clone();
+        if residual {
+            operands.push(param(&mut g, "res", fp32(&[batch, m, n])));
+        }
+        g.push(Op::MatMulEpilogue(e), &operands).unwrap();
+        if with_pre {
+            let pre = Op::MatMulEpilogue(e.with_part(EpiloguePart::Pre));
+            g.push(pre, &pre_operands).unwrap();
+        }
+        let what = format!("{m}x{k}x{n} tb={tb} {e:?} pre={with_pre}");
+        let tol = if out == DType::Fp32 { 1e-4 } else { 1e-2 };
+        run_graph(&g, &arch, &feeds, tol, &what);
+    }
+}

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use tessera_isa::DType;
 
 use crate::error::IrError;
-use crate::ir::{AttentionPart, Graph, Op, TensorType, Unary, ValueId};
+use crate::ir::{AttentionPart, Epilogue, EpiloguePart, Graph, Op, TensorType, Unary, ValueId};
 
 /// Parameter gradients, in parameter order.
 #[derive(Debug)]
@@ -249,6 +249,9 @@ fn rule(
             out.push((x[0], g.push(Op::Reshape { shape: s }, &[dy])?));
         }
         Op::MatMul { ta, tb, .. } => matmul_rule(g, x, *ta, *tb, dy, &mut out)?,
+        Op::MatMulEpilogue(e) if e.part == EpiloguePart::Out => {
+            epilogue_rule(g, e, x, dy, &mut out)?
+        }
         Op::SumAll => {
             let ones = g.push(
                 Op::Const {
@@ -371,6 +374,7 @@ fn rule(
         Op::SumTo { .. }
         | Op::Max
         | Op::Min
+        | Op::MatMulEpilogue(_)
         | Op::AllFinite
         | Op::LogSoftmaxGrad
         | Op::NllGrad { .. }
@@ -395,6 +399,49 @@ fn no_rule(g: &Graph, y: ValueId, why: &str) -> IrError {
         op: g.nodes[y.0].op.name().into(),
         rule: format!("on the loss path, {why}"),
     }
+}
+
+/// Gradients of a fused epilogue, exactly the rules of the unfused chain
+/// (cast, residual add, GELU, bias add, product) in reverse. The GELU's
+/// derivative reads the pre-activation from the op's `pre` part (written
+/// by the forward kernel) instead of recomputing the product.
+fn epilogue_rule(
+    g: &mut Graph,
+    e: &Epilogue,
+    x: &[ValueId],
+    dy: ValueId,
+    out: &mut Vec<(ValueId, ValueId)>,
+) -> Result<(), IrError> {
+    let d_sum = if g.ty(dy).dtype == DType::Fp32 {
+        dy
+    } else {
+        g.push(Op::Cast { to: DType::Fp32 }, &[dy])?
+    };
+    let bias_at = 2;
+    let res_at = 2 + usize::from(e.bias);
+    if e.residual {
+        out.push((x[res_at], d_sum));
+    }
+    let d_pre = match e.act {
+        Some(u) => {
+            let gradf = match u {
+                Unary::GeluErf => Unary::GeluErfGrad,
+                _ => Unary::GeluTanhGrad,
+            };
+            let pre = g.push(
+                Op::MatMulEpilogue(e.with_part(EpiloguePart::Pre)),
+                &x[..res_at],
+            )?;
+            let dfx = g.push(Op::Unary(gradf), &[pre])?;
+            g.push(Op::Mul, &[d_sum, dfx])?
+        }
+        None => d_sum,
+    };
+    if e.bias {
+        let n = g.ty(x[bias_at]).shape.clone();
+        out.push((x[bias_at], g.push(Op::SumTo { shape: n }, &[d_pre])?));
+    }
+    matmul_rule(g, &x[..2], e.ta, e.tb, d_pre, out)
 }
 
 /// Gradients of `C = op_a(A) op_b(B)`; a 2-D `B` shared by a batched `A`

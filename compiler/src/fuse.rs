@@ -6,6 +6,14 @@
 //!   (FlashAttention-style: the S x S scores never reach HBM). Grouped kv
 //!   heads are passed as they are, without `repeat_kv`.
 //!
+//! - **Epilogue**: `matmul -> [+ bias row] -> [gelu] -> [+ residual] ->
+//!   [cast]` (at least one of the four, each intermediate read by nothing
+//!   else) becomes one `matmul_epilogue` op, lowered to one GEMM kernel
+//!   whose output path applies the chain to each tile (see
+//!   [`crate::ir::epilogue`]). Only products of array-native operands
+//!   (bf16, fp16) with an fp32 result are fused: fp32 operands run as
+//!   three products, which the fused kernel does not split.
+//!
 //! - **Optimizer**: AdamW's update is emitted as fused `adamw` ops (see
 //!   [`crate::optim`]) rather than elementwise graph code.
 //!
@@ -28,7 +36,9 @@
 use std::collections::HashMap;
 
 use crate::error::IrError;
-use crate::ir::{Graph, Mask, Node, Op, Unary, ValueId};
+use tessera_isa::DType;
+
+use crate::ir::{Epilogue, EpiloguePart, Graph, Mask, Node, Op, Unary, ValueId};
 
 /// Which fusions run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -42,6 +52,8 @@ pub struct Fusion {
     pub norm: bool,
     /// Log-softmax plus negative log-likelihood as one `cross_entropy` op.
     pub cross_entropy: bool,
+    /// Matmul epilogues (bias, GELU, residual add, cast) on the GEMM's output tiles.
+    pub epilogue: bool,
 }
 
 impl Fusion {
@@ -51,6 +63,7 @@ impl Fusion {
         optimizer: true,
         norm: true,
         cross_entropy: true,
+        epilogue: true,
     };
     /// Every fusion off.
     pub const NONE: Fusion = Fusion {
@@ -58,10 +71,17 @@ impl Fusion {
         optimizer: false,
         norm: false,
         cross_entropy: false,
+        epilogue: false,
     };
 
     /// Names accepted by [`Fusion::disable`].
-    pub const NAMES: [&'static str; 4] = ["attention", "optimizer", "norm", "cross_entropy"];
+    pub const NAMES: [&'static str; 5] = [
+        "attention",
+        "optimizer",
+        "norm",
+        "cross_entropy",
+        "epilogue",
+    ];
 
     /// Whether the pass of that name is on.
     pub fn enabled(&self, name: &str) -> bool {
@@ -70,6 +90,7 @@ impl Fusion {
             "optimizer" => self.optimizer,
             "norm" => self.norm,
             "cross_entropy" => self.cross_entropy,
+            "epilogue" => self.epilogue,
             _ => false,
         }
     }
@@ -84,6 +105,7 @@ impl Fusion {
             "optimizer" => self.optimizer = false,
             "norm" => self.norm = false,
             "cross_entropy" => self.cross_entropy = false,
+            "epilogue" => self.epilogue = false,
             other => {
                 return Err(format!(
                     "unknown fusion `{other}` (known: {})",
@@ -200,6 +222,9 @@ pub fn fuse(g: &Graph, fusion: Fusion) -> Result<Graph, IrError> {
     }
     if fusion.cross_entropy {
         g = fuse_cross_entropy(&g)?;
+    }
+    if fusion.epilogue {
+        g = fuse_epilogues(&g)?;
     }
     Ok(g)
 }
@@ -437,4 +462,125 @@ pub fn dead_code(g: &Graph) -> Result<Graph, IrError> {
         }
     }
     Ok(out)
+}
+
+/// The users of every value, in node order.
+fn users(g: &Graph) -> Vec<Vec<usize>> {
+    let mut u = vec![Vec::new(); g.nodes.len()];
+    for (i, node) in g.nodes.iter().enumerate() {
+        for v in &node.inputs {
+            u[v.0].push(i);
+        }
+    }
+    u
+}
+
+/// The fusable epilogue chain starting at the product `mm`: the fused op,
+/// its operands and the chain's last node.
+fn match_epilogue(
+    g: &Graph,
+    users: &[Vec<usize>],
+    mm: usize,
+) -> Option<(Epilogue, Vec<ValueId>, usize)> {
+    let Op::MatMul {
+        ta,
+        tb,
+        out: DType::Fp32,
+    } = g.nodes[mm].op
+    else {
+        return None;
+    };
+    let x = &g.nodes[mm].inputs;
+    if g.ty(x[0]).dtype == DType::Fp32 || g.ty(x[1]).dtype == DType::Fp32 {
+        return None;
+    }
+    let mut e = Epilogue {
+        ta,
+        tb,
+        bias: false,
+        act: None,
+        residual: false,
+        out: DType::Fp32,
+        part: EpiloguePart::Out,
+    };
+    let mut operands = vec![x[0], x[1]];
+    let mut residual = None;
+    let mut cur = mm;
+    let shape = g.ty(ValueId(mm)).shape.clone();
+    let n = *shape.last()?;
+    // The single user of `cur`, if any.
+    let next = |cur: usize| match users[cur].as_slice() {
+        [u] => Some(*u),
+        _ => None,
+    };
+    let fp32 = |v: usize| g.ty(ValueId(v)).dtype == DType::Fp32;
+    // The other operand of a binary op `u` that reads `cur`.
+    let other = |u: usize, cur: usize| {
+        let i = &g.nodes[u].inputs;
+        match (i[0].0 == cur, i[1].0 == cur) {
+            (true, false) => Some((i[1], true)),
+            (false, true) => Some((i[0], false)),
+            _ => None,
+        }
+    };
+    if let Some(u) = next(cur) {
+        if let Some((b, true)) = (g.nodes[u].op == Op::Add).then(|| other(u, cur)).flatten() {
+            if g.ty(b).shape == [n] && fp32(u) {
+                e.bias = true;
+                operands.push(b);
+                cur = u;
+            }
+        }
+    }
+    if let Some(u) = next(cur) {
+        if let Op::Unary(f @ (Unary::GeluTanh | Unary::GeluErf)) = g.nodes[u].op {
+            e.act = Some(f);
+            cur = u;
+        }
+    }
+    if let Some(u) = next(cur) {
+        if let Some((r, _)) = (g.nodes[u].op == Op::Add).then(|| other(u, cur)).flatten() {
+            if g.ty(r).shape == shape && fp32(u) && fp32(r.0) {
+                e.residual = true;
+                residual = Some(r);
+                cur = u;
+            }
+        }
+    }
+    if let Some(u) = next(cur) {
+        if let Op::Cast { to } = g.nodes[u].op {
+            e.out = to;
+            cur = u;
+        }
+    }
+    operands.extend(residual);
+    (cur != mm).then_some((e, operands, cur))
+}
+
+/// Rewrites every fusable matmul epilogue chain into one `matmul_epilogue`
+/// (placed where the chain's last node was) and removes dead nodes.
+fn fuse_epilogues(g: &Graph) -> Result<Graph, IrError> {
+    let users = users(g);
+    let mut ends: HashMap<usize, (Epilogue, Vec<ValueId>)> = HashMap::new();
+    for mm in 0..g.nodes.len() {
+        if let Some((e, operands, end)) = match_epilogue(g, &users, mm) {
+            ends.insert(end, (e, operands));
+        }
+    }
+    let mut out = Graph::new(&g.name);
+    let mut map: Vec<ValueId> = Vec::with_capacity(g.nodes.len());
+    for (i, node) in g.nodes.iter().enumerate() {
+        let new = match ends.get(&i) {
+            Some((e, operands)) => {
+                let inputs: Vec<ValueId> = operands.iter().map(|v| map[v.0]).collect();
+                out.push(Op::MatMulEpilogue(*e), &inputs)?
+            }
+            None => {
+                let inputs: Vec<ValueId> = node.inputs.iter().map(|v| map[v.0]).collect();
+                out.push(node.op.clone(), &inputs)?
+            }
+        };
+        map.push(new);
+    }
+    dead_code(&out)
 }

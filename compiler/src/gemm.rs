@@ -63,6 +63,41 @@ pub struct GemmSpec {
     pub c_init: CInit,
 }
 
+/// The activation of a [`GemmEpilogue`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Activation {
+    /// GELU, tanh approximation (`v.un gelu.tanh`).
+    GeluTanh,
+    /// GELU, erf form (`v.un gelu.erf`).
+    GeluErf,
+}
+
+/// A vector in HBM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HbmVector {
+    /// Byte address of element 0 (elements are contiguous).
+    pub addr: u64,
+    /// Element type.
+    pub dtype: DType,
+}
+
+/// What the output path does to each finished block of C, in fp32 on the
+/// vector unit, before C (in its own type: the cast comes last) is stored:
+/// `C = residual + act(A B + bias)`. The bias slice and the residual block
+/// of a block are loaded into the scratchpad once per block; the
+/// pre-activation `A B + bias` is stored (fp32) from the accumulator when
+/// `pre` is given. Requires [`CInit::Zero`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct GemmEpilogue {
+    /// `n` elements added to every row of C.
+    pub bias: Option<HbmVector>,
+    pub act: Option<Activation>,
+    /// m x n, added after the activation.
+    pub residual: Option<HbmMatrix>,
+    /// m x n fp32: where the pre-activation goes.
+    pub pre: Option<HbmMatrix>,
+}
+
 /// Why a GEMM cannot be lowered for a hardware description.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum GemmError {
@@ -103,6 +138,8 @@ pub enum GemmError {
         arch: String,
         why: String,
     },
+    #[error("gemm `{name}`: {rule}")]
+    BadEpilogue { name: String, rule: String },
     #[error("gemm `{name}`: generated program is invalid (a compiler bug): {detail}")]
     Internal { name: String, detail: String },
 }
@@ -136,12 +173,27 @@ pub fn accumulator_type(t: DType) -> DType {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub fn gemm_kernel(arch: &Arch, spec: &GemmSpec) -> Result<Program, GemmError> {
-    let plan = plan(arch, spec)?;
+    gemm_epilogue_kernel(arch, spec, &GemmEpilogue::default())
+}
+
+/// [`gemm_kernel`] with an epilogue applied to each block of C on its way
+/// out (see [`GemmEpilogue`]); the intermediate values never reach HBM.
+/// An empty epilogue gives exactly [`gemm_kernel`]'s program.
+///
+/// # Errors
+/// As [`gemm_kernel`], and [`GemmError::BadEpilogue`] for an epilogue
+/// with C_old, a non-fp32 `pre`, or operands outside HBM.
+pub fn gemm_epilogue_kernel(
+    arch: &Arch,
+    spec: &GemmSpec,
+    epi: &GemmEpilogue,
+) -> Result<Program, GemmError> {
+    let plan = plan::plan_with(arch, spec, epi)?;
     let internal = |detail: String| GemmError::Internal {
         name: spec.name.clone(),
         detail,
     };
-    let program = emit::emit(arch, spec, &plan).map_err(internal)?;
+    let program = emit::emit(arch, spec, &plan, epi).map_err(internal)?;
     if let Err(errors) = program.validate() {
         return Err(GemmError::Internal {
             name: spec.name.clone(),
@@ -163,21 +215,53 @@ pub fn gemm_kernel_cached(
     spec: &GemmSpec,
     cache: &mut crate::lower::reloc::TemplateCache,
 ) -> Result<Program, crate::error::LowerError> {
+    gemm_epilogue_kernel_cached(arch, spec, &GemmEpilogue::default(), cache)
+}
+
+/// [`gemm_epilogue_kernel`] through a template cache, as [`gemm_kernel_cached`].
+///
+/// # Errors
+/// As [`gemm_epilogue_kernel`].
+pub fn gemm_epilogue_kernel_cached(
+    arch: &Arch,
+    spec: &GemmSpec,
+    epi: &GemmEpilogue,
+    cache: &mut crate::lower::reloc::TemplateCache,
+) -> Result<Program, crate::error::LowerError> {
     use crate::lower::reloc::placeholder;
     let lower_err = |e: GemmError| crate::error::LowerError::Kernel {
         kernel: spec.name.clone(),
         rule: e.to_string(),
     };
-    let plan = plan(arch, spec).map_err(lower_err)?;
+    let plan = plan::plan_with(arch, spec, epi).map_err(lower_err)?;
     let mut shape = spec.clone();
     (shape.a.addr, shape.b.addr, shape.c.addr) = (placeholder(0), placeholder(1), placeholder(2));
-    let key = format!("gemm {shape:?} {plan:?}");
-    cache.get(key, &[spec.a.addr, spec.b.addr, spec.c.addr], || {
+    let mut slots = vec![spec.a.addr, spec.b.addr, spec.c.addr];
+    let mut epi_shape = *epi;
+    let mut slot = |addr: &mut u64| {
+        slots.push(*addr);
+        *addr = placeholder(slots.len() - 1);
+    };
+    if let Some(b) = &mut epi_shape.bias {
+        slot(&mut b.addr);
+    }
+    if let Some(r) = &mut epi_shape.residual {
+        slot(&mut r.addr);
+    }
+    if let Some(p) = &mut epi_shape.pre {
+        slot(&mut p.addr);
+    }
+    let key = if *epi == GemmEpilogue::default() {
+        format!("gemm {shape:?} {plan:?}")
+    } else {
+        format!("gemm {shape:?} {plan:?} {epi_shape:?}")
+    };
+    cache.get(key, &slots, || {
         let internal = |detail: String| crate::error::LowerError::Kernel {
             kernel: spec.name.clone(),
             rule: format!("internal error: {detail}"),
         };
-        let program = emit::emit(arch, &shape, &plan).map_err(internal)?;
+        let program = emit::emit(arch, &shape, &plan, &epi_shape).map_err(internal)?;
         program
             .validate()
             .map_err(|errors| internal(errors[0].to_string()))?;

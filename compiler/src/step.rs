@@ -58,7 +58,13 @@ pub fn training_graph(
         crate::setup::Recompute::Full => {}
     }
     let fwd = build::forward(model, setup)?;
-    let single = crate::fuse::fuse(&fwd.graph, setup.fusion)?;
+    let mut fusion = setup.fusion;
+    if setup.precision == Precision::Fp8Mixed {
+        // The fp8 product is unscaled before its bias and activation,
+        // which the fused GEMM epilogue does not do: keep them apart.
+        fusion.epilogue = false;
+    }
+    let single = crate::fuse::fuse(&fwd.graph, fusion)?;
     let loss_of = |g: &Graph| {
         g.nodes
             .iter()

@@ -18,19 +18,26 @@
 //! | t5 | matrix -> vector/store | a block of C is complete in the accumulator |
 //! | t6 | vector -> store | C cast into a staging buffer |
 //! | t7 | store -> vector/load | C staging buffer (or accumulator block) stored |
+//! | t8 | vector -> store | epilogue: a block's pre-activation is ready |
+//! | t9 | store -> vector | epilogue: a block's pre-activation is stored |
+//!
+//! With an epilogue the vector unit works on each finished block in place
+//! in the accumulator (`+ bias` row or column, the pre-activation stored,
+//! GELU, `+ residual`) before the cast into the staging buffer; a block's
+//! bias slice and residual come through the C_old ring (t3/t4).
 //!
 //! Addresses are absolute: every operand is preceded by `addr.set` of its
 //! register and uses offset 0. The program is unrolled (no loops), so its
 //! length grows with the number of folds.
 
 use tessera_isa::field::{
-    Count, HbmAddr, LocalAddr, Reg, Region, SInt, Space, Tile, TokenSet, Transpose, UInt, VecUnOp,
-    WriteMode,
+    Count, HbmAddr, LocalAddr, Reg, Region, SInt, Space, Tile, TokenSet, Transpose, UInt, VecBinOp,
+    VecSrc, VecUnOp, WriteMode,
 };
 use tessera_isa::{Arch, DType, Instruction, Op, Program, Queue};
 
-use super::plan::{row_stride, swapped, GemmPlan, DMA_ROWS};
-use super::{accumulator_type, CInit, GemmSpec, Layout};
+use super::plan::{row_stride, swapped, swapped_epilogue, GemmPlan, DMA_ROWS};
+use super::{accumulator_type, Activation, CInit, GemmEpilogue, GemmSpec, HbmMatrix, Layout};
 
 const T_IN: u8 = 0;
 const T_SLOT: u8 = 1;
@@ -40,6 +47,8 @@ const T_OLD_FREE: u8 = 4;
 const T_DONE: u8 = 5;
 const T_OUT: u8 = 6;
 const T_FREE: u8 = 7;
+const T_PRE: u8 = 8;
+const T_PRE_STORED: u8 = 9;
 
 fn count<const B: u32>(v: u64, what: &str) -> Result<Count<B>, String> {
     Count::new(v).ok_or_else(|| format!("{what} = {v} does not fit its {B}-bit field"))
@@ -127,8 +136,8 @@ struct Emitter {
     queues: [Vec<Instruction>; 4],
     /// Last `(dma.hstride row, dma.lstride row)` per DMA queue (load, store).
     dma_strides: [Option<(u64, u64)>; 2],
-    /// Last `v.stride (d, a)`.
-    vstride: Option<(u64, u64)>,
+    /// Last `v.stride (d, a, b)`.
+    vstride: Option<(u64, u64, u64)>,
     /// Last `v.shape`.
     vshape: Option<(u64, u64)>,
 }
@@ -207,7 +216,6 @@ impl Emitter {
     }
 
     /// `v.un copy` of a rows x cols block (a cast between element types).
-    #[allow(clippy::too_many_arguments)]
     fn vcopy(
         &mut self,
         shape: (u64, u64),
@@ -216,6 +224,11 @@ impl Emitter {
         wait: TokenSet,
         signal: TokenSet,
     ) -> Result<(), String> {
+        self.vun(VecUnOp::Copy, shape, dst, src, wait, signal)
+    }
+
+    /// Sets `v.shape` and `v.stride` when they differ from the last.
+    fn vconfig(&mut self, shape: (u64, u64), strides: (u64, u64, u64)) -> Result<(), String> {
         let q = Queue::Vector;
         if self.vshape != Some(shape) {
             let (rows, cols) = (
@@ -225,22 +238,37 @@ impl Emitter {
             self.op(q, Op::VShape { rows, cols });
             self.vshape = Some(shape);
         }
-        if self.vstride != Some((dst.3, src.3)) {
+        if self.vstride != Some(strides) {
             self.op(
                 q,
                 Op::VStride {
-                    d: uint(dst.3, "v.stride d")?,
-                    a: uint(src.3, "v.stride a")?,
-                    b: uint(0, "v.stride b")?,
+                    d: uint(strides.0, "v.stride d")?,
+                    a: uint(strides.1, "v.stride a")?,
+                    b: uint(strides.2, "v.stride b")?,
                     m: uint(0, "v.stride m")?,
                 },
             );
-            self.vstride = Some((dst.3, src.3));
+            self.vstride = Some(strides);
         }
+        Ok(())
+    }
+
+    /// `v.un op` of a rows x cols block.
+    fn vun(
+        &mut self,
+        op: VecUnOp,
+        shape: (u64, u64),
+        dst: (Space, u64, DType, u64),
+        src: (Space, u64, DType, u64),
+        wait: TokenSet,
+        signal: TokenSet,
+    ) -> Result<(), String> {
+        let q = Queue::Vector;
+        self.vconfig(shape, (dst.3, src.3, 0))?;
         self.addr(q, 0, dst.1)?;
         self.addr(q, 1, src.1)?;
         let op = Op::VUn {
-            op: VecUnOp::Copy,
+            op,
             dst: Tile {
                 addr: local(dst.0, 0),
                 dtype: dst.2,
@@ -248,6 +276,43 @@ impl Emitter {
             a: Tile {
                 addr: local(src.0, 1),
                 dtype: src.2,
+            },
+        };
+        self.push(q, op, wait, signal);
+        Ok(())
+    }
+
+    /// `v.bin add` in place on an accumulator block: `acc += b`, where `b`
+    /// is a tile, or a row or column broadcast (`bcast`), in the scratchpad.
+    fn vadd_acc(
+        &mut self,
+        shape: (u64, u64),
+        acc: (u64, u64),
+        b: (u64, DType, u64),
+        bcast: Bcast,
+        wait: TokenSet,
+        signal: TokenSet,
+    ) -> Result<(), String> {
+        let q = Queue::Vector;
+        self.vconfig(shape, (acc.1, acc.1, b.2))?;
+        self.addr(q, 0, acc.0)?;
+        self.addr(q, 2, b.0)?;
+        let tile = |space, r| Tile {
+            addr: local(space, r),
+            dtype: DType::Fp32,
+        };
+        let bt = Tile {
+            addr: local(Space::Spad, 2),
+            dtype: b.1,
+        };
+        let op = Op::VBin {
+            op: VecBinOp::Add,
+            dst: tile(Space::Acc, 0),
+            a: tile(Space::Acc, 0),
+            b: match bcast {
+                Bcast::Tile => VecSrc::Tile(bt),
+                Bcast::Row => VecSrc::Row(bt),
+                Bcast::Col => VecSrc::Col(bt),
             },
         };
         self.push(q, op, wait, signal);
@@ -263,6 +328,53 @@ impl Emitter {
     }
 }
 
+/// How the second source of [`Emitter::vadd_acc`] is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bcast {
+    Tile,
+    Row,
+    Col,
+}
+
+/// A block of the `rows x cols` matrix `mat` between HBM and on chip (rows
+/// of the block's columns there); `to_hbm` says which side is the source.
+/// A transposed matrix goes through the transposing DMA path.
+#[allow(clippy::too_many_arguments)]
+fn mat_box(
+    mat: &HbmMatrix,
+    (rows, cols): (u64, u64),
+    blk: &Block,
+    space: Space,
+    local: u64,
+    local_row: u64,
+    to_hbm: bool,
+) -> Box2 {
+    let e = mat.dtype.size_bytes();
+    let rs = row_stride(mat, rows, cols);
+    if mat.layout == Layout::RowMajor {
+        let hbm = mat.addr + blk.i0 * rs + blk.j0 * e;
+        return Box2::plain(hbm, rs, space, local, local_row, blk.rows, blk.cols * e);
+    }
+    let hbm = mat.addr + blk.j0 * rs + blk.i0 * e;
+    let (n, row_bytes, hbm_step, local_step) = if to_hbm {
+        (blk.rows, blk.cols * e, e, local_row)
+    } else {
+        (blk.cols, blk.rows * e, rs, e)
+    };
+    Box2 {
+        hbm,
+        hbm_row: rs,
+        hbm_step,
+        space,
+        local,
+        local_row,
+        local_step,
+        rows: n,
+        row_bytes,
+        transpose: transpose_of(e),
+    }
+}
+
 /// One accumulator block: rows `i0..i0+rows`, columns `j0..j0+cols` of C.
 #[derive(Debug, Clone, Copy)]
 struct Block {
@@ -272,14 +384,86 @@ struct Block {
     cols: u64,
 }
 
+/// The vector work of one block's epilogue, in place in the accumulator:
+/// `+ bias` (a row, or a column of the swapped product), the
+/// pre-activation handed to the store queue, the activation, `+ residual`.
+/// `wait` holds the tokens the block's first instruction waits on; the
+/// tokens still to wait on (by the cast that follows) are returned.
+#[allow(clippy::too_many_arguments)]
+fn epilogue_block(
+    e: &mut Emitter,
+    epi: &GemmEpilogue,
+    plan: &GemmPlan,
+    blk: &Block,
+    bi: u64,
+    nblk: u64,
+    mut wait: Vec<(u8, bool)>,
+    inputs_at: impl Fn(u64) -> (u64, u64),
+) -> Result<Vec<(u8, bool)>, String> {
+    let shape = (blk.rows, blk.cols);
+    let c_row = plan.n_tile * 4;
+    let acc = ((bi % plan.acc_buffers) * plan.acc_block_bytes(), c_row);
+    let (bias_at, res_at) = inputs_at(bi % plan.stages);
+    let free_inputs = (T_OLD_FREE, bi + plan.stages < nblk);
+    let has_pre = epi.pre.is_some();
+    if let Some(bv) = &epi.bias {
+        let last_use = epi.residual.is_none();
+        let signal = tokens(&[(T_PRE, has_pre), (free_inputs.0, free_inputs.1 && last_use)]);
+        let bcast = if plan.swapped { Bcast::Col } else { Bcast::Row };
+        e.vadd_acc(
+            shape,
+            acc,
+            (bias_at, bv.dtype, 0),
+            bcast,
+            tokens(&wait),
+            signal,
+        )?;
+        wait.clear();
+    } else if has_pre {
+        let signal = tokens(&[(T_PRE, true)]);
+        e.push(Queue::Vector, Op::Nop {}, tokens(&wait), signal);
+        wait.clear();
+    }
+    // Nothing may change the block before its pre-activation is stored.
+    wait.push((T_PRE_STORED, has_pre));
+    if let Some(act) = epi.act {
+        let op = match act {
+            Activation::GeluTanh => VecUnOp::GeluTanh,
+            Activation::GeluErf => VecUnOp::GeluErf,
+        };
+        let a = (Space::Acc, acc.0, DType::Fp32, c_row);
+        e.vun(op, shape, a, a, tokens(&wait), TokenSet::EMPTY)?;
+        wait.clear();
+    }
+    if let Some(r) = &epi.residual {
+        let b = (res_at, r.dtype, plan.n_tile * plan.e_res);
+        e.vadd_acc(
+            shape,
+            acc,
+            b,
+            Bcast::Tile,
+            tokens(&wait),
+            tokens(&[free_inputs]),
+        )?;
+        wait.clear();
+    }
+    Ok(wait)
+}
+
 /// Builds the program for `plan`; an error is a field the plan failed to bound.
-pub(super) fn emit(arch: &Arch, given: &GemmSpec, plan: &GemmPlan) -> Result<Program, String> {
-    let flipped;
-    let spec = if plan.swapped {
+pub(super) fn emit(
+    arch: &Arch,
+    given: &GemmSpec,
+    plan: &GemmPlan,
+    given_epi: &GemmEpilogue,
+) -> Result<Program, String> {
+    let (flipped, flipped_epi);
+    let (spec, epi) = if plan.swapped {
         flipped = swapped(given);
-        &flipped
+        flipped_epi = swapped_epilogue(given_epi);
+        (&flipped, &flipped_epi)
     } else {
-        given
+        (given, given_epi)
     };
     let (a, b, c) = (&spec.a, &spec.b, &spec.c);
     let (ea, eb, ec) = (
@@ -293,11 +477,7 @@ pub(super) fn emit(arch: &Arch, given: &GemmSpec, plan: &GemmPlan) -> Result<Pro
     let a_t = a.layout == Layout::Transposed;
     let b_t = b.layout == Layout::Transposed;
     let (mb, nt, kc) = (plan.m_block, plan.n_tile, plan.k_chunk);
-    let (rs_a, rs_b, rs_c) = (
-        row_stride(a, spec.m, spec.k),
-        row_stride(b, spec.k, spec.n),
-        row_stride(c, spec.m, spec.n),
-    );
+    let (rs_a, rs_b) = (row_stride(a, spec.m, spec.k), row_stride(b, spec.k, spec.n));
 
     // Scratchpad: A slots, B slots, C staging, C_old staging; accumulator: blocks.
     let a_slot = |s: u64| s * plan.a_slot_bytes();
@@ -333,34 +513,17 @@ pub(super) fn emit(arch: &Arch, given: &GemmSpec, plan: &GemmPlan) -> Result<Pro
     let nblk = blocks.len() as u64;
     let nch = chunks.len() as u64;
     let folds = nblk * nch;
-    let c_t = c.layout == Layout::Transposed;
     // A block of C between HBM and on chip (m rows of n there); `to_hbm`
     // says which side is the source. Transposed C goes through the
     // transposing DMA path.
     let c_box = |blk: &Block, space: Space, local: u64, local_row: u64, to_hbm: bool| {
-        if !c_t {
-            let hbm = c.addr + blk.i0 * rs_c + blk.j0 * ec;
-            return Box2::plain(hbm, rs_c, space, local, local_row, blk.rows, blk.cols * ec);
-        }
-        let hbm = c.addr + blk.j0 * rs_c + blk.i0 * ec;
-        let (rows, row_bytes, hbm_step, local_step) = if to_hbm {
-            (blk.rows, blk.cols * ec, ec, local_row)
-        } else {
-            (blk.cols, blk.rows * ec, rs_c, ec)
-        };
-        Box2 {
-            hbm,
-            hbm_row: rs_c,
-            hbm_step,
-            space,
-            local,
-            local_row,
-            local_step,
-            rows,
-            row_bytes,
-            transpose: transpose_of(ec),
-        }
+        mat_box(c, (spec.m, spec.n), blk, space, local, local_row, to_hbm)
     };
+    // Epilogue inputs of a block: its bias slice, then its residual.
+    let epi_base = old_base + plan.old_stages() * plan.stage_bytes();
+    let epi_bias = |s: u64| epi_base + s * (plan.bias_bytes() + plan.res_bytes());
+    let epi_res = |s: u64| epi_bias(s) + plan.bias_bytes();
+    let res_row = nt * plan.e_res;
 
     let mut e = Emitter::default();
 
@@ -382,6 +545,42 @@ pub(super) fn emit(arch: &Arch, given: &GemmSpec, plan: &GemmPlan) -> Result<Pro
             let wait = tokens(&[(T_FREE, bi >= plan.acc_buffers)]);
             let bx = c_box(blk, Space::Acc, acc_buf(bi), c_row, false);
             e.dma(ld, bx, wait, tokens(&[(T_ACC, true)]))?;
+        }
+        if plan.epilogue_inputs() {
+            let s = bi % plan.stages;
+            let mut wait = tokens(&[(T_OLD_FREE, bi >= plan.stages)]);
+            if let Some(bv) = &epi.bias {
+                let eb = bv.dtype.size_bytes();
+                let (start, len) = if plan.swapped {
+                    (blk.i0, blk.rows)
+                } else {
+                    (blk.j0, blk.cols)
+                };
+                let bx = Box2::plain(
+                    bv.addr + start * eb,
+                    len * eb,
+                    Space::Spad,
+                    epi_bias(s),
+                    len * eb,
+                    1,
+                    len * eb,
+                );
+                let signal = tokens(&[(T_OLD_IN, epi.residual.is_none())]);
+                e.dma(ld, bx, wait, signal)?;
+                wait = TokenSet::EMPTY;
+            }
+            if let Some(r) = &epi.residual {
+                let bx = mat_box(
+                    r,
+                    (spec.m, spec.n),
+                    blk,
+                    Space::Spad,
+                    epi_res(s),
+                    res_row,
+                    false,
+                );
+                e.dma(ld, bx, wait, tokens(&[(T_OLD_IN, true)]))?;
+            }
         }
         for (li, &(l0, kl)) in chunks.iter().enumerate() {
             let f = bi * nch + li as u64;
@@ -514,11 +713,18 @@ pub(super) fn emit(arch: &Arch, given: &GemmSpec, plan: &GemmPlan) -> Result<Pro
         }
         for (bi, blk) in blocks.iter().enumerate() {
             let bi = bi as u64;
+            let mut wait = vec![(T_DONE, true), (T_OLD_IN, plan.epilogue_inputs())];
+            if plan.epilogue {
+                wait = epilogue_block(&mut e, epi, plan, blk, bi, nblk, wait, |s| {
+                    (epi_bias(s), epi_res(s))
+                })?;
+            }
+            wait.push((T_FREE, bi >= plan.stages));
             e.vcopy(
                 (blk.rows, blk.cols),
                 (Space::Spad, stage(bi % plan.stages), c.dtype, stage_row),
                 (Space::Acc, acc_buf(bi), acc_t, c_row),
-                tokens(&[(T_DONE, true), (T_FREE, bi >= plan.stages)]),
+                tokens(&wait),
                 tokens(&[(T_OUT, true), (T_ACC, !add && bi + plan.acc_buffers < nblk)]),
             )?;
             if add && bi + plan.acc_buffers < nblk {
@@ -531,6 +737,19 @@ pub(super) fn emit(arch: &Arch, given: &GemmSpec, plan: &GemmPlan) -> Result<Pro
     let st = Queue::Store;
     for (bi, blk) in blocks.iter().enumerate() {
         let bi = bi as u64;
+        if let Some(p) = &epi.pre {
+            let bx = mat_box(
+                p,
+                (spec.m, spec.n),
+                blk,
+                Space::Acc,
+                acc_buf(bi),
+                c_row,
+                true,
+            );
+            let (wait, signal) = (tokens(&[(T_PRE, true)]), tokens(&[(T_PRE_STORED, true)]));
+            e.dma(st, bx, wait, signal)?;
+        }
         if cast {
             let bx = c_box(blk, Space::Spad, stage(bi % plan.stages), stage_row, true);
             let signal = tokens(&[(T_FREE, bi + plan.stages < nblk)]);

@@ -5,7 +5,7 @@
 
 use tessera_isa::{Arch, Dataflow};
 
-use super::{accumulator_type, CInit, GemmError, GemmSpec, HbmMatrix, Layout};
+use super::{accumulator_type, CInit, GemmEpilogue, GemmError, GemmSpec, HbmMatrix, Layout};
 
 /// Most rows one DMA instruction moves (its `rows` field is 12 bits); longer
 /// boxes are split.
@@ -50,6 +50,11 @@ pub struct GemmPlan {
     pub(crate) ec: u64,
     pub(crate) a_transposed: bool,
     pub(crate) c_init: CInit,
+    /// An epilogue runs on every block (C then always passes the vector unit).
+    pub(crate) epilogue: bool,
+    /// Element sizes of the epilogue's bias and residual (0: none).
+    pub(crate) e_bias: u64,
+    pub(crate) e_res: u64,
 }
 
 impl GemmPlan {
@@ -89,10 +94,27 @@ impl GemmPlan {
         }
     }
 
+    /// Bytes of a block's bias slice in the scratchpad (a row, or a column
+    /// of the swapped product: room for the longer).
+    pub(crate) fn bias_bytes(&self) -> u64 {
+        align(self.m_block.max(self.n_tile) * self.e_bias)
+    }
+
+    /// Bytes of a block's residual in the scratchpad.
+    pub(crate) fn res_bytes(&self) -> u64 {
+        align(self.m_block * self.n_tile * self.e_res)
+    }
+
+    /// Whether blocks have epilogue inputs (bias, residual) to load.
+    pub(crate) fn epilogue_inputs(&self) -> bool {
+        self.e_bias + self.e_res > 0
+    }
+
     /// Scratchpad bytes used.
     pub fn spad_bytes(&self) -> u64 {
         self.slots * (self.a_slot_bytes() + self.b_slot_bytes())
             + (self.stages + self.old_stages()) * self.stage_bytes()
+            + self.stages * (self.bias_bytes() + self.res_bytes())
     }
 
     /// Bytes of one accumulator block.
@@ -265,17 +287,68 @@ pub(crate) fn swapped(spec: &GemmSpec) -> GemmSpec {
     }
 }
 
-/// Checks `spec` against `arch` and picks the tiling with the lowest
-/// [`GemmPlan::estimate`] among those that fit, for the product as given
-/// or transposed (C^T = B^T A^T; ties keep it as given).
+/// The epilogue of the transposed product: its matrices flip their layout.
+pub(crate) fn swapped_epilogue(epi: &GemmEpilogue) -> GemmEpilogue {
+    let flip = |mat: &HbmMatrix| HbmMatrix {
+        layout: match mat.layout {
+            Layout::RowMajor => Layout::Transposed,
+            Layout::Transposed => Layout::RowMajor,
+        },
+        ..*mat
+    };
+    GemmEpilogue {
+        residual: epi.residual.as_ref().map(flip),
+        pre: epi.pre.as_ref().map(flip),
+        ..*epi
+    }
+}
+
+fn check_epilogue(arch: &Arch, spec: &GemmSpec, epi: &GemmEpilogue) -> Result<(), GemmError> {
+    if *epi == GemmEpilogue::default() {
+        return Ok(());
+    }
+    let bad = |rule: &str| GemmError::BadEpilogue {
+        name: spec.name.clone(),
+        rule: rule.to_string(),
+    };
+    if spec.c_init != CInit::Zero {
+        return Err(bad("an epilogue needs C = A * B (no C_old)"));
+    }
+    if epi
+        .pre
+        .is_some_and(|p| p.dtype != accumulator_type(spec.a.dtype))
+    {
+        return Err(bad(
+            "the pre-activation is stored in the accumulator's type",
+        ));
+    }
+    if let Some(b) = epi.bias {
+        let end = u128::from(b.addr) + u128::from(spec.n) * u128::from(b.dtype.size_bytes());
+        if end > u128::from(arch.hbm_bytes().get()) {
+            return Err(bad("the bias lies beyond HBM"));
+        }
+    }
+    for (operand, mat) in [('R', epi.residual), ('P', epi.pre)] {
+        if let Some(mat) = mat {
+            extent(arch, spec, operand, &mat, spec.m, spec.n)?;
+        }
+    }
+    Ok(())
+}
+
+/// [`plan`] for a kernel with an epilogue.
 ///
 /// # Errors
-/// Whatever [`super::gemm_kernel`] reports for a malformed spec, or
-/// [`GemmError::DoesNotFit`] when no tiling fits the memories.
-pub fn plan(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
+/// As [`plan`], and [`GemmError::BadEpilogue`].
+pub(crate) fn plan_with(
+    arch: &Arch,
+    spec: &GemmSpec,
+    epi: &GemmEpilogue,
+) -> Result<GemmPlan, GemmError> {
     check_spec(arch, spec)?;
-    let direct = plan_one(arch, spec);
-    let Ok(mut flipped) = plan_one(arch, &swapped(spec)) else {
+    check_epilogue(arch, spec, epi)?;
+    let direct = plan_one(arch, spec, epi);
+    let Ok(mut flipped) = plan_one(arch, &swapped(spec), &swapped_epilogue(epi)) else {
         return direct;
     };
     flipped.swapped = true;
@@ -285,12 +358,24 @@ pub fn plan(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
     }
 }
 
+/// Checks `spec` against `arch` and picks the tiling with the lowest
+/// [`GemmPlan::estimate`] among those that fit, for the product as given
+/// or transposed (C^T = B^T A^T; ties keep it as given).
+///
+/// # Errors
+/// Whatever [`super::gemm_kernel`] reports for a malformed spec, or
+/// [`GemmError::DoesNotFit`] when no tiling fits the memories.
+pub fn plan(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
+    plan_with(arch, spec, &GemmEpilogue::default())
+}
+
 /// The best tiling of `spec` as given.
-fn plan_one(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
+fn plan_one(arch: &Arch, spec: &GemmSpec, epi: &GemmEpilogue) -> Result<GemmPlan, GemmError> {
     let (rows, cols) = (u64::from(arch.rows()), u64::from(arch.cols()));
     let dataflow = arch.dataflow();
     let acc_t = accumulator_type(spec.a.dtype);
-    let casts = spec.c.dtype != acc_t;
+    let epilogue = *epi != GemmEpilogue::default();
+    let casts = spec.c.dtype != acc_t || epilogue;
     let spad = arch.scratchpad_bytes().get();
     let acc = arch.accumulator_bytes().get();
     let base = GemmPlan {
@@ -310,6 +395,9 @@ fn plan_one(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
         ec: spec.c.dtype.size_bytes(),
         a_transposed: spec.a.layout == Layout::Transposed,
         c_init: spec.c_init,
+        epilogue,
+        e_bias: epi.bias.map_or(0, |b| b.dtype.size_bytes()),
+        e_res: epi.residual.map_or(0, |r| r.dtype.size_bytes()),
     };
     let fits = |p: &GemmPlan| p.spad_bytes() <= spad && p.acc_bytes() <= acc;
     let mut best: Option<(f64, GemmPlan)> = None;
@@ -334,6 +422,11 @@ fn plan_one(arch: &Arch, spec: &GemmSpec) -> Result<GemmPlan, GemmError> {
                         }
                         if spec.c.layout == Layout::Transposed {
                             lim = lim.min(DMA_ROW_BYTES / p.ec);
+                        }
+                        for mat in [epi.residual, epi.pre].into_iter().flatten() {
+                            if mat.layout == Layout::Transposed {
+                                lim = lim.min(DMA_ROW_BYTES / mat.dtype.size_bytes());
+                            }
                         }
                         lim
                     }

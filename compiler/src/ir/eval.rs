@@ -158,6 +158,15 @@ pub fn eval(
                 None
             }
             Op::Cast { .. } if rounding == Rounding::Exact => Some(x[0].clone()),
+            Op::MatMulEpilogue(e) => {
+                let product = matmul(x[0], x[1], e.ta, e.tb);
+                let rest: Vec<&[f64]> = x[2..].iter().map(|t| t.data.as_slice()).collect();
+                let shape = node.ty.as_ref().map(|t| t.shape.as_slice()).unwrap_or(&[]);
+                Some(Tensor::new(
+                    shape,
+                    e.apply(product, &rest, rounding == Rounding::ToType),
+                ))
+            }
             op => Some(compute(
                 i,
                 op,
@@ -609,7 +618,8 @@ fn compute(node: usize, op: &Op, x: &[&Tensor], shape: &[u64]) -> Result<Tensor,
                 Tensor::scalar(total / counted as f64)
             }
         }
-        Op::Param { .. }
+        Op::MatMulEpilogue(_)
+        | Op::Param { .. }
         | Op::Input { .. }
         | Op::State { .. }
         | Op::Const { .. }

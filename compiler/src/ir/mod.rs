@@ -7,12 +7,14 @@
 //! every node's type, and a reference interpreter ([`eval`]) in f64 used to
 //! test autodiff by finite differences.
 
+pub mod epilogue;
 pub mod eval;
 pub mod op;
 pub mod parse;
 pub mod print;
 pub mod verify;
 
+pub use epilogue::{Epilogue, EpiloguePart};
 pub use op::{AdamPart, AttentionPart, Mask, Op, Unary};
 use tessera_isa::DType;
 

@@ -5,6 +5,7 @@
 //! shape is a suffix of the first's (a bias `[H]` against `[B, S, H]`, a
 //! scalar `[]` against anything), and the result has the first's shape.
 
+use super::epilogue::Epilogue;
 use super::TensorType;
 use tessera_isa::DType;
 
@@ -181,6 +182,9 @@ pub enum Op {
     /// `b` is shared by every batch. Products accumulate in fp32; `out` is
     /// the stored type.
     MatMul { ta: bool, tb: bool, out: DType },
+    /// A matrix product with a fused epilogue (bias, GELU, residual, cast);
+    /// see [`super::epilogue`].
+    MatMulEpilogue(Epilogue),
     /// The same elements in a new shape (row-major order kept).
     Reshape { shape: Vec<u64> },
     /// Sums the leading axes away, leaving `shape` (a suffix of the input's).
@@ -316,6 +320,7 @@ impl Op {
             Op::Unary(u) => u.name(),
             Op::Cast { .. } => "cast",
             Op::MatMul { .. } => "matmul",
+            Op::MatMulEpilogue(_) => "matmul_epilogue",
             Op::Reshape { .. } => "reshape",
             Op::SumTo { .. } => "sum_to",
             Op::SumAll => "sum_all",
@@ -380,6 +385,7 @@ impl Op {
                 ("tb", Attr::Bool(*tb)),
                 ("out", Attr::Word(out.name().to_string())),
             ],
+            Op::MatMulEpilogue(e) => e.attrs(),
             Op::SumTo { shape } | Op::Reshape { shape } => {
                 vec![("shape", Attr::Shape(shape.clone()))]
             }
@@ -548,6 +554,7 @@ impl Op {
                 tb: boolean("tb")?,
                 out: dtype("out")?,
             },
+            "matmul_epilogue" => Op::MatMulEpilogue(Epilogue::from_attrs(attrs)?),
             "sum_to" => match get("shape")? {
                 Attr::Shape(s) => Op::SumTo { shape: s.clone() },
                 _ => return Err("attribute `shape` of `sum_to` must be a shape `[..]`".into()),
@@ -787,6 +794,7 @@ impl Op {
                 shape.extend([m, n]);
                 out(TensorType { shape, dtype: *o })
             }
+            Op::MatMulEpilogue(e) => out(e.infer(t)?),
             Op::SumTo { shape } => {
                 arity(1)?;
                 float(t[0], "the operand")?;

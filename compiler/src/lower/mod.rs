@@ -10,6 +10,7 @@
 
 pub mod attention;
 pub mod copy;
+pub mod epilogue;
 pub mod graph_ops;
 pub mod link;
 pub mod plan;
@@ -22,7 +23,7 @@ use tessera_isa::{Arch, Program};
 
 use crate::error::LowerError;
 use crate::gemm::{gemm_kernel, GemmSpec};
-use crate::ir::{Graph, Op, TensorType, ValueId};
+use crate::ir::{EpiloguePart, Graph, Op, TensorType, ValueId};
 use attention::{AttentionBackwardSpec, AttentionSpec};
 use copy::BoxCopy;
 use plan::FirstFit;
@@ -46,6 +47,8 @@ pub enum Kernel {
     Copy(BoxCopy),
     /// Matrix product.
     Gemm(GemmSpec),
+    /// Matrix product with an epilogue on its output tiles.
+    GemmEpilogue(GemmSpec, crate::gemm::GemmEpilogue),
     /// Already assembled.
     Program(Program),
 }
@@ -83,6 +86,9 @@ impl Kernel {
                 cache.get(format!("copy {shape:?}"), &slots, || shape.lower(arch))
             }
             Kernel::Gemm(spec) => crate::gemm::gemm_kernel_cached(arch, spec, cache),
+            Kernel::GemmEpilogue(spec, epi) => {
+                crate::gemm::gemm_epilogue_kernel_cached(arch, spec, epi, cache)
+            }
             Kernel::Program(p) => Ok(p.clone()),
         }
     }
@@ -99,6 +105,11 @@ impl Kernel {
                 kernel: spec.name.clone(),
                 rule: e.to_string(),
             }),
+            Kernel::GemmEpilogue(spec, epi) => crate::gemm::gemm_epilogue_kernel(arch, spec, epi)
+                .map_err(|e| LowerError::Kernel {
+                    kernel: spec.name.clone(),
+                    rule: e.to_string(),
+                }),
             Kernel::Program(p) => Ok(p.clone()),
         }
     }
@@ -396,7 +407,30 @@ pub fn lower_graph_with(
                 });
             }
             (Op::Assign { name }, _) => assigns.push((name.clone(), node.inputs[0])),
-            (Op::AttentionGrad { .. } | Op::AdamW { .. }, Some(_)) if precomputed.contains(&i) => {}
+            (Op::AttentionGrad { .. } | Op::AdamW { .. } | Op::MatMulEpilogue(_), Some(_))
+                if precomputed.contains(&i) => {}
+            (Op::MatMulEpilogue(e), Some(ty)) => {
+                // The pre-activation the backward reads (a later `pre`
+                // sibling: same product and bias) comes from this kernel.
+                d.addr[i] = d.temps.alloc(ty.bytes());
+                let mut pre = None;
+                if e.part == EpiloguePart::Out && e.act.is_some() {
+                    let want = Op::MatMulEpilogue(e.with_part(EpiloguePart::Pre));
+                    let operands = &node.inputs[..2 + usize::from(e.bias)];
+                    let sibling = g.nodes.iter().enumerate().skip(i + 1).find(|(j, other)| {
+                        other.op == want && other.inputs == operands && !precomputed.contains(j)
+                    });
+                    if let Some((j, other)) = sibling {
+                        d.addr[j] = d.temps.alloc(other.ty.as_ref().map_or(0, |t| t.bytes()));
+                        precomputed.insert(j);
+                        pre = Some(d.addr[j]);
+                    }
+                }
+                for k in epilogue::epilogue_kernels(g, i, d.addr[i], pre, &d)? {
+                    linker.push(&k.lower_cached(arch, &mut templates)?, node.op.name())?;
+                    kernels += 1;
+                }
+            }
             (Op::AdamW { .. }, Some(ty)) => {
                 // m', v' and p' of one parameter come from one kernel.
                 d.addr[i] = d.temps.alloc(ty.bytes());
