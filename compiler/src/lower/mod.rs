@@ -535,7 +535,8 @@ pub fn lower_graph_with(
             capacity,
         });
     }
-    let program = linker.finish()?;
+    let mut program = linker.finish()?;
+    program.symbols = persistent_symbols(&params, &states, &inputs, &d.constants);
     Ok(LoweredStep {
         program,
         params,
@@ -548,4 +549,42 @@ pub fn lower_graph_with(
         kernels,
         values: d.addr,
     })
+}
+
+/// HBM symbols for everything that lives at one address for the whole step
+/// (parameters, states, inputs, constant tables). They bound what the
+/// dependency checker takes a gather from a table or a scatter-add into it
+/// to touch: without them it assumes the rest of HBM.
+fn persistent_symbols(
+    params: &[Binding],
+    states: &[(Binding, f64)],
+    inputs: &[Binding],
+    constants: &[ConstInit],
+) -> Vec<tessera_isa::program::Symbol> {
+    use tessera_isa::program::{MemSpace, Symbol};
+    let size = |b: &Binding| b.ty.elements() * b.ty.dtype.size_bytes();
+    let named = params
+        .iter()
+        .chain(states.iter().map(|(b, _)| b))
+        .chain(inputs)
+        .map(|b| (b.name.clone(), b.addr, size(b)));
+    let tables = constants
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (format!("const.{i}"), c.addr, 4 * c.values.len() as u64));
+    let mut seen = std::collections::HashSet::new();
+    named
+        .chain(tables)
+        .filter(|(name, _, size)| {
+            *size > 0
+                && tessera_isa::program::is_identifier(name)
+                && seen.insert(name.clone())
+        })
+        .map(|(name, addr, size)| Symbol {
+            name,
+            space: MemSpace::Hbm,
+            addr,
+            size,
+        })
+        .collect()
 }
