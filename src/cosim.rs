@@ -1,7 +1,8 @@
 //! Co-simulation cases: one weight-stationary int8 or bf16 fold run through the
 //! functional simulator (expected results) and the timing simulator (cycles
 //! from the preload's start to the compute's end), packaged for the RTL
-//! testbench generator.
+//! testbench generator; and whole matrix-queue programs with their memory
+//! images, packaged as the matrix core's files ([`ProgramRun`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,7 +10,11 @@ use std::process::Command;
 use anyhow::{anyhow, Result};
 use tessera_isa::asm::assemble;
 use tessera_isa::program::MemSpace;
-use tessera_isa::Arch;
+use tessera_isa::{Arch, Program, Queue};
+use tessera_rtl::core::{
+    byte_image, core_program, core_sources, imem_depth, imem_image, word_image, CoreProgram,
+};
+use tessera_rtl::core_tb::{core_testbench, EXPECT_IMAGE};
 use tessera_rtl::pe::PeType;
 use tessera_rtl::testbench::FoldCase;
 use tessera_sim::{run_functional, timing, Memory};
@@ -140,4 +145,86 @@ pub fn yosys_datdir() -> PathBuf {
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
         .unwrap_or_else(|| PathBuf::from("/usr/share/yosys"))
+}
+
+/// A matrix-queue program run by both simulator modes, with the memory
+/// images the core starts from and the accumulator it must end with.
+#[derive(Debug)]
+pub struct ProgramRun {
+    pub program: Program,
+    /// The checked matrix queue.
+    pub core: CoreProgram,
+    /// The whole scratchpad, as the program starts.
+    pub spad: Vec<u8>,
+    /// The whole accumulator, as the program starts and as the functional simulator leaves it.
+    pub acc_in: Vec<u8>,
+    pub acc_out: Vec<u8>,
+    /// The timing model's total cycles.
+    pub cycles: u64,
+    /// Index of the first engine instruction (`mm.preload`) in the matrix queue.
+    pub first_engine: usize,
+}
+
+/// Runs `p` (matrix queue only) from a scratchpad starting with `spad` and
+/// an accumulator starting with `acc` (the rest zero) in both simulator
+/// modes.
+///
+/// # Errors
+/// A program the core does not run, a simulator error, or a program whose
+/// matrix queue waits for scratchpad banks (the core's scratchpad model has
+/// a port per array row and column, so it cannot reproduce bank stalls).
+pub fn run_program(p: Program, spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
+    let core = core_program(&p).map_err(|e| anyhow!("{e}"))?;
+    let mut mem = Memory::new(&p.arch);
+    mem.write(MemSpace::Spad, 0, spad)?;
+    mem.write(MemSpace::Acc, 0, acc)?;
+    let cap = |s: MemSpace| p.arch.capacity(s).get() as usize;
+    let spad_img = mem.read_vec(MemSpace::Spad, 0, cap(MemSpace::Spad))?;
+    let acc_in = mem.read_vec(MemSpace::Acc, 0, cap(MemSpace::Acc))?;
+    run_functional(&p, &mut mem, 1 << 26)?;
+    let acc_out = mem.read_vec(MemSpace::Acc, 0, cap(MemSpace::Acc))?;
+    let t = timing::run(&p, 1 << 26, &mut |_| {})?;
+    let stall = t.engines[Queue::Matrix.index()].memory_wait;
+    if stall > 0 {
+        return Err(anyhow!(
+            "the matrix queue waits {stall} cycles for scratchpad banks, which the core does not model; use more banks or narrower operands"
+        ));
+    }
+    let first_engine = p
+        .queue(Queue::Matrix)
+        .iter()
+        .position(|i| i.op.mnemonic() == "mm.preload")
+        .unwrap_or(0);
+    Ok(ProgramRun {
+        program: p,
+        core,
+        spad: spad_img,
+        acc_in,
+        acc_out,
+        cycles: t.cycles,
+        first_engine,
+    })
+}
+
+/// Every file the core's simulation needs, `(name, text)`: the design, the
+/// testbench `tb_core_{ty}.v` and the memory images.
+///
+/// # Errors
+/// A design the generator refuses.
+pub fn core_files(run: &ProgramRun) -> Result<Vec<(String, String)>> {
+    let arch = &run.program.arch;
+    let ty = run.core.ty;
+    let depth = imem_depth(run.core.words.len());
+    let mut files = core_sources(arch, ty, depth).map_err(|e| anyhow!("{e}"))?;
+    let words = run.acc_out.len() as u64 / 4;
+    let aw = (64 - words.saturating_sub(1).leading_zeros()).max(1);
+    files.push((
+        format!("tb_core_{}.v", ty.name()),
+        core_testbench(ty, words, aw, 2 * run.cycles + 1000),
+    ));
+    files.push(("tessera_imem.hex".into(), imem_image(&run.core.words, depth)));
+    files.push(("tessera_spad.hex".into(), byte_image(&run.spad)));
+    files.push(("tessera_acc.hex".into(), word_image(&run.acc_in)));
+    files.push((EXPECT_IMAGE.into(), word_image(&run.acc_out)));
+    Ok(files)
 }
