@@ -143,6 +143,266 @@ fn int8_program_with_loops_strides_and_transposes() {
     check("int8", &r);
 }
 
+/// Deterministic pseudo-random elements of `ty`'s input format (raw bits),
+/// with the special values mixed in.
+fn elements(ty: PeType, n: usize, seed: u64) -> Vec<u16> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        s
+    };
+    (0..n)
+        .map(|_| {
+            let x = next();
+            match ty {
+                PeType::Int8 => match x % 8 {
+                    0 => 0x80,
+                    1 => 0x7f,
+                    _ => (x >> 8) as u8 as u16,
+                },
+                PeType::Bf16 => match x % 24 {
+                    0 => [0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0x0001, 0x7f7f, 0x8080][(x >> 8) as usize % 8],
+                    1 => (x >> 8) as u16,
+                    // Sign, exponent 120..135, any fraction: sums that cancel and round.
+                    _ => ((x >> 8) & 0x8000 | ((120 + (x >> 20) % 16) << 7) | (x >> 40) & 0x7f) as u16,
+                },
+            }
+        })
+        .collect()
+}
+
+fn spad_bytes(ty: PeType, seed: u64) -> Vec<u8> {
+    let v = elements(ty, 4096, seed);
+    match ty {
+        PeType::Int8 => v.iter().map(|x| *x as u8).collect(),
+        PeType::Bf16 => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    }
+}
+
+/// Initial accumulator words: int32 bits, or fp32 values of every class
+/// (bf16 patterns widened, so sums tie and cancel, plus arbitrary bits).
+fn acc_bytes(ty: PeType, seed: u64) -> Vec<u8> {
+    let hi = elements(PeType::Bf16, 1024, seed ^ 0x5555);
+    let lo = elements(PeType::Int8, 1024, seed ^ 0xaaaa);
+    hi.iter()
+        .zip(&lo)
+        .enumerate()
+        .flat_map(|(i, (h, l))| {
+            let w = match (ty, i % 5) {
+                (PeType::Bf16, 0) => u32::from(*h) << 16 | u32::from(*l) << 3,
+                (PeType::Bf16, _) => u32::from(*h) << 16,
+                (PeType::Int8, _) => u32::from(*h) << 16 | u32::from(*l) << 8 | u32::from(*l),
+            };
+            w.to_le_bytes()
+        })
+        .collect()
+}
+
+/// One fold of a random program: B (k x n, maybe transposed), then computes
+/// (m, A transposed, accumulate) repeated `reps` times in a loop.
+#[derive(Debug, Clone)]
+struct Fold {
+    k: u32,
+    n: u32,
+    b_tr: bool,
+    reps: u32,
+    computes: Vec<(u32, bool, bool)>,
+}
+
+fn program(ty: PeType, folds: &[Fold]) -> String {
+    let (t, acc) = match ty {
+        PeType::Int8 => ("int8", "int32"),
+        PeType::Bf16 => ("bf16", "fp32"),
+    };
+    let mut s = String::from(".queue matrix\n");
+    for (f, fold) in folds.iter().enumerate() {
+        let Fold { k, n, b_tr, reps, computes } = fold;
+        // Sequencer instructions before the preload, so the front end keeps
+        // ahead of a 2-cycle preload (docs/rtl.md).
+        s += &format!("    addr.set r1, {}\n", 0x1000 + 0x200 * f);
+        s += &format!("    addr.set r2, {}\n    addr.step r2, 0, 16\n", 0x400 * f);
+        s += &format!("    mm.preload b=spad[r1]:{t}, k={k}, n={n}, transpose={b_tr}\n");
+        s += &format!("    loop {reps}, f{f}_end\n");
+        for (j, (m, a_tr, accumulate)) in computes.iter().enumerate() {
+            let mode = if *accumulate { "accumulate" } else { "overwrite" };
+            s += &format!(
+                "    mm.compute a=spad[r2+{}]:{t}, c=acc[r3+{}]:{acc}, m={m}, transpose={a_tr}, mode={mode}\n",
+                0x100 * j,
+                0x100 * j
+            );
+        }
+        s += &format!("f{f}_end:\n");
+    }
+    s + "    halt\n"
+}
+
+fn folds(rows: u32, cols: u32) -> impl Strategy<Value = Vec<Fold>> {
+    let compute = (1u32..=8, any::<bool>(), prop::bool::weighted(0.6));
+    let fold = (
+        1..=rows,
+        1..=cols,
+        any::<bool>(),
+        1u32..=3,
+        prop::collection::vec(compute, 1..=2),
+    )
+        .prop_map(|(k, n, b_tr, reps, computes)| Fold {
+            k,
+            n,
+            b_tr,
+            reps,
+            computes,
+        });
+    prop::collection::vec(fold, 1..=3)
+}
+
+type Case = (PeType, (u32, u32, u32), Vec<Fold>, u64);
+
+fn cases() -> impl Strategy<Value = Case> {
+    (
+        prop::sample::select(PeType::ALL.to_vec()),
+        2u32..=6,
+        2u32..=6,
+        1u32..=3,
+    )
+        .prop_flat_map(|(ty, r, c, p)| (Just(ty), Just((r, c, p)), folds(r, c), any::<u64>()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(10))]
+
+    #[test]
+    fn random_programs_match_the_simulator_bit_for_bit_and_cycle_for_cycle(
+        (ty, (r, c, p), f, seed) in cases()
+    ) {
+        let a = arch(r, c, p);
+        let src = program(ty, &f);
+        let run = run(&a, &src, &spad_bytes(ty, seed), &acc_bytes(ty, seed));
+        check(&format!("prop-{seed:x}"), &run);
+    }
+}
+
+const BF16_PROGRAM: &str = "\
+.queue matrix
+    addr.set r1, 0x1000
+    addr.set r3, 0x40
+    mm.preload b=spad[r1]:bf16, k=4, n=4, transpose=false
+    mm.compute a=spad[r2]:bf16, c=acc[r3]:fp32, m=8, transpose=false, mode=accumulate
+    mm.preload b=spad[r1+32]:bf16, k=2, n=3, transpose=true
+    mm.compute a=spad[r2+64]:bf16, c=acc[r3]:fp32, m=8, transpose=true, mode=accumulate
+    mm.compute a=spad[r2+128]:bf16, c=acc[r3+256]:fp32, m=3, transpose=false, mode=overwrite
+    halt
+";
+
+#[test]
+fn bf16_program_accumulates_with_the_simulators_rounding() {
+    let a = arch(4, 4, 3);
+    let r = run(&a, BF16_PROGRAM, &spad_bytes(PeType::Bf16, 11), &acc_bytes(PeType::Bf16, 11));
+    check("bf16", &r);
+}
+
+#[test]
+fn mutated_cores_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("mutant");
+    let int8 = run(&arch(4, 4, 2), INT8_PROGRAM, &spad_bytes(PeType::Int8, 5), &acc_bytes(PeType::Int8, 5));
+    let bf16 = run(&arch(4, 4, 3), BF16_PROGRAM, &spad_bytes(PeType::Bf16, 11), &acc_bytes(PeType::Bf16, 11));
+    for (r, file, from, to) in [
+        // Overwrite and accumulate swapped.
+        (&int8, "tessera_core_int8.v", "t[TW-2] ? sum_c : p_c", "t[TW-2] ? p_c : sum_c"),
+        // Transposed A read as if stored m x k.
+        (&int8, "tessera_core_int8.v", "c_rstep = c_tr ? ES : c_str", "c_rstep = c_str"),
+        // The fp32 adder rounds up on every guard bit (no ties to even).
+        (&bf16, "tessera_fp32_add.v", "n[2] & (n[1] | n[0] | n[3])", "n[2]"),
+        // The fp32 adder drops the sticky bit of the aligned operand.
+        (&bf16, "tessera_fp32_add.v", "|bw50[23:0]}", "1'b0}"),
+    ] {
+        let mut files = core_files(r).unwrap();
+        let f = files.iter_mut().find(|(n, _)| n == file).unwrap();
+        let mutated = f.1.replace(from, to);
+        assert_ne!(mutated, f.1, "the mutation {from} -> {to} must apply");
+        f.1 = mutated;
+        let out = iverilog(&dir, &files);
+        assert!(out.contains("FAIL"), "a mutated core ({from} -> {to}) passed:\n{out}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verilator_lints_every_core_clean() {
+    if !tool("verilator") {
+        return;
+    }
+    let dir = scratch("lint");
+    for (r, c, p) in [(2, 2, 1), (4, 4, 2), (3, 5, 3), (5, 2, 1), (8, 8, 2)] {
+        for ty in PeType::ALL {
+            let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, 8).unwrap();
+            let names = write(&dir, &files);
+            let out = Command::new("verilator")
+                .args(["--lint-only", "-Wall", "--top-module", &core_module_name(ty)])
+                .args(&names)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{ty:?} {r}x{c} P={p}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verilator_runs_a_program() {
+    if !tool("verilator") {
+        return;
+    }
+    let dir = scratch("verilator");
+    let r = run(&arch(4, 4, 3), BF16_PROGRAM, &spad_bytes(PeType::Bf16, 3), &acc_bytes(PeType::Bf16, 3));
+    let names = write(&dir, &core_files(&r).unwrap());
+    let build = Command::new("verilator")
+        .args(["--binary", "--timing", "-Wno-fatal", "--top-module", "tb", "-Mdir", "obj"])
+        .args(&names)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(build.status.success(), "verilator:\n{}", String::from_utf8_lossy(&build.stderr));
+    let out = Command::new(dir.join("obj/Vtb")).current_dir(&dir).output().unwrap();
+    let out = String::from_utf8_lossy(&out.stdout);
+    assert!(out.lines().any(|l| l == pass(&r)), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Programs the core does not run, and the rule each breaks.
+#[test]
+fn unsupported_programs_name_the_instruction() {
+    let a = arch(4, 4, 1);
+    for (src, expect) in [
+        (
+            ".queue matrix\n    mm.stride a=0, b=0, c=4\n    mm.preload b=spad[r0]:int8, k=2, n=2, transpose=false\n    mm.compute a=spad[r0]:int8, c=acc[r0]:int32, m=2, transpose=false, mode=overwrite\n    halt\n",
+            "matrix#2 mm.compute: result rows overlap",
+        ),
+        (
+            ".queue matrix\n    loop 2, e\n    addr.step r1, 0, 4\ne:\n    halt\n",
+            "matrix#1 addr.step: level 0 is an open loop",
+        ),
+        (
+            ".queue vector\n    v.shape rows=1, cols=1\n    halt\n",
+            "queue vector: the generated core runs the matrix queue only",
+        ),
+        (".queue matrix\n    halt\n", "queue matrix: no mm.preload"),
+    ] {
+        let p = assemble(src, "bad.s", Some(&a)).unwrap();
+        let e = tessera_rtl::core::core_program(&p).unwrap_err().to_string();
+        assert!(e.starts_with(expect), "{e}");
+    }
+}
+
 #[test]
 fn zz_debug() {
     let Ok(path) = std::env::var("DBG_SRC") else { return };

@@ -425,6 +425,14 @@ pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
         ("@TAG_LINE@", tag_line),
         ("@TAG_COLS@", tag_cols),
         ("@RD@", rd),
+        (
+            "@SA_ONE@",
+            if es == 1 {
+                String::new()
+            } else {
+                "    localparam [SA-1:0] SA_ONE = 1;\n".into()
+            },
+        ),
     ];
     let mut v = CORE_TEMPLATE.to_string();
     for (k, val) in subs {
@@ -521,8 +529,7 @@ module @MODULE@ #(
 );
     localparam R = @R@, C = @C@, P = @P@, W = @W@, ES = @ES@;
     localparam SA = $clog2(SPAD_BYTES), AA = @ACC_AW@, IA = @IMEM_AW@;
-    localparam [SA-1:0] SA_ONE = 1;
-    localparam [W-1:0] PAD = @PAD@;
+@SA_ONE@    localparam [W-1:0] PAD = @PAD@;
     localparam FD = 4;
     // Tag of one streamed row: valid, accumulate, n, word address of its C row.
     localparam TW = 1 + 1 + 16 + AA;
