@@ -14,7 +14,7 @@ use tessera_isa::{Arch, Program, Queue};
 use tessera_rtl::core::{
     byte_image, core_program, core_sources, imem_depth, imem_image, word_image, CoreProgram,
 };
-use tessera_rtl::core_tb::{core_testbench, EXPECT_IMAGE};
+use tessera_rtl::core_tb::{core_testbench, image_names, TbMemories};
 use tessera_rtl::pe::PeType;
 use tessera_rtl::testbench::FoldCase;
 use tessera_sim::{run_functional, timing, Memory};
@@ -216,15 +216,82 @@ pub fn core_files(run: &ProgramRun) -> Result<Vec<(String, String)>> {
     let ty = run.core.ty;
     let depth = imem_depth(run.core.words.len());
     let mut files = core_sources(arch, ty, depth).map_err(|e| anyhow!("{e}"))?;
+    let bits = |n: u64| (64 - n.saturating_sub(1).leading_zeros()).max(1);
     let words = run.acc_out.len() as u64 / 4;
-    let aw = (64 - words.saturating_sub(1).leading_zeros()).max(1);
+    let mem = TbMemories {
+        acc_words: words,
+        acc_aw: bits(words),
+        spad_aw: bits(run.spad.len() as u64),
+    };
     files.push((
         format!("tb_core_{}.v", ty.name()),
-        core_testbench(ty, words, aw, 2 * run.cycles + 1000),
+        core_testbench(ty, mem, 2 * run.cycles + 1000),
     ));
-    files.push(("tessera_imem.hex".into(), imem_image(&run.core.words, depth)));
-    files.push(("tessera_spad.hex".into(), byte_image(&run.spad)));
-    files.push(("tessera_acc.hex".into(), word_image(&run.acc_in)));
-    files.push((EXPECT_IMAGE.into(), word_image(&run.acc_out)));
+    let [imem, spad, acc, expect] = image_names(ty);
+    files.push((imem, imem_image(&run.core.words, depth)));
+    files.push((spad, byte_image(&run.spad)));
+    files.push((acc, word_image(&run.acc_in)));
+    files.push((expect, word_image(&run.acc_out)));
     Ok(files)
+}
+
+/// The core's built-in test program for `ty` on `arch`: one full preload
+/// (k = rows, n = cols) and a loop of two computes of m = 2 x rows that
+/// accumulate into one result, from deterministic scratchpad data (int8
+/// with -128 and 127; bf16 normals of moderate range with a zero, a
+/// subnormal and the largest finite value). A at 0, B at half the
+/// scratchpad, C at 0 in the accumulator.
+///
+/// # Errors
+/// As [`run_program`].
+pub fn builtin_program(arch: &Arch, ty: PeType) -> Result<ProgramRun> {
+    let (r, c) = (arch.rows() as usize, arch.cols() as usize);
+    let (t, acc) = match ty {
+        PeType::Int8 => ("int8", "int32"),
+        PeType::Bf16 => ("bf16", "fp32"),
+    };
+    let eb = ty.input_bits() as usize / 8;
+    let m = 2 * r;
+    let a_bytes = m * r * eb;
+    let b_at = arch.scratchpad_bytes().get() as usize / 2;
+    let src = format!(
+        "\
+.queue matrix
+    addr.set r1, {b_at}
+    addr.set r2, 0
+    addr.set r3, 0
+    addr.step r2, 0, {a_bytes}
+    mm.preload b=spad[r1]:{t}, k={r}, n={c}, transpose=false
+    loop 2, body_end
+    mm.compute a=spad[r2]:{t}, c=acc[r3]:{acc}, m={m}, transpose=false, mode=accumulate
+body_end:
+    halt
+"
+    );
+    let p = assemble(&src, "builtin.s", Some(arch)).map_err(|e| anyhow!("{e}"))?;
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut elem = move |i: usize| -> u16 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = (s >> 32) as u32;
+        match (ty, i % 29) {
+            (PeType::Int8, 0) => 0x80,
+            (PeType::Int8, 1) => 0x7f,
+            (PeType::Int8, _) => x as u8 as u16,
+            (PeType::Bf16, 0) => 0x0000,
+            (PeType::Bf16, 1) => 0x0001,
+            (PeType::Bf16, 2) => 0x7f7f,
+            (PeType::Bf16, _) => ((x & 0x8000) | ((120 + (x >> 16) % 16) << 7) | (x & 0x7f)) as u16,
+        }
+    };
+    let bytes = |v: Vec<u16>| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| x.to_le_bytes().into_iter().take(eb))
+            .collect()
+    };
+    let mut spad = bytes((0..2 * m * r).map(&mut elem).collect());
+    spad.resize(b_at, 0);
+    spad.extend(bytes((0..r * c).map(&mut elem).collect()));
+    run_program(p, &spad, &[])
 }

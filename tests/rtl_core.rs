@@ -163,10 +163,15 @@ fn elements(ty: PeType, n: usize, seed: u64) -> Vec<u16> {
                     _ => (x >> 8) as u8 as u16,
                 },
                 PeType::Bf16 => match x % 24 {
-                    0 => [0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0x0001, 0x7f7f, 0x8080][(x >> 8) as usize % 8],
+                    0 => [
+                        0x0000, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0x0001, 0x7f7f, 0x8080,
+                    ][(x >> 8) as usize % 8],
                     1 => (x >> 8) as u16,
                     // Sign, exponent 120..135, any fraction: sums that cancel and round.
-                    _ => ((x >> 8) & 0x8000 | ((120 + (x >> 20) % 16) << 7) | (x >> 40) & 0x7f) as u16,
+                    _ => {
+                        ((x >> 8) & 0x8000 | ((120 + (x >> 20) % 16) << 7) | (x >> 40) & 0x7f)
+                            as u16
+                    }
                 },
             }
         })
@@ -218,7 +223,13 @@ fn program(ty: PeType, folds: &[Fold]) -> String {
     };
     let mut s = String::from(".queue matrix\n");
     for (f, fold) in folds.iter().enumerate() {
-        let Fold { k, n, b_tr, reps, computes } = fold;
+        let Fold {
+            k,
+            n,
+            b_tr,
+            reps,
+            computes,
+        } = fold;
         // Sequencer instructions before the preload, so the front end keeps
         // ahead of a 2-cycle preload (docs/rtl.md).
         s += &format!("    addr.set r1, {}\n", 0x1000 + 0x200 * f);
@@ -226,7 +237,11 @@ fn program(ty: PeType, folds: &[Fold]) -> String {
         s += &format!("    mm.preload b=spad[r1]:{t}, k={k}, n={n}, transpose={b_tr}\n");
         s += &format!("    loop {reps}, f{f}_end\n");
         for (j, (m, a_tr, accumulate)) in computes.iter().enumerate() {
-            let mode = if *accumulate { "accumulate" } else { "overwrite" };
+            let mode = if *accumulate {
+                "accumulate"
+            } else {
+                "overwrite"
+            };
             s += &format!(
                 "    mm.compute a=spad[r2+{}]:{t}, c=acc[r3+{}]:{acc}, m={m}, transpose={a_tr}, mode={mode}\n",
                 0x100 * j,
@@ -298,7 +313,12 @@ const BF16_PROGRAM: &str = "\
 #[test]
 fn bf16_program_accumulates_with_the_simulators_rounding() {
     let a = arch(4, 4, 3);
-    let r = run(&a, BF16_PROGRAM, &spad_bytes(PeType::Bf16, 11), &acc_bytes(PeType::Bf16, 11));
+    let r = run(
+        &a,
+        BF16_PROGRAM,
+        &spad_bytes(PeType::Bf16, 11),
+        &acc_bytes(PeType::Bf16, 11),
+    );
     check("bf16", &r);
 }
 
@@ -308,15 +328,40 @@ fn mutated_cores_fail() {
         return;
     }
     let dir = scratch("mutant");
-    let int8 = run(&arch(4, 4, 2), INT8_PROGRAM, &spad_bytes(PeType::Int8, 5), &acc_bytes(PeType::Int8, 5));
-    let bf16 = run(&arch(4, 4, 3), BF16_PROGRAM, &spad_bytes(PeType::Bf16, 11), &acc_bytes(PeType::Bf16, 11));
+    let int8 = run(
+        &arch(4, 4, 2),
+        INT8_PROGRAM,
+        &spad_bytes(PeType::Int8, 5),
+        &acc_bytes(PeType::Int8, 5),
+    );
+    let bf16 = run(
+        &arch(4, 4, 3),
+        BF16_PROGRAM,
+        &spad_bytes(PeType::Bf16, 11),
+        &acc_bytes(PeType::Bf16, 11),
+    );
     for (r, file, from, to) in [
         // Overwrite and accumulate swapped.
-        (&int8, "tessera_core_int8.v", "t[TW-2] ? sum_c : p_c", "t[TW-2] ? p_c : sum_c"),
+        (
+            &int8,
+            "tessera_core_int8.v",
+            "t[TW-2] ? sum_c : p_c",
+            "t[TW-2] ? p_c : sum_c",
+        ),
         // Transposed A read as if stored m x k.
-        (&int8, "tessera_core_int8.v", "c_rstep = c_tr ? ES : c_str", "c_rstep = c_str"),
+        (
+            &int8,
+            "tessera_core_int8.v",
+            "c_rstep = c_tr ? ES : c_str",
+            "c_rstep = c_str",
+        ),
         // The fp32 adder rounds up on every guard bit (no ties to even).
-        (&bf16, "tessera_fp32_add.v", "n[2] & (n[1] | n[0] | n[3])", "n[2]"),
+        (
+            &bf16,
+            "tessera_fp32_add.v",
+            "n[2] & (n[1] | n[0] | n[3])",
+            "n[2]",
+        ),
         // The fp32 adder drops the sticky bit of the aligned operand.
         (&bf16, "tessera_fp32_add.v", "|bw50[23:0]}", "1'b0}"),
     ] {
@@ -326,7 +371,10 @@ fn mutated_cores_fail() {
         assert_ne!(mutated, f.1, "the mutation {from} -> {to} must apply");
         f.1 = mutated;
         let out = iverilog(&dir, &files);
-        assert!(out.contains("FAIL"), "a mutated core ({from} -> {to}) passed:\n{out}");
+        assert!(
+            out.contains("FAIL"),
+            "a mutated core ({from} -> {to}) passed:\n{out}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -342,7 +390,12 @@ fn verilator_lints_every_core_clean() {
             let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, 8).unwrap();
             let names = write(&dir, &files);
             let out = Command::new("verilator")
-                .args(["--lint-only", "-Wall", "--top-module", &core_module_name(ty)])
+                .args([
+                    "--lint-only",
+                    "-Wall",
+                    "--top-module",
+                    &core_module_name(ty),
+                ])
                 .args(&names)
                 .current_dir(&dir)
                 .output()
@@ -363,16 +416,36 @@ fn verilator_runs_a_program() {
         return;
     }
     let dir = scratch("verilator");
-    let r = run(&arch(4, 4, 3), BF16_PROGRAM, &spad_bytes(PeType::Bf16, 3), &acc_bytes(PeType::Bf16, 3));
+    let r = run(
+        &arch(4, 4, 3),
+        BF16_PROGRAM,
+        &spad_bytes(PeType::Bf16, 3),
+        &acc_bytes(PeType::Bf16, 3),
+    );
     let names = write(&dir, &core_files(&r).unwrap());
     let build = Command::new("verilator")
-        .args(["--binary", "--timing", "-Wno-fatal", "--top-module", "tb", "-Mdir", "obj"])
+        .args([
+            "--binary",
+            "--timing",
+            "-Wno-fatal",
+            "--top-module",
+            "tb",
+            "-Mdir",
+            "obj",
+        ])
         .args(&names)
         .current_dir(&dir)
         .output()
         .unwrap();
-    assert!(build.status.success(), "verilator:\n{}", String::from_utf8_lossy(&build.stderr));
-    let out = Command::new(dir.join("obj/Vtb")).current_dir(&dir).output().unwrap();
+    assert!(
+        build.status.success(),
+        "verilator:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let out = Command::new(dir.join("obj/Vtb"))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.lines().any(|l| l == pass(&r)), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
@@ -404,12 +477,59 @@ fn unsupported_programs_name_the_instruction() {
 }
 
 #[test]
-fn zz_debug() {
-    let Ok(path) = std::env::var("DBG_SRC") else { return };
-    let src = std::fs::read_to_string(path).unwrap();
-    let a = arch(4, 4, 2);
-    let r = run(&a, &src, &int8_bytes(2048, 7), &int8_bytes(1024, 3));
-    let dir = PathBuf::from("/tmp/coretest");
-    let out = iverilog(&dir, &core_files(&r).unwrap());
-    eprintln!("{out}\n{}", pass(&r));
+fn tessera_rtl_runs_a_program_on_the_core() {
+    if !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("cli");
+    let mut spec = arch(2, 2, 2).spec().clone();
+    spec.array.input_types = vec![tessera_isa::DType::Int8];
+    // The array's fold testbench puts B at 0x4000.
+    spec.scratchpad.size_kib = 32;
+    let toml = dir.join("hw.toml");
+    std::fs::write(&toml, Arch::new(spec).unwrap().to_toml()).unwrap();
+    let prog = dir.join("p.s");
+    std::fs::write(
+        &prog,
+        INT8_PROGRAM
+            .replace("k=3, n=4", "k=2, n=2")
+            .replace("k=4, n=3", "k=2, n=1"),
+    )
+    .unwrap();
+    std::fs::write(dir.join("spad.bin"), spad_bytes(PeType::Int8, 1)).unwrap();
+    let tessera = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["rtl", "--hw"])
+            .arg(&toml)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .args(["--pnr", "skip", "--program"])
+            .arg(&prog)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let spad = dir.join("spad.bin");
+    let out = tessera(&["--spad", spad.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).unwrap())
+            .unwrap();
+    let core = &report["cores"][0];
+    assert_eq!(core["rtl_simulation"]["status"], "passed", "{core}");
+    assert_eq!(core["top"], "tessera_core_int8");
+    // A program outside the subset: one `error:` line naming the instruction.
+    std::fs::write(&prog, ".queue matrix\n    mm.preload b=spad[r0]:int8, k=2, n=2, transpose=false\n    loop 2, e\n    addr.step r1, 0, 4\ne:\n    halt\n").unwrap();
+    let out = tessera(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("matrix#2 addr.step: level 0 is an open loop"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -180,7 +180,10 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
                     return Err(unsupported(
                         site,
                         mn,
-                        format!("result rows overlap (row stride {stride} < {} bytes)", 4 * n),
+                        format!(
+                            "result rows overlap (row stride {stride} < {} bytes)",
+                            4 * n
+                        ),
                     ));
                 }
             }
@@ -315,7 +318,8 @@ pub fn imem_depth(len: usize) -> usize {
 /// result is written), `error` (an opcode outside the matrix subset),
 /// `lead_cycles` (cycles after reset before the first engine instruction
 /// starts), `run_cycles` (cycles from then until `done`), and a debug read
-/// port of the accumulator, `dbg_addr` (word index) to `dbg_data`.
+/// port of the accumulator, `dbg_addr` (word index) to `dbg_data`, and a
+/// scratchpad write port (`spad_we`, `spad_waddr`, `spad_wdata`) for a loader.
 pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
     let (r, c, p) = (arch.rows(), arch.cols(), arch.pe_stages());
     let w = ty.input_bits();
@@ -376,10 +380,7 @@ pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
         ("@PAD@", format!("{w}'h{:x}", ty.identity_weight())),
         ("@IMEM_DEPTH@", imem_depth.to_string()),
         ("@IMEM_AW@", imem_aw.to_string()),
-        (
-            "@SPAD_BYTES@",
-            arch.scratchpad_bytes().get().to_string(),
-        ),
+        ("@SPAD_BYTES@", arch.scratchpad_bytes().get().to_string()),
         ("@ACC_WORDS@", acc_words.to_string()),
         ("@ACC_AW@", acc_aw.to_string()),
         ("@NREGS@", nregs.to_string()),
@@ -525,7 +526,11 @@ module @MODULE@ #(
     output reg [31:0] lead_cycles,
     output reg [31:0] run_cycles,
     input wire [@ACC_AW@-1:0] dbg_addr,
-    output wire [31:0] dbg_data
+    output wire [31:0] dbg_data,
+    // Scratchpad write port (for a loader; DMA comes later).
+    input wire spad_we,
+    input wire [$clog2(SPAD_BYTES)-1:0] spad_waddr,
+    input wire [7:0] spad_wdata
 );
     localparam R = @R@, C = @C@, P = @P@, W = @W@, ES = @ES@;
     localparam SA = $clog2(SPAD_BYTES), AA = @ACC_AW@, IA = @IMEM_AW@;
@@ -538,11 +543,15 @@ module @MODULE@ #(
     reg [127:0] imem [0:IMEM_DEPTH-1];
     reg [7:0] spad [0:SPAD_BYTES-1];
     reg [31:0] acc [0:ACC_WORDS-1];
+    // Synthesis keeps the program and leaves the data memories uninitialised.
     initial begin
         $readmemh(IMEM_INIT, imem);
+`ifndef SYNTHESIS
         $readmemh(SPAD_INIT, spad);
         $readmemh(ACC_INIT, acc);
+`endif
     end
+    always @(posedge clk) if (spad_we) spad[spad_waddr] <= spad_wdata;
     assign dbg_data = acc[dbg_addr];
     function [W-1:0] rd(input [SA-1:0] a);
     begin

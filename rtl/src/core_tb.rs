@@ -9,13 +9,32 @@
 use crate::core::core_module_name;
 use crate::pe::PeType;
 
-/// File the testbench reads the expected accumulator from (`$readmemh`
-/// words); the core's own images keep its parameters' default names.
-pub const EXPECT_IMAGE: &str = "tessera_expect.hex";
+/// The `$readmemh` images the testbench of `ty` names: the core's
+/// instruction memory, scratchpad and accumulator, and the expected
+/// accumulator, in that order.
+pub fn image_names(ty: PeType) -> [String; 4] {
+    ["imem", "spad", "acc", "expect"].map(|m| format!("tessera_{m}_{}.hex", ty.name()))
+}
 
-/// The testbench of the core of `ty` with an accumulator of `acc_words`
-/// words (index width `acc_aw` bits), giving up after `max_cycles`.
-pub fn core_testbench(ty: PeType, acc_words: u64, acc_aw: u32, max_cycles: u64) -> String {
+/// Memory sizes the testbench is built for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TbMemories {
+    /// Accumulator words and the width of a word index.
+    pub acc_words: u64,
+    pub acc_aw: u32,
+    /// Width of a scratchpad byte address.
+    pub spad_aw: u32,
+}
+
+/// The testbench of the core of `ty` with memories `mem`, giving up after
+/// `max_cycles`.
+pub fn core_testbench(ty: PeType, mem: TbMemories, max_cycles: u64) -> String {
+    let TbMemories {
+        acc_words,
+        acc_aw,
+        spad_aw,
+    } = mem;
+    let names = image_names(ty);
     let compare = match ty {
         PeType::Int8 => "bad = (dbg_data !== E[i]);",
         PeType::Bf16 => {
@@ -34,13 +53,14 @@ module tb;
     wire [31:0] lead, run;
     reg [{acc_aw}-1:0] dbg_addr = 0;
     wire [31:0] dbg_data;
-    {core} dut (.clk(clk), .rst(rst), .done(done), .error(error), .lead_cycles(lead),
-        .run_cycles(run), .dbg_addr(dbg_addr), .dbg_data(dbg_data));
+    {core} #(.IMEM_INIT(\"{imem}\"), .SPAD_INIT(\"{spad}\"), .ACC_INIT(\"{acc}\")) dut (.clk(clk), .rst(rst), .done(done), .error(error), .lead_cycles(lead),
+        .run_cycles(run), .dbg_addr(dbg_addr), .dbg_data(dbg_data),
+        .spad_we(1'b0), .spad_waddr({spad_aw}'d0), .spad_wdata(8'd0));
     reg [31:0] E [0:{acc_words}-1];
     reg bad;
     integer i, errors, cyc;
     initial begin
-        $readmemh(\"{EXPECT_IMAGE}\", E);
+        $readmemh(\"{expect}\", E);
         errors = 0;
         cyc = 0;
         @(posedge clk);
@@ -68,5 +88,9 @@ endmodule
 ",
         ty = ty.name(),
         core = core_module_name(ty),
+        imem = names[0],
+        spad = names[1],
+        acc = names[2],
+        expect = names[3],
     )
 }
