@@ -1,7 +1,8 @@
 //! Co-simulation cases: one weight-stationary int8 or bf16 fold run through the
 //! functional simulator (expected results) and the timing simulator (cycles
 //! from the preload's start to the compute's end), packaged for the RTL
-//! testbench generator.
+//! testbench generator; and whole matrix-queue programs with their memory
+//! images, packaged as the matrix core's files ([`ProgramRun`]).
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,7 +10,11 @@ use std::process::Command;
 use anyhow::{anyhow, Result};
 use tessera_isa::asm::assemble;
 use tessera_isa::program::MemSpace;
-use tessera_isa::Arch;
+use tessera_isa::{Arch, Program, Queue};
+use tessera_rtl::core::{
+    byte_image, core_program, core_sources, imem_depth, imem_image, word_image, CoreProgram,
+};
+use tessera_rtl::core_tb::{core_testbench, image_names, TbMemories};
 use tessera_rtl::pe::PeType;
 use tessera_rtl::testbench::FoldCase;
 use tessera_sim::{run_functional, timing, Memory};
@@ -140,4 +145,153 @@ pub fn yosys_datdir() -> PathBuf {
         .filter(|o| o.status.success())
         .map(|o| PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
         .unwrap_or_else(|| PathBuf::from("/usr/share/yosys"))
+}
+
+/// A matrix-queue program run by both simulator modes, with the memory
+/// images the core starts from and the accumulator it must end with.
+#[derive(Debug)]
+pub struct ProgramRun {
+    pub program: Program,
+    /// The checked matrix queue.
+    pub core: CoreProgram,
+    /// The whole scratchpad, as the program starts.
+    pub spad: Vec<u8>,
+    /// The whole accumulator, as the program starts and as the functional simulator leaves it.
+    pub acc_in: Vec<u8>,
+    pub acc_out: Vec<u8>,
+    /// The timing model's total cycles.
+    pub cycles: u64,
+    /// Index of the first engine instruction (`mm.preload`) in the matrix queue.
+    pub first_engine: usize,
+}
+
+/// Runs `p` (matrix queue only) from a scratchpad starting with `spad` and
+/// an accumulator starting with `acc` (the rest zero) in both simulator
+/// modes.
+///
+/// # Errors
+/// A program the core does not run, a simulator error, or a program whose
+/// matrix queue waits for scratchpad banks (the core's scratchpad model has
+/// a port per array row and column, so it cannot reproduce bank stalls).
+pub fn run_program(p: Program, spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
+    let core = core_program(&p).map_err(|e| anyhow!("{e}"))?;
+    let mut mem = Memory::new(&p.arch);
+    mem.write(MemSpace::Spad, 0, spad)?;
+    mem.write(MemSpace::Acc, 0, acc)?;
+    let cap = |s: MemSpace| p.arch.capacity(s).get() as usize;
+    let spad_img = mem.read_vec(MemSpace::Spad, 0, cap(MemSpace::Spad))?;
+    let acc_in = mem.read_vec(MemSpace::Acc, 0, cap(MemSpace::Acc))?;
+    run_functional(&p, &mut mem, 1 << 26)?;
+    let acc_out = mem.read_vec(MemSpace::Acc, 0, cap(MemSpace::Acc))?;
+    let t = timing::run(&p, 1 << 26, &mut |_| {})?;
+    let stall = t.engines[Queue::Matrix.index()].memory_wait;
+    if stall > 0 {
+        return Err(anyhow!(
+            "the matrix queue waits {stall} cycles for scratchpad banks, which the core does not model; use more banks or narrower operands"
+        ));
+    }
+    let first_engine = p
+        .queue(Queue::Matrix)
+        .iter()
+        .position(|i| i.op.mnemonic() == "mm.preload")
+        .unwrap_or(0);
+    Ok(ProgramRun {
+        program: p,
+        core,
+        spad: spad_img,
+        acc_in,
+        acc_out,
+        cycles: t.cycles,
+        first_engine,
+    })
+}
+
+/// Every file the core's simulation needs, `(name, text)`: the design, the
+/// testbench `tb_core_{ty}.v` and the memory images.
+///
+/// # Errors
+/// A design the generator refuses.
+pub fn core_files(run: &ProgramRun) -> Result<Vec<(String, String)>> {
+    let arch = &run.program.arch;
+    let ty = run.core.ty;
+    let depth = imem_depth(run.core.words.len());
+    let mut files = core_sources(arch, ty, depth).map_err(|e| anyhow!("{e}"))?;
+    let bits = |n: u64| (64 - n.saturating_sub(1).leading_zeros()).max(1);
+    let words = run.acc_out.len() as u64 / 4;
+    let mem = TbMemories {
+        acc_words: words,
+        acc_aw: bits(words),
+        spad_aw: bits(run.spad.len() as u64),
+    };
+    files.push((
+        format!("tb_core_{}.v", ty.name()),
+        core_testbench(ty, mem, 2 * run.cycles + 1000),
+    ));
+    let [imem, spad, acc, expect] = image_names(ty);
+    files.push((imem, imem_image(&run.core.words, depth)));
+    files.push((spad, byte_image(&run.spad)));
+    files.push((acc, word_image(&run.acc_in)));
+    files.push((expect, word_image(&run.acc_out)));
+    Ok(files)
+}
+
+/// The core's built-in test program for `ty` on `arch`: one full preload
+/// (k = rows, n = cols) and a loop of two computes of m = 2 x rows that
+/// accumulate into one result, from deterministic scratchpad data (int8
+/// with -128 and 127; bf16 normals of moderate range with a zero, a
+/// subnormal and the largest finite value). A at 0, B at half the
+/// scratchpad, C at 0 in the accumulator.
+///
+/// # Errors
+/// As [`run_program`].
+pub fn builtin_program(arch: &Arch, ty: PeType) -> Result<ProgramRun> {
+    let (r, c) = (arch.rows() as usize, arch.cols() as usize);
+    let (t, acc) = match ty {
+        PeType::Int8 => ("int8", "int32"),
+        PeType::Bf16 => ("bf16", "fp32"),
+    };
+    let eb = ty.input_bits() as usize / 8;
+    let m = 2 * r;
+    let a_bytes = m * r * eb;
+    let b_at = arch.scratchpad_bytes().get() as usize / 2;
+    let src = format!(
+        "\
+.queue matrix
+    addr.set r1, {b_at}
+    addr.set r2, 0
+    addr.set r3, 0
+    addr.step r2, 0, {a_bytes}
+    mm.preload b=spad[r1]:{t}, k={r}, n={c}, transpose=false
+    loop 2, body_end
+    mm.compute a=spad[r2]:{t}, c=acc[r3]:{acc}, m={m}, transpose=false, mode=accumulate
+body_end:
+    halt
+"
+    );
+    let p = assemble(&src, "builtin.s", Some(arch)).map_err(|e| anyhow!("{e}"))?;
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    let mut elem = move |i: usize| -> u16 {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = (s >> 32) as u32;
+        match (ty, i % 29) {
+            (PeType::Int8, 0) => 0x80,
+            (PeType::Int8, 1) => 0x7f,
+            (PeType::Int8, _) => x as u8 as u16,
+            (PeType::Bf16, 0) => 0x0000,
+            (PeType::Bf16, 1) => 0x0001,
+            (PeType::Bf16, 2) => 0x7f7f,
+            (PeType::Bf16, _) => ((x & 0x8000) | ((120 + (x >> 16) % 16) << 7) | (x & 0x7f)) as u16,
+        }
+    };
+    let bytes = |v: Vec<u16>| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| x.to_le_bytes().into_iter().take(eb))
+            .collect()
+    };
+    let mut spad = bytes((0..2 * m * r).map(&mut elem).collect());
+    spad.resize(b_at, 0);
+    spad.extend(bytes((0..r * c).map(&mut elem).collect()));
+    run_program(p, &spad, &[])
 }

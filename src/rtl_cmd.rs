@@ -6,6 +6,12 @@
 //! Verilog), synthesises (Yosys), re-runs the testbench on the netlist,
 //! places and routes a wrapper of the array (nextpnr-ice40 / nextpnr-ecp5)
 //! and reports resources and Fmax in `report.json` and `report.md`.
+//!
+//! It also writes the matrix core of each input type (or of `--program`'s
+//! type) with its memory images and testbench, runs the program (a built-in
+//! one without `--program`) on the core and on the simulators, and reports
+//! whether the accumulator is bit-exact and the cycle count is the timing
+//! model's plus the accumulator write.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -52,6 +58,13 @@ pub struct RtlArgs {
     /// Target clock for place and route in MHz (default: the hardware's clock).
     #[arg(long, value_name = "MHZ")]
     pub freq: Option<f64>,
+    /// A matrix-queue-only program (`.tsr` or `.s`) for the generated core;
+    /// without it each input type's core runs a built-in test program.
+    #[arg(long, value_name = "FILE.tsr")]
+    pub program: Option<PathBuf>,
+    /// Raw bytes the scratchpad starts with (from address 0) for `--program`.
+    #[arg(long, value_name = "FILE", requires = "program")]
+    pub spad: Option<PathBuf>,
 }
 
 /// What running a tool gave.
@@ -295,6 +308,86 @@ fn run_array(
     })
 }
 
+/// What running one program on the core gave.
+#[derive(Debug)]
+struct CoreRun {
+    ty: PeType,
+    program: String,
+    testbench: String,
+    model_cycles: u64,
+    expected: String,
+    sim: Outcome,
+}
+
+/// Writes the core of `run`'s type, its images and testbench, and
+/// simulates it; the verdict must be exactly `expected`.
+fn run_core(dir: &Path, program: String, run: &cosim::ProgramRun) -> Result<CoreRun> {
+    let files = cosim::core_files(run)?;
+    for (name, text) in &files {
+        write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    let ty = run.core.ty;
+    let testbench = format!("tb_core_{}.v", ty.name());
+    let mut sources = vec![testbench.clone()];
+    sources.extend(
+        files
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| n.ends_with(".v") && *n != testbench),
+    );
+    // The core counts the accumulator write of the last result, which the
+    // timing model does not; its lead-in is the sequencer instructions
+    // before the first preload plus two cycles (docs/rtl.md).
+    let expected = format!(
+        "PASS cycles={} lead={}",
+        run.cycles + 1,
+        run.first_engine + 2
+    );
+    let sim = match simulate(dir, &sources, &[])? {
+        Outcome::Passed(v) if v != expected => Outcome::Failed(format!("{v}, expected {expected}")),
+        o => o,
+    };
+    Ok(CoreRun {
+        ty,
+        program,
+        testbench,
+        model_cycles: run.cycles,
+        expected,
+        sim,
+    })
+}
+
+fn run_cores(args: &RtlArgs, arch: &Arch, types: &[PeType]) -> Result<Vec<CoreRun>> {
+    let dir = &args.out;
+    match &args.program {
+        Some(path) => {
+            let p = crate::files::load_program(path, Some(arch))?;
+            let spad = match &args.spad {
+                Some(f) => std::fs::read(f).with_context(|| shown(f))?,
+                None => Vec::new(),
+            };
+            let cap = arch.scratchpad_bytes().get();
+            if spad.len() as u64 > cap {
+                bail!(
+                    "--spad {}: {} bytes do not fit the {cap}-byte scratchpad",
+                    shown(args.spad.as_deref().unwrap_or(Path::new(""))),
+                    spad.len()
+                );
+            }
+            let run =
+                cosim::run_program(p, &spad, &[]).map_err(|e| anyhow!("{}: {e}", shown(path)))?;
+            Ok(vec![run_core(dir, shown(path), &run)?])
+        }
+        None => types
+            .iter()
+            .map(|ty| {
+                let run = cosim::builtin_program(arch, *ty)?;
+                run_core(dir, "built-in".into(), &run)
+            })
+            .collect(),
+    }
+}
+
 /// `tessera rtl`.
 pub fn run(args: &RtlArgs) -> Result<()> {
     let arch = hw::load(&args.hw)?;
@@ -316,13 +409,28 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         design_files.push(name.clone());
     }
     let mut runs = Vec::new();
-    for ty in types {
+    for &ty in &types {
         let design: Vec<String> = [ty.pe_module(), ty.array_module()]
             .iter()
             .map(|m| format!("{m}.v"))
             .collect();
         runs.push(run_array(args, &arch, target, ty, &design)?);
     }
+    let cores = run_cores(args, &arch, &types)?;
+    let core_json: Vec<serde_json::Value> = cores
+        .iter()
+        .map(|c| {
+            serde_json::json!({
+                "input": c.ty.name(),
+                "top": tessera_rtl::core::core_module_name(c.ty),
+                "program": c.program,
+                "testbench": c.testbench,
+                "timing_model_cycles": c.model_cycles,
+                "expected_verdict": c.expected,
+                "rtl_simulation": c.sim.json(),
+            })
+        })
+        .collect();
 
     let arrays: Vec<serde_json::Value> = runs
         .iter()
@@ -356,6 +464,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         "target": target.name(),
         "design": design_files,
         "arrays": arrays,
+        "cores": core_json,
     });
     let mut json = serde_json::to_string_pretty(&report)?;
     json.push('\n');
@@ -398,9 +507,32 @@ pub fn run(args: &RtlArgs) -> Result<()> {
             }
         }
     }
+    for c in &cores {
+        let _ = writeln!(md, "\n## {} matrix core\n", c.ty.name());
+        let _ = writeln!(
+            md,
+            "- program: {} ({} cycles in the timing model; expected `{}`)",
+            c.program, c.model_cycles, c.expected
+        );
+        let _ = writeln!(
+            md,
+            "- RTL simulation (Icarus Verilog, {}): {}",
+            c.testbench,
+            c.sim.line()
+        );
+    }
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
     print(&md)?;
 
+    for c in &cores {
+        if let Outcome::Failed(msg) = &c.sim {
+            bail!(
+                "{}: {} matrix core simulation failed: {msg}",
+                shown(dir),
+                c.ty.name()
+            );
+        }
+    }
     for r in &runs {
         for (what, o) in [
             ("RTL simulation", &r.rtl_sim),

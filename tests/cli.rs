@@ -578,6 +578,11 @@ fn rtl_writes_design_testbench_script_and_report() {
         "tessera_array_bf16.v",
         "tb_fold_int8.v",
         "tb_fold_bf16.v",
+        "tessera_core_int8.v",
+        "tessera_core_bf16.v",
+        "tessera_fp32_add.v",
+        "tb_core_int8.v",
+        "tessera_imem_bf16.hex",
         "synth_generic_int8.ys",
         "synth_generic_bf16.ys",
         "report.json",
@@ -605,6 +610,14 @@ fn rtl_writes_design_testbench_script_and_report() {
                 a["resources"]["flip_flops"].as_u64().unwrap() > 0,
                 "{report}"
             );
+        }
+    }
+    for (i, input) in ["int8", "bf16"].into_iter().enumerate() {
+        let c = &report["cores"][i];
+        assert_eq!(c["input"], input, "{report}");
+        assert_eq!(c["program"], "built-in", "{report}");
+        if std::env::var_os("TESSERA_REQUIRE_TOOLS").is_some() {
+            assert_eq!(c["rtl_simulation"]["status"], "passed", "{report}");
         }
     }
     // The default preset has double-buffered weights, which the generator does not build yet.

@@ -6,15 +6,19 @@
 //! Today it generates pipelined int8 and bf16 weight-stationary processing
 //! elements ([`pe`], [`pe_int8`], [`pe_bf16`], staged by [`pipeline`]), the
 //! R x C array ([`array`]), self-checking testbenches for one fold
-//! ([`testbench`]) and the FPGA flow's scripts and report parsers
-//! ([`fpga`]); the controller, buffers, DMA and vector unit are still to
-//! come.
+//! ([`testbench`]), the matrix core that runs a program's matrix queue
+//! from an instruction memory ([`core`], [`fp32_add`], [`core_tb`]) and the
+//! FPGA flow's scripts and report parsers ([`fpga`]); DMA and the vector
+//! unit are still to come.
 //!
 //! Architecture invariant: this crate imports `tessera-isa` only, never the
 //! compiler or the simulator, and does no IO: emitters return `String`.
 
 pub mod arith;
 pub mod array;
+pub mod core;
+pub mod core_tb;
+pub mod fp32_add;
 pub mod fpga;
 pub mod pe;
 pub mod pe_bf16;
