@@ -479,3 +479,28 @@ fn fused_adamw_is_bit_identical_to_the_graph_code() {
         );
     }
 }
+
+/// A step whose embedding gather and gradient scatter-add split into
+/// several DMA blocks (more than 4095 tokens) passes the dependency
+/// checker: the program's HBM symbols bound each indexed access to its
+/// table (without them the checker assumes the rest of HBM and reports the
+/// next block's reads as races).
+#[test]
+fn long_sequences_pass_the_dependency_checker() {
+    let arch = Arch::preset("default").unwrap();
+    let mut m = tiny("gpt2-small");
+    m.layers = 1;
+    m.max_positions = 4096;
+    let g = training_graph(&m, &TrainingSetup::new(2, 2100), Stage::Step).unwrap();
+    let step = lower_graph(&g, &arch).unwrap();
+    let report = tessera_isa::check::check(&step.program);
+    assert!(report.is_clean(), "{:?}", report.findings);
+    let names: Vec<&str> = step
+        .program
+        .symbols
+        .iter()
+        .map(|s| s.name.as_str())
+        .collect();
+    assert!(names.contains(&"wte.weight"), "{names:?}");
+    assert!(names.iter().any(|n| n.starts_with("indexed.")), "{names:?}");
+}

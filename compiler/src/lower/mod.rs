@@ -536,7 +536,30 @@ pub fn lower_graph_with(
         });
     }
     let mut program = linker.finish()?;
-    program.symbols = persistent_symbols(&params, &states, &inputs, &d.constants);
+    // Temporaries that DMA gathers read (embedding tables computed in the
+    // step) or scatter-adds write (embedding gradients): bound them too.
+    let indexed: Vec<usize> = g
+        .nodes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, n)| match n.op {
+            Op::EmbeddingGrad { .. } => Some(i),
+            Op::Embedding if !g.nodes[n.inputs[0].0].op.is_source() => Some(n.inputs[0].0),
+            _ => None,
+        })
+        .collect();
+    let scatter_targets: Vec<(String, u64, u64)> = indexed
+        .into_iter()
+        .filter_map(|i| {
+            let ty = g.nodes[i].ty.as_ref()?;
+            Some((
+                format!("indexed.{i}"),
+                d.addr[i],
+                ty.elements() * ty.dtype.size_bytes(),
+            ))
+        })
+        .collect();
+    program.symbols = persistent_symbols(&params, &states, &inputs, &d.constants, &scatter_targets);
     Ok(LoweredStep {
         program,
         params,
@@ -552,14 +575,19 @@ pub fn lower_graph_with(
 }
 
 /// HBM symbols for everything that lives at one address for the whole step
-/// (parameters, states, inputs, constant tables). They bound what the
-/// dependency checker takes a gather from a table or a scatter-add into it
-/// to touch: without them it assumes the rest of HBM.
+/// (parameters, states, inputs, constant tables) and for the temporaries
+/// that are scatter-add targets. They bound what the dependency checker
+/// takes a gather from a table or a scatter-add into it to touch: without
+/// them it assumes the rest of HBM. The checker uses the first symbol that
+/// encloses a table's address, so a temporary whose slot overlaps another
+/// symbol (the planner reuses memory) gets none and keeps the conservative
+/// bound.
 fn persistent_symbols(
     params: &[Binding],
     states: &[(Binding, f64)],
     inputs: &[Binding],
     constants: &[ConstInit],
+    temporaries: &[(String, u64, u64)],
 ) -> Vec<tessera_isa::program::Symbol> {
     use tessera_isa::program::{MemSpace, Symbol};
     let size = |b: &Binding| b.ty.elements() * b.ty.dtype.size_bytes();
@@ -572,13 +600,21 @@ fn persistent_symbols(
         .iter()
         .enumerate()
         .map(|(i, c)| (format!("const.{i}"), c.addr, 4 * c.values.len() as u64));
+    let fixed: Vec<(String, u64, u64)> = named.chain(tables).collect();
+    let overlaps = |a: &(String, u64, u64), b: &(String, u64, u64)| {
+        a.0 != b.0 && a.1 < b.1 + b.2 && b.1 < a.1 + a.2
+    };
+    let separate: Vec<(String, u64, u64)> = temporaries
+        .iter()
+        .filter(|t| !fixed.iter().chain(temporaries).any(|o| overlaps(t, o)))
+        .cloned()
+        .collect();
     let mut seen = std::collections::HashSet::new();
-    named
-        .chain(tables)
+    fixed
+        .into_iter()
+        .chain(separate)
         .filter(|(name, _, size)| {
-            *size > 0
-                && tessera_isa::program::is_identifier(name)
-                && seen.insert(name.clone())
+            *size > 0 && tessera_isa::program::is_identifier(name) && seen.insert(name.clone())
         })
         .map(|(name, addr, size)| Symbol {
             name,
