@@ -81,8 +81,6 @@ struct BaseTimes {
     block_bwd: f64,
     head: f64,
     optimizer_per_param: f64,
-    /// Attention-core share of the block's forward FLOPs.
-    attention_share: f64,
 }
 
 impl BaseTimes {
@@ -273,7 +271,6 @@ fn time_blocks(arch: &Arch, job: &Workload, sequences: u32) -> Result<BaseTimes>
         block_bwd: block_bwd * ratio,
         head: head * kf,
         optimizer_per_param,
-        attention_share: full.1 / (full.0 + full.1),
     })
 }
 
@@ -290,9 +287,13 @@ impl LayerTimer for TesseraTimer {
         let (n, scale) = self.shape(job, split);
         let b = self.base(job, n)?;
         let fwd = b.block_fwd * scale;
+        // The compiled step uses the fused attention, whose backward
+        // already recomputes the attention core (FlashAttention): selective
+        // recomputation is inside the compiled backward time, and full
+        // recomputation adds the block's forward once more (what
+        // `--recompute full` compiles to).
         let rec = match job.recompute {
-            Recompute::None => 0.0,
-            Recompute::Selective => fwd * b.attention_share,
+            Recompute::None | Recompute::Selective => 0.0,
             Recompute::Full => fwd,
         };
         Ok([Seconds(fwd), Seconds(b.block_bwd * scale), Seconds(rec)])
