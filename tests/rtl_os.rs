@@ -331,3 +331,54 @@ fn verilator_runs_the_os_testbench() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn tessera_rtl_generates_and_checks_an_os_description() {
+    if !tool("iverilog") || !tool("yosys") {
+        return;
+    }
+    let dir = scratch("flow");
+    let mut spec = arch(2, 3, 2).spec().clone();
+    spec.array.input_types = vec![tessera_isa::DType::Int8];
+    let toml = dir.join("hw.toml");
+    std::fs::write(&toml, Arch::new(spec).unwrap().to_toml()).unwrap();
+    let rtl = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["rtl", "--hw"])
+            .arg(&toml)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // The matrix core is weight-stationary only: refused before anything is written.
+    let refused = rtl(&["--program", "p.s"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("array.dataflow") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.join("out").exists());
+    let out = rtl(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["array"]["dataflow"], "output-stationary");
+    let a = &report["arrays"][0];
+    assert_eq!(a["top"], "tessera_os_array_int8");
+    // k = 2R: 4 + 4 + 3 + 2 - 3 steps.
+    assert_eq!(a["testbench_cycles_expected"], 10, "{a}");
+    assert_eq!(a["rtl_simulation"]["output"], "PASS cycles=10", "{a}");
+    for stage in ["synthesis", "post_synthesis_simulation"] {
+        assert_eq!(a[stage]["status"], "passed", "{stage}: {a}");
+    }
+    assert_eq!(a["place_and_route"]["status"], "skipped", "{a}");
+    assert_eq!(report["cores"], serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
