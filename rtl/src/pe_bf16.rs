@@ -22,11 +22,14 @@
 //! infinity as IEEE 754 requires.
 //!
 //! Seven segments: unpack and the first half of the partial-product tree;
-//! its second half and the shift amounts; align; add; normalise by 32/16/8;
+//! its second half and the shift amounts; special values and align; add; normalise by 32/16/8;
 //! normalise by 4/2/1; round and pack. Registered boundaries as P grows:
 //! before the normalisation, after the shift amounts, between the two
 //! normalisation halves, before the add, after the unpacking, before the
-//! rounding.
+//! rounding. Boundaries 0 and 1 carry nothing that mixes the product with
+//! the partial sum, so the output-stationary form
+//! ([`crate::pipeline::Datapath::accumulator_items`]) registers them on the
+//! product alone.
 
 use crate::arith::{mul8_first_half, mul8_second_half, Operands};
 use crate::pipeline::{carry, Datapath, Segment};
