@@ -1,4 +1,4 @@
-//! Co-simulation cases: one weight-stationary int8 or bf16 fold run through the
+//! Co-simulation cases: one int8 or bf16 fold (either dataflow) run through the
 //! functional simulator (expected results) and the timing simulator (cycles
 //! from the preload's start to the compute's end), packaged for the RTL
 //! testbench generator; and whole matrix-queue programs with their memory
@@ -10,7 +10,7 @@ use std::process::Command;
 use anyhow::{anyhow, Result};
 use tessera_isa::asm::assemble;
 use tessera_isa::program::MemSpace;
-use tessera_isa::{Arch, Program, Queue};
+use tessera_isa::{Arch, Dataflow, Program, Queue};
 use tessera_rtl::core::{
     byte_image, core_program, core_sources, imem_depth, imem_image, word_image, CoreProgram,
 };
@@ -98,8 +98,9 @@ pub fn fold(
     ))
 }
 
-/// A deterministic fold of type `ty` that fills the array (k = rows, n =
-/// cols) with m = 2 x rows. int8 inputs include -128 and 127; bf16 inputs
+/// A deterministic fold of type `ty` that fills the array: weight-stationary
+/// k = rows, n = cols with m = 2 x rows; output-stationary m = rows, n =
+/// cols with k = 2 x rows. int8 inputs include -128 and 127; bf16 inputs
 /// are mostly normal numbers of moderate range (so sums cancel and round)
 /// with a zero, a subnormal, the largest finite value, an infinity and a NaN.
 ///
@@ -107,7 +108,10 @@ pub fn fold(
 /// As [`fold`].
 pub fn full_fold(arch: &Arch, ty: PeType, seed: u64) -> Result<(FoldCase, u64)> {
     let (r, c) = (arch.rows() as usize, arch.cols() as usize);
-    let m = 2 * r;
+    let (m, k) = match arch.dataflow() {
+        Dataflow::WeightStationary => (2 * r, r),
+        Dataflow::OutputStationary => (r, 2 * r),
+    };
     let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
     let mut next = move || {
         s ^= s << 13;
@@ -123,8 +127,8 @@ pub fn full_fold(arch: &Arch, ty: PeType, seed: u64) -> Result<(FoldCase, u64)> 
             PeType::Bf16 => ((x & 0x8000) | ((120 + (x >> 16) % 16) << 7) | (x & 0x7f)) as u16,
         }
     };
-    let mut a: Vec<u16> = (0..m * r).map(|_| elem(ty)).collect();
-    let w: Vec<u16> = (0..r * c).map(|_| elem(ty)).collect();
+    let mut a: Vec<u16> = (0..m * k).map(|_| elem(ty)).collect();
+    let w: Vec<u16> = (0..k * c).map(|_| elem(ty)).collect();
     let specials: &[u16] = match ty {
         PeType::Int8 => &[0x80, 0x7f],
         PeType::Bf16 => &[0x0000, 0x0001, 0x7f7f, 0xff80, 0x7fc1],
@@ -132,7 +136,7 @@ pub fn full_fold(arch: &Arch, ty: PeType, seed: u64) -> Result<(FoldCase, u64)> 
     // The last rows of A, so the first rows check plain arithmetic.
     let tail = a.len() - specials.len();
     a[tail..].copy_from_slice(specials);
-    fold(arch, ty, (m, r, c), a, w)
+    fold(arch, ty, (m, k, c), a, w)
 }
 
 /// Yosys's data directory, where the FPGA cell simulation models live:

@@ -12,20 +12,27 @@
 //! one without `--program`) on the core and on the simulators, and reports
 //! whether the accumulator is bit-exact and the cycle count is the timing
 //! model's plus the accumulator write.
+//!
+//! An output-stationary description gets the output-stationary array
+//! ([`tessera_rtl::array_os`]), its testbench and synthesis; the place-and-
+//! route wrapper and the matrix core are weight-stationary only, so those
+//! steps are reported as skipped (and `--program` is refused).
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{anyhow, bail, Context, Result};
-use tessera_isa::Arch;
+use tessera_isa::{Arch, Dataflow};
 use tessera_rtl::array::{array_sources, pe_types};
+use tessera_rtl::array_os::{os_array_module, os_pe_module};
 use tessera_rtl::fpga::{
     fmax_wrapper, parse_fmax, parse_stat, pnr_device, pnr_synth_script, yosys_script, Resources,
     Target, FMAX_TOP,
 };
 use tessera_rtl::pe::PeType;
 use tessera_rtl::testbench::{fold_testbench, ArrayShape};
+use tessera_rtl::testbench_os::os_fold_testbench;
 
 use crate::files::{print, shown, write_atomic};
 use crate::hw;
@@ -259,10 +266,16 @@ fn run_array(
         cols: arch.cols() as usize,
         stages: arch.pe_stages() as usize,
     };
-    let tb = fold_testbench(shape, &fold).map_err(|e| anyhow!("{e}"))?;
+    let os = arch.dataflow() == Dataflow::OutputStationary;
+    let tb = if os {
+        os_fold_testbench(shape, &fold)
+    } else {
+        fold_testbench(shape, &fold)
+    }
+    .map_err(|e| anyhow!("{e}"))?;
     let testbench = format!("tb_fold_{}.v", ty.name());
     write_atomic(&dir.join(&testbench), tb.as_bytes())?;
-    let top = ty.array_module();
+    let top = array_module(arch, ty);
     let stat = format!("stat_{target}_{}.txt", ty.name());
     let netlist = format!("netlist_{target}_{}.v", ty.name());
     let script = format!("synth_{target}_{}.ys", ty.name());
@@ -270,11 +283,13 @@ fn run_array(
         &dir.join(&script),
         yosys_script(target, &top, design, &stat, &netlist).as_bytes(),
     )?;
-    let wrapper = fmax_wrapper(ty, arch.rows(), arch.cols()).to_verilog();
-    write_atomic(
-        &dir.join(format!("{FMAX_TOP}_{}.v", ty.name())),
-        wrapper.as_bytes(),
-    )?;
+    if !os {
+        let wrapper = fmax_wrapper(ty, arch.rows(), arch.cols()).to_verilog();
+        write_atomic(
+            &dir.join(format!("{FMAX_TOP}_{}.v", ty.name())),
+            wrapper.as_bytes(),
+        )?;
+    }
 
     let mut rtl_files = vec![testbench.clone()];
     rtl_files.extend(design.iter().cloned());
@@ -290,6 +305,12 @@ fn run_array(
     };
     let (pnr, fmax_mhz) = match args.pnr {
         Pnr::Skip => (Outcome::Skipped("--pnr skip".into()), None),
+        Pnr::Auto if os => (
+            Outcome::Skipped(
+                "the place-and-route wrapper drives weight-stationary arrays only".into(),
+            ),
+            None,
+        ),
         Pnr::Auto => {
             let freq = args.freq.unwrap_or(arch.spec().clock.frequency_mhz);
             place_and_route(dir, target, ty, design, freq)?
@@ -357,8 +378,27 @@ fn run_core(dir: &Path, program: String, run: &cosim::ProgramRun) -> Result<Core
     })
 }
 
+/// The array module of `ty` in `arch`'s dataflow.
+fn array_module(arch: &Arch, ty: PeType) -> String {
+    match arch.dataflow() {
+        Dataflow::WeightStationary => ty.array_module(),
+        Dataflow::OutputStationary => os_array_module(ty),
+    }
+}
+
+/// The processing-element module of `ty` in `arch`'s dataflow.
+fn pe_module(arch: &Arch, ty: PeType) -> String {
+    match arch.dataflow() {
+        Dataflow::WeightStationary => ty.pe_module(),
+        Dataflow::OutputStationary => os_pe_module(ty),
+    }
+}
+
 fn run_cores(args: &RtlArgs, arch: &Arch, types: &[PeType]) -> Result<Vec<CoreRun>> {
     let dir = &args.out;
+    if arch.dataflow() == Dataflow::OutputStationary {
+        return Ok(Vec::new());
+    }
     match &args.program {
         Some(path) => {
             let p = crate::files::load_program(path, Some(arch))?;
@@ -398,6 +438,12 @@ pub fn run(args: &RtlArgs) -> Result<()> {
             bail!("--freq {f}: must be a clock in MHz between 0 and 2000");
         }
     }
+    if arch.dataflow() == Dataflow::OutputStationary && args.program.is_some() {
+        bail!(
+            "{}: array.dataflow: --program needs the matrix core, which is generated for weight-stationary arrays only",
+            args.hw
+        );
+    }
     let sources = array_sources(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;
     let types = pe_types(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;
     std::fs::create_dir_all(&args.out).with_context(|| shown(&args.out))?;
@@ -410,7 +456,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
     }
     let mut runs = Vec::new();
     for &ty in &types {
-        let design: Vec<String> = [ty.pe_module(), ty.array_module()]
+        let design: Vec<String> = [pe_module(&arch, ty), array_module(&arch, ty)]
             .iter()
             .map(|m| format!("{m}.v"))
             .collect();
@@ -440,7 +486,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
             });
             serde_json::json!({
                 "input": r.ty.name(),
-                "top": r.ty.array_module(),
+                "top": array_module(&arch, r.ty),
                 "testbench": r.testbench,
                 "testbench_cycles_expected": r.cycles,
                 "rtl_simulation": r.rtl_sim.json(),
@@ -473,10 +519,11 @@ pub fn run(args: &RtlArgs) -> Result<()> {
     let mut md = String::new();
     let _ = writeln!(
         md,
-        "# Tessera RTL: `{}` ({}x{} weight-stationary array, {} pipeline stage(s), {target})\n",
+        "# Tessera RTL: `{}` ({}x{} {} array, {} pipeline stage(s), {target})\n",
         arch.name(),
         arch.rows(),
         arch.cols(),
+        arch.dataflow(),
         arch.pe_stages()
     );
     let _ = writeln!(md, "- design: {}", design_files.join(", "));
@@ -506,6 +553,12 @@ pub fn run(args: &RtlArgs) -> Result<()> {
                 let _ = writeln!(md, "- Fmax: not measured");
             }
         }
+    }
+    if cores.is_empty() {
+        let _ = writeln!(
+            md,
+            "\n## matrix core\n\n- not generated: the core is weight-stationary only"
+        );
     }
     for c in &cores {
         let _ = writeln!(md, "\n## {} matrix core\n", c.ty.name());

@@ -175,12 +175,11 @@ pub fn pe_types(arch: &Arch) -> Result<Vec<PeType>, RtlError> {
 ///
 /// # Errors
 /// A design this generator does not build yet: weight-stationary arrays
-/// with single-buffered weights and int8 or bf16 inputs are generated today.
+/// with single-buffered weights and int8 or bf16 inputs are generated today,
+/// and output-stationary arrays ([`crate::array_os::os_array_sources`]).
 pub fn array_sources(arch: &Arch) -> Result<Vec<(String, String)>, RtlError> {
-    if arch.dataflow() != Dataflow::WeightStationary {
-        return Err(RtlError::Unsupported(
-            "array.dataflow: only weight-stationary arrays are generated".into(),
-        ));
+    if arch.dataflow() == Dataflow::OutputStationary {
+        return crate::array_os::os_array_sources(arch);
     }
     if arch.spec().array.double_buffered_weights {
         return Err(RtlError::Unsupported(

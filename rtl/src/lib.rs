@@ -5,8 +5,9 @@
 //!
 //! Today it generates pipelined int8 and bf16 weight-stationary processing
 //! elements ([`pe`], [`pe_int8`], [`pe_bf16`], staged by [`pipeline`]), the
-//! R x C array ([`array`]), self-checking testbenches for one fold
-//! ([`testbench`]), the matrix core that runs a program's matrix queue
+//! R x C array ([`array`]), the output-stationary array ([`array_os`]),
+//! self-checking testbenches for one fold
+//! ([`testbench`], [`testbench_os`]), the matrix core that runs a program's matrix queue
 //! from an instruction memory ([`core`], [`fp32_add`], [`core_tb`]) and the
 //! FPGA flow's scripts and report parsers ([`fpga`]); DMA and the vector
 //! unit are still to come.
@@ -16,6 +17,7 @@
 
 pub mod arith;
 pub mod array;
+pub mod array_os;
 pub mod core;
 pub mod core_tb;
 pub mod fp32_add;
@@ -25,6 +27,7 @@ pub mod pe_bf16;
 pub mod pe_int8;
 pub mod pipeline;
 pub mod testbench;
+pub mod testbench_os;
 pub mod verilog;
 
 /// A design or case the generator cannot build.

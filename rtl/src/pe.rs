@@ -74,7 +74,8 @@ impl PeType {
         format!("tessera_array_{}", self.name())
     }
 
-    fn datapath(self) -> Datapath {
+    /// The element type's partial-sum datapath.
+    pub(crate) fn datapath(self) -> Datapath {
         match self {
             PeType::Int8 => pe_int8::datapath(),
             PeType::Bf16 => pe_bf16::datapath(),

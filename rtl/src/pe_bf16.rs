@@ -22,11 +22,14 @@
 //! infinity as IEEE 754 requires.
 //!
 //! Seven segments: unpack and the first half of the partial-product tree;
-//! its second half and the shift amounts; align; add; normalise by 32/16/8;
+//! its second half and the shift amounts; special values and align; add; normalise by 32/16/8;
 //! normalise by 4/2/1; round and pack. Registered boundaries as P grows:
 //! before the normalisation, after the shift amounts, between the two
 //! normalisation halves, before the add, after the unpacking, before the
-//! rounding.
+//! rounding. Boundaries 0 and 1 carry nothing that mixes the product with
+//! the partial sum, so the output-stationary form
+//! ([`crate::pipeline::Datapath::accumulator_items`]) registers them on the
+//! product alone.
 
 use crate::arith::{mul8_first_half, mul8_second_half, Operands};
 use crate::pipeline::{carry, Datapath, Segment};
@@ -133,14 +136,16 @@ pub fn datapath() -> Datapath {
             "s0_a_nan | s0_w_nan | (s0_a_inf & s0_w_zero) | (s0_w_inf & s0_a_zero)",
         ),
         n("s0_pinf", 1, "(s0_a_inf | s0_w_inf) & ~s0_pnan"),
-        n(
-            "s0_nan",
-            1,
-            "s0_pnan | s0_c_nan | (s0_pinf & s0_c_inf & (s0_sp != s0_c_s))",
-        ),
-        n("s0_inf", 1, "~s0_nan & (s0_pinf | s0_c_inf)"),
-        n("s0_inf_s", 1, "s0_pinf ? s0_sp : s0_c_s"),
     ]);
+    // The product's and the partial sum's special flags stay apart until
+    // segment 2, so boundaries 0 and 1 carry nothing that mixes them (the
+    // output-stationary form pipelines the product alone).
+    let flags = [
+        carry("pnan", 1),
+        carry("pinf", 1),
+        carry("c_nan", 1),
+        carry("c_inf", 1),
+    ];
     let special = || [carry("nan", 1), carry("inf", 1), carry("inf_s", 1)];
     let common = |v: &mut Vec<crate::pipeline::Carry>| v.extend(special());
     let mut out0 = vec![
@@ -155,7 +160,7 @@ pub fn datapath() -> Datapath {
         carry("sp", 1),
         carry("cs", 1),
     ];
-    common(&mut out0);
+    out0.extend(flags.clone());
 
     let mut s1 = vec![Item::Comment(
         "segment 1: the exact product mantissa, normalised (subnormal inputs give leading zeros)"
@@ -181,12 +186,19 @@ pub fn datapath() -> Datapath {
         carry("sp", 1),
         carry("cs", 1),
     ];
-    common(&mut out1);
+    out1.extend(flags);
 
     let s2 = vec![
         Item::Comment(
-            "segment 2: window top; align both operands to it, lost bits become sticky".into(),
+            "segment 2: special values; window top; align both operands to it, lost bits become sticky".into(),
         ),
+        n(
+            "s2_nan",
+            1,
+            "s2_pnan | s2_c_nan | (s2_pinf & s2_c_inf & (s2_sp != s2_cs))",
+        ),
+        n("s2_inf", 1, "~s2_nan & (s2_pinf | s2_c_inf)"),
+        n("s2_inf_s", 1, "s2_pinf ? s2_sp : s2_cs"),
         n("s2_t", 10, "(s2_pz || s2_ts >= s2_tpn) ? s2_ts : s2_tpn"),
         n("s2_dp", 10, "s2_t - s2_tpn"),
         n("s2_ds", 10, "s2_t - s2_ts"),
@@ -276,5 +288,7 @@ pub fn datapath() -> Datapath {
             .collect(),
         cut_order: vec![3, 1, 4, 2, 0, 5],
         res_width: 32,
+        product_cut_order: vec![1, 0],
+        sum_carries: vec!["ms", "ts", "cs", "c_nan", "c_inf"],
     }
 }

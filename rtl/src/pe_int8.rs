@@ -54,5 +54,7 @@ pub fn datapath() -> Datapath {
         ],
         cut_order: vec![0, 1],
         res_width: 32,
+        product_cut_order: vec![0, 1],
+        sum_carries: vec!["pin"],
     }
 }

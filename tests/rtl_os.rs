@@ -1,0 +1,384 @@
+//! The generated output-stationary int8 and bf16 arrays against the
+//! simulator: Verilator lints them (`-Wall`, no waivers) for several sizes
+//! and pipeline depths, and Icarus Verilog (and once Verilator) run
+//! testbenches whose vectors and expected results come from the functional
+//! simulator; results must be bit-exact (NaN by class) and the cycle count
+//! must equal the timing model's `K + 2R + C + P - 3`. Mutated processing
+//! elements must fail.
+//!
+//! Tests that need a tool say so and pass when it is missing, unless
+//! `TESSERA_REQUIRE_TOOLS=1` (set by `scripts/test.sh`, hence by CI).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use proptest::prelude::*;
+use tessera_isa::{Arch, Dataflow};
+use tessera_rtl::array::array_sources;
+use tessera_rtl::array_os::os_array_module;
+use tessera_rtl::pe::PeType;
+use tessera_rtl::testbench::ArrayShape;
+use tessera_rtl::testbench_os::{os_fold_cycles, os_fold_testbench};
+
+fn tool(name: &str) -> bool {
+    let found = Command::new(name)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+        || Command::new(name).arg("-V").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("TESSERA_REQUIRE_TOOLS").is_none(),
+            "{name} is required (TESSERA_REQUIRE_TOOLS is set) but not installed; run scripts/test.sh"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tessera-rtl-os-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn arch(rows: u32, cols: u32, stages: u32) -> Arch {
+    let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
+    spec.name = format!("rtl-os-{rows}x{cols}-p{stages}");
+    spec.array.dataflow = Dataflow::OutputStationary;
+    spec.array.rows = rows;
+    spec.array.cols = cols;
+    spec.array.pe_pipeline_stages = stages;
+    spec.scratchpad.size_kib = 256;
+    Arch::new(spec).unwrap()
+}
+
+fn write_design(dir: &Path, design: &[(String, String)]) -> Vec<String> {
+    for (name, text) in design {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    design.iter().map(|(n, _)| n.clone()).collect()
+}
+
+/// Writes design and testbench, runs Icarus Verilog, returns stdout.
+fn run_iverilog(dir: &Path, design: &[(String, String)], tb: &str) -> String {
+    std::fs::write(dir.join("tb.v"), tb).unwrap();
+    let mut sources = vec!["tb.v".to_string()];
+    sources.extend(write_design(dir, design));
+    let out = Command::new("iverilog")
+        .args(["-g2005", "-Wall", "-o", "sim.vvp"])
+        .args(&sources)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "iverilog {sources:?}:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new("vvp")
+        .args(["-n", "sim.vvp"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+/// One fold's design (only `ty`'s files), testbench and the timing model's cycles.
+struct Case {
+    design: Vec<(String, String)>,
+    tb: String,
+    cycles: u64,
+}
+
+fn case(
+    ty: PeType,
+    (rows, cols, stages): (u32, u32, u32),
+    (m, k, n): (usize, usize, usize),
+    av: Vec<u16>,
+    bv: Vec<u16>,
+) -> Case {
+    let a = arch(rows, cols, stages);
+    let (fold, cycles) = tessera::cosim::fold(&a, ty, (m, k, n), av, bv).unwrap();
+    let shape = ArrayShape {
+        rows: rows as usize,
+        cols: cols as usize,
+        stages: stages as usize,
+    };
+    let tb = os_fold_testbench(shape, &fold).unwrap();
+    assert_eq!(
+        cycles,
+        os_fold_cycles(shape, k) as u64,
+        "the timing model's output-stationary fold formula"
+    );
+    let design = array_sources(&a)
+        .unwrap()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(&format!("_{}.v", ty.name())))
+        .collect();
+    Case { design, tb, cycles }
+}
+
+#[test]
+fn verilator_lints_every_os_array_clean() {
+    if !tool("verilator") {
+        return;
+    }
+    let dir = scratch("lint");
+    for (r, c, p) in [(2, 2, 1), (4, 4, 2), (3, 5, 3), (5, 2, 4), (8, 8, 8)] {
+        let files = write_design(&dir, &array_sources(&arch(r, c, p)).unwrap());
+        for ty in PeType::ALL {
+            let out = Command::new("verilator")
+                .args(["--lint-only", "-Wall", "--top-module", &os_array_module(ty)])
+                .args(&files)
+                .current_dir(&dir)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{ty:?} {r}x{c} P={p}:\n{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+fn int8() -> impl Strategy<Value = u16> {
+    prop_oneof![1 => Just(0x80u16), 1 => Just(0x7f), 1 => Just(0xff), 6 => any::<u8>().prop_map(u16::from)]
+}
+
+/// bf16 bits: specials (zeros, infinities, NaNs, subnormals, the extremes),
+/// normals near 1 (sums that cancel and round), and any bits at all.
+fn bf16() -> impl Strategy<Value = u16> {
+    prop_oneof![
+        1 => prop::sample::select(vec![0x0000u16, 0x8000, 0x7f80, 0xff80, 0x7fc0, 0xffc1, 0x7f7f, 0xff7f, 0x0080, 0x8080]),
+        2 => (any::<bool>(), 1u16..0x80).prop_map(|(s, f)| (u16::from(s) << 15) | f),
+        6 => (any::<bool>(), 120u16..136, 0u16..0x80).prop_map(|(s, e, f)| (u16::from(s) << 15) | (e << 7) | f),
+        2 => (any::<bool>(), 0u16..24, 0u16..0x80).prop_map(|(s, e, f)| (u16::from(s) << 15) | (e << 7) | f),
+        2 => any::<u16>(),
+    ]
+}
+
+fn values(ty: PeType, len: usize) -> BoxedStrategy<Vec<u16>> {
+    match ty {
+        PeType::Int8 => prop::collection::vec(int8(), len).boxed(),
+        PeType::Bf16 => prop::collection::vec(bf16(), len).boxed(),
+    }
+}
+
+/// Element type, array (rows, cols, stages), fold (m, k, n), A and B bits.
+type CaseInput = (
+    PeType,
+    (u32, u32, u32),
+    (usize, usize, usize),
+    Vec<u16>,
+    Vec<u16>,
+);
+
+/// Random element type, array (2x2 to 8x8), pipeline depth 1..3, fold
+/// shape (m <= R, n <= C, k 1..12, so longer and shorter than the array)
+/// and values.
+fn cases() -> impl Strategy<Value = CaseInput> {
+    (
+        prop::sample::select(PeType::ALL.to_vec()),
+        2u32..=8,
+        2u32..=8,
+        1u32..=3,
+    )
+        .prop_flat_map(|(ty, r, c, p)| {
+            (
+                Just(ty),
+                Just((r, c, p)),
+                1usize..=r as usize,
+                1usize..=12,
+                1usize..=c as usize,
+            )
+        })
+        .prop_flat_map(|(ty, arr, m, k, n)| {
+            (
+                Just(ty),
+                Just(arr),
+                Just((m, k, n)),
+                values(ty, m * k),
+                values(ty, k * n),
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(12))]
+
+    #[test]
+    fn os_array_matches_the_simulator_bit_for_bit_and_cycle_for_cycle(
+        (ty, arr, mkn, av, bv) in cases()
+    ) {
+        if !tool("iverilog") {
+            return Ok(());
+        }
+        let dir = scratch(&format!("iv-{}-{arr:?}-{mkn:?}", ty.name()).replace([' ', '(', ')', ','], ""));
+        let c = case(ty, arr, mkn, av, bv);
+        let out = run_iverilog(&dir, &c.design, &c.tb);
+        prop_assert_eq!(out.trim(), format!("PASS cycles={}", c.cycles));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// A (4 x 6) and B (6 x 4) whose exact results exercise one corner each:
+/// rounding ties, cancellation to zero, overflow, subnormal products,
+/// infinities and NaN; the order of the fused multiply-adds matters.
+fn bf16_corners() -> (Vec<u16>, Vec<u16>) {
+    let a = vec![
+        0x3f80, 0x4b80, 0x3f80, 0xcb80, 0x3f80, 0x3f80, // ties and cancellation over k
+        0x7f7f, 0x7f7f, 0x0000, 0x0000, 0xff7f, 0x0001, // overflow, then -max
+        0x0001, 0x0001, 0x8001, 0x0080, 0x0000, 0x8000, // subnormal inputs
+        0x7f80, 0x0000, 0x3f80, 0xff80, 0x7fc0, 0x3f80, // inf, 0, 1, -inf, NaN
+    ];
+    let b = vec![
+        0x3f80, 0x3f81, 0x0001, 0xbf80, //
+        0x3f80, 0x3380, 0x0080, 0x3f80, //
+        0x3f80, 0x3f80, 0x8001, 0x3f81, //
+        0x3f80, 0x3380, 0x3f80, 0xbf80, //
+        0xbf80, 0x0000, 0x3f80, 0x8000, //
+        0x3f80, 0x3f80, 0x3f80, 0x3f80, //
+    ];
+    (a, b)
+}
+
+#[test]
+fn os_corners_pass_and_mutated_pes_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("mutant");
+    // int8: every product at its extreme, summed over a reduction longer than the array.
+    let c = case(
+        PeType::Int8,
+        (4, 4, 2),
+        (3, 9, 4),
+        vec![0x80; 27],
+        vec![0x80; 36],
+    );
+    assert_eq!(
+        run_iverilog(&dir, &c.design, &c.tb).trim(),
+        format!("PASS cycles={}", c.cycles)
+    );
+    let (a, b) = bf16_corners();
+    let f = case(PeType::Bf16, (4, 4, 3), (4, 6, 4), a, b);
+    assert_eq!(
+        run_iverilog(&dir, &f.design, &f.tb).trim(),
+        format!("PASS cycles={}", f.cycles)
+    );
+    // Each mutation must make the co-simulation fail: the int8 add, the bf16
+    // rounding, the restart from +0, and the drain chain.
+    for (c, from, to) in [
+        (&c, "s2_pin + {{16", "s2_pin - {{16"),
+        (&f, "s6_g & (s6_st", "s6_g | (s6_st"),
+        (&c, "? 32'd0 : acc", "? acc : acc"),
+        (&f, "if (drain) acc <= d_in;", "if (drain) acc <= acc;"),
+    ] {
+        let mut mutant = c.design.clone();
+        mutant[0].1 = c.design[0].1.replace(from, to);
+        assert_ne!(mutant, c.design, "the mutation {from} -> {to} must apply");
+        let out = run_iverilog(&dir, &mutant, &c.tb);
+        assert!(
+            out.contains("FAIL"),
+            "a mutated PE ({from} -> {to}) passed:\n{out}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn verilator_runs_the_os_testbench() {
+    if !tool("verilator") {
+        return;
+    }
+    let dir = scratch("verilator");
+    let (av, bv) = bf16_corners();
+    let Case { design, tb, cycles } = case(PeType::Bf16, (4, 5, 2), (4, 6, 4), av, bv);
+    let files = write_design(&dir, &design);
+    std::fs::write(dir.join("tb.v"), tb).unwrap();
+    let build = Command::new("verilator")
+        .args([
+            "--binary",
+            "--timing",
+            "-Wno-fatal",
+            "--top-module",
+            "tb",
+            "-Mdir",
+            "obj",
+            "tb.v",
+        ])
+        .args(&files)
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        build.status.success(),
+        "verilator:\n{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+    let run = Command::new(dir.join("obj/Vtb"))
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        out.lines().any(|l| l == format!("PASS cycles={cycles}")),
+        "{out}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn tessera_rtl_generates_and_checks_an_os_description() {
+    if !tool("iverilog") || !tool("yosys") {
+        return;
+    }
+    let dir = scratch("flow");
+    let mut spec = arch(2, 3, 2).spec().clone();
+    spec.array.input_types = vec![tessera_isa::DType::Int8];
+    let toml = dir.join("hw.toml");
+    std::fs::write(&toml, Arch::new(spec).unwrap().to_toml()).unwrap();
+    let rtl = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["rtl", "--hw"])
+            .arg(&toml)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    // The matrix core is weight-stationary only: refused before anything is written.
+    let refused = rtl(&["--program", "p.s"]);
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        !refused.status.success() && err.contains("array.dataflow") && err.lines().count() == 1,
+        "{err}"
+    );
+    assert!(!dir.join("out").exists());
+    let out = rtl(&[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["array"]["dataflow"], "output-stationary");
+    let a = &report["arrays"][0];
+    assert_eq!(a["top"], "tessera_os_array_int8");
+    // k = 2R: 4 + 4 + 3 + 2 - 3 steps.
+    assert_eq!(a["testbench_cycles_expected"], 10, "{a}");
+    assert_eq!(a["rtl_simulation"]["output"], "PASS cycles=10", "{a}");
+    for stage in ["synthesis", "post_synthesis_simulation"] {
+        assert_eq!(a[stage]["status"], "passed", "{stage}: {a}");
+    }
+    assert_eq!(a["place_and_route"]["status"], "skipped", "{a}");
+    assert_eq!(report["cores"], serde_json::json!([]));
+    let _ = std::fs::remove_dir_all(&dir);
+}
