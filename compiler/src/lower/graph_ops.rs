@@ -831,7 +831,13 @@ fn cross_entropy(
         vec![(0, b * sq, 0)]
     };
     let parts = segments.len() as u64;
-    let (nll, count) = (cx.scratch(parts.max(1) * 4), cx.scratch(parts.max(1) * 4));
+    // Per-segment token counts, and (the loss only) per-segment sums of nll.
+    let count = cx.scratch(parts.max(1) * 4);
+    let nll = if grad {
+        0
+    } else {
+        cx.scratch(parts.max(1) * 4)
+    };
     let mut ks = Vec::new();
     // Per segment: sum of nll and number of counted tokens (labels != -100).
     let lse_body = [
