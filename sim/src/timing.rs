@@ -26,7 +26,9 @@
 //!   burst boundaries. On-chip bank conflicts lengthen it to the busiest bank.
 //! - Vector unit: `latency + ceil(elements / lanes)` cycles, with
 //!   `special_lanes` for division, roots and transcendental functions,
-//!   bounded by the banks of its operands.
+//!   bounded by the banks of its operands. An `elems`-mode gather or
+//!   scatter-add moves one element per row, so its elements are the rows
+//!   and its table costs at most one bank cycle per row.
 //! - Every cycle of every queue, up to the end of the program, is exactly
 //!   one of busy, waiting on a token, waiting on memory (a DMA engine, or
 //!   bank bandwidth), or idle.
@@ -34,7 +36,7 @@
 use std::collections::VecDeque;
 
 use tessera_isa::exec::{AccessKind, Frontend, Region, Tokens};
-use tessera_isa::field::VecUnOp;
+use tessera_isa::field::{IndexMode, VecUnOp};
 use tessera_isa::inst::{Instruction, Op, Queue};
 use tessera_isa::program::{MemSpace, Program, Site};
 use tessera_isa::{Arch, Dataflow};
@@ -277,6 +279,17 @@ fn bursts(burst: u64, r: &Region) -> u64 {
         }
     }
     n
+}
+
+/// Whether access `i` of a `v.gather` / `v.scatter_add` is its table, in
+/// the order `Frontend::accesses` lists them (gather: index, table,
+/// destination; scatter-add: index, source, table read, table write).
+fn indexed_table(op: &Op, i: usize) -> bool {
+    match op {
+        Op::VGather { .. } => i == 1,
+        Op::VScatterAdd { .. } => i >= 2,
+        _ => false,
+    }
 }
 
 fn is_special(op: VecUnOp) -> bool {
@@ -551,8 +564,21 @@ impl Machine<'_> {
             | Op::VFload { .. } => {
                 let v = self.arch.spec().vector.clone();
                 let fe = &self.fronts[qi];
+                // `elems` mode moves one element per row: the table is only
+                // indexed (see `indexed_table`), not streamed.
+                let per_elem = matches!(
+                    inst.op,
+                    Op::VGather {
+                        mode: IndexMode::Elems,
+                        ..
+                    } | Op::VScatterAdd {
+                        mode: IndexMode::Elems,
+                        ..
+                    }
+                );
                 let elems = match inst.op {
                     Op::VFload { .. } => 1,
+                    _ if per_elem => fe.vector.rows,
                     _ => fe.vector.rows * fe.vector.cols,
                 };
                 let special = match inst.op {
@@ -572,8 +598,18 @@ impl Machine<'_> {
                 let compute = elems.div_ceil(u64::from(lanes));
                 let banks = accesses
                     .iter()
-                    .filter(|a| !a.indirect)
-                    .map(|a| bank_cycles(self.arch, &a.region))
+                    .enumerate()
+                    .filter(|(_, a)| !a.indirect)
+                    .map(|(i, a)| {
+                        let c = bank_cycles(self.arch, &a.region);
+                        if per_elem && indexed_table(&inst.op, i) {
+                            // One element per row: at most one chunk per row
+                            // from the busiest bank, and no more than the tile holds.
+                            c.min(fe.vector.rows)
+                        } else {
+                            c
+                        }
+                    })
                     .max()
                     .unwrap_or(0);
                 let stream = compute.max(banks);

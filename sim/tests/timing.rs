@@ -189,3 +189,31 @@ fn dma_time_accounting_and_conservation() {
     // Store waits on the vector op; HBM latency alone is 300 cycles at 1 GHz.
     assert!(r.cycles > 600, "{}", r.cycles);
 }
+
+#[test]
+fn element_gathers_and_scatters_cost_one_element_per_row() {
+    // (rows, cols, cycles): latency 8 + max(ceil(rows / 256 lanes), bank
+    // cycles), the table costing at most one bank cycle per row however
+    // wide its rows are (before, a [25 x 50257] table cost 4,908 cycles).
+    let cases = [
+        (25, 50_257, 8 + 25),
+        (1, 8, 8 + 1),
+        // 4,000-byte table, index and destination: 2 cycles per bank; 4 lane passes.
+        (1000, 1, 8 + 4),
+    ];
+    for (rows, cols, want) in cases {
+        for op in [
+            "v.gather mode=elems, dst=spad[r2]:fp32, table=spad[r0]:fp32, idx=spad[r1]",
+            "v.scatter_add mode=elems, table=spad[r0]:fp32, src=spad[r2]:fp32, idx=spad[r1]",
+        ] {
+            let src = format!(
+                ".arch default\n.queue vector\n    addr.set r1, 0x1000000\n    \
+                 addr.set r2, 0x1100000\n    v.shape rows={rows}, cols={cols}\n    {op}\n    halt\n"
+            );
+            let r = run(&assemble(&src, "g.s", None).unwrap());
+            check_accounting(&r);
+            assert_eq!(r.cycles, want, "{rows} x {cols}: {op}");
+            assert_eq!(r.counters.vector_simple_elems, rows, "{op}");
+        }
+    }
+}

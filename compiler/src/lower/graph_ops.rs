@@ -831,7 +831,13 @@ fn cross_entropy(
         vec![(0, b * sq, 0)]
     };
     let parts = segments.len() as u64;
-    let (nll, count) = (cx.scratch(parts.max(1) * 4), cx.scratch(parts.max(1) * 4));
+    // Per-segment token counts, and (the loss only) per-segment sums of nll.
+    let count = cx.scratch(parts.max(1) * 4);
+    let nll = if grad {
+        0
+    } else {
+        cx.scratch(parts.max(1) * 4)
+    };
     let mut ks = Vec::new();
     // Per segment: sum of nll and number of counted tokens (labels != -100).
     let lse_body = [
@@ -844,8 +850,40 @@ fn cross_entropy(
         "v.un op=log, dst=$t2, a=$t2",
         "v.bin op=add, dst=$t2, a=$t2, b=$t1",
     ];
+    let label_operand = |first_label: u64| Operand {
+        addr: labels + first_label * 4,
+        dtype: DType::Int32,
+        extent: Extent::Col,
+    };
     for (p, &(first, rows, first_label)) in segments.iter().enumerate() {
         let p = p as u64;
+        if grad {
+            // The gradient needs only the number of counted tokens, from the
+            // labels: not the per-row losses, which cost a pass over the logits.
+            ks.push(Kernel::Row(RowKernel {
+                name: grad_name.into(),
+                rows,
+                cols: 1,
+                inputs: vec![label_operand(first_label)],
+                outputs: Vec::new(),
+                temps: vec![Extent::Col],
+                accumulators: vec![Accumulator {
+                    addr: count + p * 4,
+                    extent: Extent::Scalar,
+                }],
+                scalars: vec![(0, -100.0)],
+                body: [
+                    "shape col",
+                    "v.bin op=cmp.ne, dst=$t0, a=$i0, b=f0",
+                    "v.reduce op=sum, axis=cols, dst=$a0, a=$t0, mode=$MODE",
+                ]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+                period: None,
+            }));
+            continue;
+        }
         // t2 = lse (cross-entropy) or 0 (nll of log-probabilities), minus the picked entry.
         let mut body: Vec<String> = if nll_of_logp {
             vec![
@@ -879,11 +917,7 @@ fn cross_entropy(
                     dtype: ldt,
                     extent: Extent::Full,
                 },
-                Operand {
-                    addr: labels + first_label * 4,
-                    dtype: DType::Int32,
-                    extent: Extent::Col,
-                },
+                label_operand(first_label),
             ],
             outputs: Vec::new(),
             temps: vec![Extent::Full, Extent::Col, Extent::Col, Extent::Col],
@@ -967,39 +1001,45 @@ fn cross_entropy(
         }
     }
     for &(first, rows, first_label) in &segments {
-        // t0 = softmax(logits) (cross-entropy) or zeros (nll); t2 = 0.
+        // o0 = exp(logits - max) (cross-entropy) or zeros (nll), worked on in
+        // the output buffer itself (no full-size temporary); t2 = c = valid *
+        // scale; t0 = c / sum; t1 = -c.
         let head: &[&str] = if nll_of_logp {
-            &[
-                "shape full",
-                "v.bin op=cmp.ne, dst=$t0, a=$i0, b=$i0",
-                "shape col",
-                "v.bin op=cmp.ne, dst=$t2, a=$i1, b=$i1",
-            ]
+            &["shape full", "v.bin op=cmp.ne, dst=$o0, a=$i0, b=$i0"]
         } else {
             &[
                 "shape full",
-                "v.reduce op=max, axis=rows, dst=$t1, a=$i0, mode=overwrite",
-                "v.bin op=sub, dst=$t0, a=$i0, b=col($t1)",
-                "v.un op=exp, dst=$t0, a=$t0",
-                "v.reduce op=sum, axis=rows, dst=$t2, a=$t0, mode=overwrite",
-                // one reciprocal per row and a product, not a division per element
-                "shape col",
-                "v.un op=recip, dst=$t1, a=$t2",
-                "shape full",
-                "v.bin op=mul, dst=$t0, a=$t0, b=col($t1)",
+                "v.reduce op=max, axis=rows, dst=$t0, a=$i0, mode=overwrite",
+                "v.bin op=sub, dst=$o0, a=$i0, b=col($t0)",
+                "v.un op=exp, dst=$o0, a=$o0",
+                "v.reduce op=sum, axis=rows, dst=$t1, a=$o0, mode=overwrite",
             ]
         };
-        let tail = [
+        let coefficients = [
             "shape col",
-            "v.bin op=cmp.ne, dst=$t3, a=$i1, b=f0",
-            "v.bin op=mul, dst=$t3, a=$t3, b=$i2",
-            "v.bin op=sub, dst=$t2, a=$t2, b=$t2",
-            "v.bin op=sub, dst=$t2, a=$t2, b=f1",
-            "shape full",
-            "v.scatter_add mode=elems, table=$t0, src=$t2, idx=$i1!",
-            "v.bin op=mul, dst=$o0, a=$t0, b=col($t3)",
+            "v.bin op=cmp.ne, dst=$t2, a=$i1, b=f0",
+            "v.bin op=mul, dst=$t2, a=$t2, b=$i2",
         ];
-        let body = head.iter().chain(&tail);
+        // d = e * (c / s) - c at the label: the normalisation folded into the
+        // one product (one reciprocal per row), the one-hot a scatter of -c
+        // (rows with ignored labels have c = 0 and a skipped negative index).
+        let tail: &[&str] = if nll_of_logp {
+            &[
+                "v.un op=neg, dst=$t1, a=$t2",
+                "shape full",
+                "v.scatter_add mode=elems, table=$o0, src=$t1, idx=$i1!",
+            ]
+        } else {
+            &[
+                "v.un op=recip, dst=$t0, a=$t1",
+                "v.bin op=mul, dst=$t0, a=$t0, b=$t2",
+                "v.un op=neg, dst=$t1, a=$t2",
+                "shape full",
+                "v.bin op=mul, dst=$o0, a=$o0, b=col($t0)",
+                "v.scatter_add mode=elems, table=$o0, src=$t1, idx=$i1!",
+            ]
+        };
+        let body = head.iter().chain(&coefficients).chain(tail);
         ks.push(Kernel::Row(RowKernel {
             name: grad_name.into(),
             rows,
@@ -1010,11 +1050,7 @@ fn cross_entropy(
                     dtype: ldt,
                     extent: Extent::Full,
                 },
-                Operand {
-                    addr: labels + first_label * 4,
-                    dtype: DType::Int32,
-                    extent: Extent::Col,
-                },
+                label_operand(first_label),
                 Operand {
                     addr: scale,
                     dtype: DType::Fp32,
@@ -1026,9 +1062,9 @@ fn cross_entropy(
                 dtype: DType::Fp32,
                 extent: Extent::Full,
             }],
-            temps: vec![Extent::Full, Extent::Col, Extent::Col, Extent::Col],
+            temps: vec![Extent::Col, Extent::Col, Extent::Col],
             accumulators: Vec::new(),
-            scalars: vec![(0, -100.0), (1, 1.0)],
+            scalars: vec![(0, -100.0)],
             body: body.map(|s| s.to_string()).collect(),
             period: None,
         }));
