@@ -21,5 +21,5 @@ pub mod power;
 pub mod spec;
 
 pub use calibrate::{calibrate, CalibrationReport, GroupError};
-pub use model::{GpuModel, PassTimes, StepEstimate, StepLayout};
+pub use model::{gemm_shape_eff, GpuModel, PassTimes, StepEstimate, StepLayout};
 pub use spec::{device, DeviceSpec};

@@ -22,7 +22,9 @@ pub struct FamilyParams {
     pub gemm_eff_tf32: f64,
     pub gemm_eff_mixed16: f64,
     pub gemm_eff_fp8: f64,
-    /// GEMM smallest dimension at which efficiency is half the best.
+    /// GEMM dimension scale: a GEMM with one dimension this size and the
+    /// other two much larger reaches half the best efficiency
+    /// (`model::gemm_shape_eff`).
     pub gemm_dim_half: f64,
     /// FlashAttention-2 class kernels: efficiency relative to the 16-bit GEMM best.
     pub flash_eff: f64,

@@ -198,15 +198,18 @@ pub fn estimate(
             4.0
         };
     // Pipeline: send activations forward and gradients back at every stage
-    // boundary a micro-batch crosses (v chunks per device).
+    // boundary a micro-batch crosses (v chunks per device). Each of the tp
+    // ranks of a stage sends only its 1/tp slice to its peer (Megatron's
+    // scatter/gather, Narayanan et al. 2021 Sec. 4.1), and without sequence
+    // parallelism the receivers all-gather the slices over the tp group.
     let pp_send = if plan.pp > 1 {
-        let bytes = act_bytes
-            / if plan.sequence_parallel {
-                f64::from(plan.tp)
-            } else {
-                1.0
-            };
-        topo.p2p(bytes, plan.tp * plan.dp) * (2.0 * f64::from(plan.chunks()))
+        let slice = act_bytes / f64::from(plan.tp);
+        let gather = if plan.sequence_parallel {
+            Seconds::ZERO
+        } else {
+            topo.reduce_scatter(act_bytes, plan.tp, 1)
+        };
+        (topo.p2p(slice, plan.tp * plan.dp) + gather) * (2.0 * f64::from(plan.chunks()))
     } else {
         Seconds::ZERO
     };
