@@ -576,9 +576,7 @@ fn persistent_symbols(
     named
         .chain(tables)
         .filter(|(name, _, size)| {
-            *size > 0
-                && tessera_isa::program::is_identifier(name)
-                && seen.insert(name.clone())
+            *size > 0 && tessera_isa::program::is_identifier(name) && seen.insert(name.clone())
         })
         .map(|(name, addr, size)| Symbol {
             name,
