@@ -659,8 +659,11 @@ fn double_buffered_preloads_earlier_than_the_model_and_mutated_switches_fail() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Element type, array (rows, cols, stages) and fold shapes (m, k, n).
+type SequenceInput = (PeType, (u32, u32, u32), Vec<(usize, usize, usize)>);
+
 /// Random element type, array (2x2 to 8x8), pipeline depth 1..3 and 2 to 4 folds.
-fn sequences() -> impl Strategy<Value = (PeType, (u32, u32, u32), Vec<(usize, usize, usize)>)> {
+fn sequences() -> impl Strategy<Value = SequenceInput> {
     (
         prop::sample::select(PeType::ALL.to_vec()),
         2u32..=8,
