@@ -16,6 +16,7 @@ use tessera_rtl::core::{
 };
 use tessera_rtl::core_tb::{core_testbench, image_names, TbMemories};
 use tessera_rtl::pe::PeType;
+use tessera_rtl::sequence_tb::ScheduledFold;
 use tessera_rtl::testbench::FoldCase;
 use tessera_sim::{run_functional, timing, Memory};
 
@@ -96,6 +97,136 @@ pub fn fold(
         },
         cycles,
     ))
+}
+
+/// One fold's shape and inputs for [`fold_sequence`]: (m, k, n), A and W
+/// as raw bits, row-major.
+pub type FoldInput = ((usize, usize, usize), Vec<u16>, Vec<u16>);
+
+/// Runs `folds` back to back in one matrix-queue program on `arch`, one
+/// `mm.preload`/`mm.compute` pair each with its own operands, in both
+/// simulator modes. Returns each fold with its expected C and the cycles,
+/// counted from the first preload's start, at which the timing model starts
+/// its preload and its compute, and the program's cycles from the first
+/// preload's start to the last compute's end.
+///
+/// # Errors
+/// A fold that does not fit the hardware description (at most 16 folds of
+/// at most 16 x 16 x 16), or a simulator error.
+pub fn fold_sequence(
+    arch: &Arch,
+    ty: PeType,
+    folds: Vec<FoldInput>,
+) -> Result<(Vec<ScheduledFold>, u64)> {
+    let (dt, acc) = match ty {
+        PeType::Int8 => ("int8", "int32"),
+        PeType::Bf16 => ("bf16", "fp32"),
+    };
+    if folds.is_empty() || folds.len() > 16 {
+        return Err(anyhow!(
+            "a fold sequence has 1 to 16 folds, not {}",
+            folds.len()
+        ));
+    }
+    if let Some(((m, k, n), _, _)) = folds
+        .iter()
+        .find(|((m, k, n), _, _)| *m > 16 || *k > 16 || *n > 16)
+    {
+        return Err(anyhow!("a {m}x{k}x{n} fold is larger than 16 x 16 x 16"));
+    }
+    let eb = ty.input_bits() as usize / 8;
+    // A of fold f at spad/HBM 0x1000 f, W at 0x10000 + 0x1000 f, C at acc 0x400 f
+    // and HBM 0x20000 + 0x400 f.
+    let (mut load, mut mm, mut store) = (String::new(), String::new(), String::new());
+    for (f, ((m, k, n), _, _)) in folds.iter().enumerate() {
+        let (a, w, c, h) = (
+            0x1000 * f,
+            0x10000 + 0x1000 * f,
+            0x400 * f,
+            0x20000 + 0x400 * f,
+        );
+        let last = if f + 1 == folds.len() {
+            ", signal=t0"
+        } else {
+            ""
+        };
+        load += &format!(
+            "    addr.set r1, {a}\n    dma.load dst=spad[r1], src=hbm[r1], rows={m}, row_bytes={}, planes=1, transpose=none\n    addr.set r1, {w}\n    dma.load dst=spad[r1], src=hbm[r1], rows={k}, row_bytes={}, planes=1, transpose=none{last}\n",
+            eb * k,
+            eb * n
+        );
+        let last = if f + 1 == folds.len() {
+            ", signal=t1"
+        } else {
+            ""
+        };
+        mm += &format!(
+            "    addr.set r1, {w}\n    addr.set r2, {a}\n    addr.set r3, {c}\n    mm.preload b=spad[r1]:{dt}, k={k}, n={n}, transpose=false\n    mm.compute a=spad[r2]:{dt}, c=acc[r3]:{acc}, m={m}, transpose=false, mode=overwrite{last}\n"
+        );
+        let wait = if f == 0 { ", wait=t1" } else { "" };
+        store += &format!(
+            "    addr.set r1, {c}\n    addr.set r2, {h}\n    dma.store dst=hbm[r2], src=acc[r1], rows={m}, row_bytes={}, planes=1, transpose=none{wait}\n",
+            4 * n
+        );
+    }
+    let src = format!(
+        ".region folds\n.queue load\n{load}    halt\n.queue matrix\n    nop wait=t0\n    prof.begin folds\n{mm}    prof.end folds\n    halt\n.queue store\n{store}    halt\n"
+    );
+    let p = assemble(&src, "folds.s", Some(arch)).map_err(|e| anyhow!("{e}"))?;
+    let bytes = |v: &[u16]| -> Vec<u8> {
+        v.iter()
+            .flat_map(|x| x.to_le_bytes().into_iter().take(eb))
+            .collect()
+    };
+    let mut mem = Memory::new(&p.arch);
+    for (f, (_, a, w)) in folds.iter().enumerate() {
+        mem.write(MemSpace::Hbm, (0x1000 * f) as u64, &bytes(a))?;
+        mem.write(MemSpace::Hbm, (0x10000 + 0x1000 * f) as u64, &bytes(w))?;
+    }
+    run_functional(&p, &mut mem, 1 << 24)?;
+    let mut starts: Vec<(&'static str, u64)> = Vec::new();
+    let t = timing::run(&p, 1 << 24, &mut |e| {
+        if e.site.queue == Queue::Matrix && e.mnemonic.starts_with("mm.") {
+            starts.push((e.mnemonic, e.start));
+        }
+    })?;
+    let cycles = t
+        .regions
+        .iter()
+        .find(|r| r.name == "folds")
+        .map(|r| r.cycles)
+        .ok_or_else(|| anyhow!("the fold program lost its profiling region"))?;
+    let origin = starts.first().map_or(0, |s| s.1);
+    let mut out = Vec::new();
+    for (f, ((m, k, n), a, w)) in folds.into_iter().enumerate() {
+        let c = mem
+            .read_vec(MemSpace::Hbm, (0x20000 + 0x400 * f) as u64, 4 * m * n)?
+            .chunks_exact(4)
+            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let (pre, comp) = match (starts.get(2 * f), starts.get(2 * f + 1)) {
+            (Some(&("mm.preload", p)), Some(&("mm.compute", c))) => (p, c),
+            _ => {
+                return Err(anyhow!(
+                    "the timing trace lost fold {f}'s preload or compute"
+                ))
+            }
+        };
+        out.push(ScheduledFold {
+            case: FoldCase {
+                ty,
+                m,
+                k,
+                n,
+                a,
+                w,
+                c,
+            },
+            preload_at: (pre - origin) as usize,
+            compute_at: (comp - origin) as usize,
+        });
+    }
+    Ok((out, cycles))
 }
 
 /// A deterministic fold of type `ty` that fills the array: weight-stationary

@@ -444,6 +444,14 @@ pub fn run(args: &RtlArgs) -> Result<()> {
             args.hw
         );
     }
+    if arch.spec().array.double_buffered_weights {
+        // The array generator builds them (rtl_cosim tests it); the matrix core,
+        // the single-fold testbench and the place-and-route wrapper do not yet.
+        bail!(
+            "{}: array.double_buffered_weights: tessera rtl's matrix core and FPGA flow have single-buffered weights; set it to false",
+            args.hw
+        );
+    }
     let sources = array_sources(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;
     let types = pe_types(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;
     std::fs::create_dir_all(&args.out).with_context(|| shown(&args.out))?;

@@ -350,8 +350,11 @@ fn kernels_match_the_f64_reference() {
 
 /// A small GPT-2-like case on `default` (128x128 weight-stationary, double
 /// buffered): the share of the array's peak the nominal attention FLOPs
-/// reach in timing mode (measured 16% forward, 28% backward; the forward is
-/// bound by the vector unit's exponentials, see docs/attention.md), and HBM
+/// reach in timing mode (measured 16% forward, 17.1% backward; the forward is
+/// bound by the vector unit's exponentials, see docs/attention.md; the
+/// backward measured 28% before the timing model made a double-buffered
+/// preload wait for the previous compute's first row to reach the last
+/// processing element, which its short folds pay, see docs/timing.md), and HBM
 /// traffic well below one fp32 write and read of the S x S scores.
 #[test]
 fn default_preset_keeps_an_efficiency_floor() {
@@ -396,7 +399,7 @@ fn default_preset_keeps_an_efficiency_floor() {
             "backward",
             attention_backward(&arch, &spec).unwrap(),
             2.5 * nominal,
-            0.22,
+            0.16,
         ),
     ] {
         assert!(check(&p).is_clean(), "{what}");

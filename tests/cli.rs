@@ -620,7 +620,7 @@ fn rtl_writes_design_testbench_script_and_report() {
             assert_eq!(c["rtl_simulation"]["status"], "passed", "{report}");
         }
     }
-    // The default preset has double-buffered weights, which the generator does not build yet.
+    // The default preset has double-buffered weights, which the matrix core and FPGA flow do not build yet.
     fails(
         tessera(&["rtl", "--hw", "default", "--out", "no"], &dir.0),
         "array.double_buffered_weights",

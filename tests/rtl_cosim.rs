@@ -18,7 +18,8 @@ use proptest::prelude::*;
 use tessera_isa::Arch;
 use tessera_rtl::array::array_sources;
 use tessera_rtl::fpga::{parse_stat, yosys_script, Target};
-use tessera_rtl::pe::PeType;
+use tessera_rtl::pe::{Buffering, PeType};
+use tessera_rtl::sequence_tb::{sequence_cycles, sequence_testbench, ScheduledFold};
 use tessera_rtl::testbench::{fold_cycles, fold_testbench, ArrayShape};
 
 fn tool(name: &str) -> bool {
@@ -45,12 +46,16 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn arch(rows: u32, cols: u32, stages: u32) -> Arch {
+    buffered_arch(rows, cols, stages, Buffering::Single)
+}
+
+fn buffered_arch(rows: u32, cols: u32, stages: u32, buffering: Buffering) -> Arch {
     let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
     spec.name = format!("rtl-{rows}x{cols}-p{stages}");
     spec.array.rows = rows;
     spec.array.cols = cols;
     spec.array.pe_pipeline_stages = stages;
-    spec.array.double_buffered_weights = false;
+    spec.array.double_buffered_weights = buffering == Buffering::Double;
     spec.scratchpad.size_kib = 256;
     Arch::new(spec).unwrap()
 }
@@ -140,15 +145,18 @@ fn verilator_lints_every_array_size_clean() {
         return;
     }
     let dir = scratch("lint");
-    for (r, c, p) in [
-        (2, 2, 1),
-        (4, 4, 2),
-        (8, 8, 1),
-        (16, 16, 3),
-        (3, 5, 6),
-        (2, 3, 8),
+    for (r, c, p, b) in [
+        (2, 2, 1, Buffering::Single),
+        (4, 4, 2, Buffering::Single),
+        (8, 8, 1, Buffering::Single),
+        (16, 16, 3, Buffering::Single),
+        (3, 5, 6, Buffering::Single),
+        (2, 3, 8, Buffering::Single),
+        (2, 2, 1, Buffering::Double),
+        (8, 8, 2, Buffering::Double),
+        (3, 5, 8, Buffering::Double),
     ] {
-        let files = write_design(&dir, &array_sources(&arch(r, c, p)).unwrap());
+        let files = write_design(&dir, &array_sources(&buffered_arch(r, c, p, b)).unwrap());
         for ty in PeType::ALL {
             let out = Command::new("verilator")
                 .args(["--lint-only", "-Wall", "--top-module", &ty.array_module()])
@@ -158,7 +166,7 @@ fn verilator_lints_every_array_size_clean() {
                 .unwrap();
             assert!(
                 out.status.success(),
-                "{ty:?} {r}x{c} P={p}:\n{}",
+                "{ty:?} {r}x{c} P={p} {b:?}:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
         }
@@ -466,4 +474,228 @@ fn tessera_rtl_runs_the_whole_flow_through_place_and_route() {
     assert!(fmax > 20.0 && fmax < 1000.0, "{fmax}");
     assert!(a["resources"]["luts"].as_u64().unwrap() > 0, "{a}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A fold sequence's design (only `ty`'s files), testbench on the timing
+/// model's schedule, the schedule itself, and the model's cycles.
+struct Sequence {
+    design: Vec<(String, String)>,
+    folds: Vec<ScheduledFold>,
+    shape: ArrayShape,
+    cycles: u64,
+}
+
+fn sequence(
+    ty: PeType,
+    (rows, cols, stages): (u32, u32, u32),
+    buffering: Buffering,
+    folds: Vec<tessera::cosim::FoldInput>,
+) -> Sequence {
+    let a = buffered_arch(rows, cols, stages, buffering);
+    let (folds, cycles) = tessera::cosim::fold_sequence(&a, ty, folds).unwrap();
+    let shape = ArrayShape {
+        rows: rows as usize,
+        cols: cols as usize,
+        stages: stages as usize,
+    };
+    assert_eq!(
+        cycles,
+        sequence_cycles(shape, &folds) as u64,
+        "the timing model's region ends with the last compute"
+    );
+    let design = array_sources(&a)
+        .unwrap()
+        .into_iter()
+        .filter(|(name, _)| name.ends_with(&format!("_{}.v", ty.name())))
+        .collect();
+    Sequence {
+        design,
+        folds,
+        shape,
+        cycles,
+    }
+}
+
+impl Sequence {
+    fn run(&self, dir: &Path, ty: PeType, buffering: Buffering) -> String {
+        let tb = sequence_testbench(self.shape, ty, buffering, &self.folds).unwrap();
+        run_iverilog(dir, &self.design, &tb)
+    }
+}
+
+/// Deterministic distinct-ish values for a fold.
+fn pattern(ty: PeType, len: usize, seed: usize) -> Vec<u16> {
+    (0..len)
+        .map(|i| {
+            let x = (i * 37 + seed * 101 + 11) % 251;
+            match ty {
+                PeType::Int8 => x as u16,
+                // Sign, exponent 124..131, fraction.
+                PeType::Bf16 => {
+                    ((x as u16 & 1) << 15) | ((124 + (x as u16 % 8)) << 7) | (x as u16 & 0x7f)
+                }
+            }
+        })
+        .collect()
+}
+
+fn folds_of(ty: PeType, shapes: &[(usize, usize, usize)]) -> Vec<tessera::cosim::FoldInput> {
+    shapes
+        .iter()
+        .enumerate()
+        .map(|(f, &(m, k, n))| {
+            (
+                (m, k, n),
+                pattern(ty, m * k, 2 * f),
+                pattern(ty, k * n, 2 * f + 1),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn fold_sequences_match_the_simulator_with_single_and_double_buffered_weights() {
+    if !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("seq");
+    for (ty, arr, shapes) in [
+        // M small against R (the preload waits for the wavefront) and large.
+        (
+            PeType::Int8,
+            (8, 8, 1),
+            vec![(2, 8, 8), (1, 8, 8), (3, 5, 7), (16, 8, 8), (4, 8, 8)],
+        ),
+        (
+            PeType::Int8,
+            (4, 6, 2),
+            vec![(16, 4, 6), (2, 3, 6), (1, 4, 1), (9, 4, 6)],
+        ),
+        (
+            PeType::Int8,
+            (5, 3, 3),
+            vec![(1, 5, 3), (1, 5, 3), (12, 2, 2)],
+        ),
+        (
+            PeType::Bf16,
+            (4, 4, 1),
+            vec![(3, 4, 4), (12, 4, 4), (1, 2, 3)],
+        ),
+        (
+            PeType::Bf16,
+            (3, 5, 3),
+            vec![(2, 3, 5), (2, 3, 5), (8, 1, 5)],
+        ),
+    ] {
+        for buffering in [Buffering::Single, Buffering::Double] {
+            let s = sequence(ty, arr, buffering, folds_of(ty, &shapes));
+            let out = s.run(&dir, ty, buffering);
+            assert_eq!(
+                out.trim(),
+                format!("PASS cycles={}", s.cycles),
+                "{ty:?} {arr:?} {buffering:?} {shapes:?}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn double_buffered_preloads_earlier_than_the_model_and_mutated_switches_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("seq-mutant");
+    for (ty, arr) in [(PeType::Int8, (4, 4, 1)), (PeType::Bf16, (3, 4, 2))] {
+        let (r, c) = (arr.0 as usize, arr.1 as usize);
+        let s = sequence(
+            ty,
+            arr,
+            Buffering::Double,
+            folds_of(ty, &[(2, r, c), (6, r, c), (6, r, c)]),
+        );
+        assert_eq!(
+            s.run(&dir, ty, Buffering::Double).trim(),
+            format!("PASS cycles={}", s.cycles)
+        );
+        // The model's bound is tight: each later preload one cycle earlier
+        // overwrites the last element's shadow weight before it switches.
+        let mut early = s.folds.clone();
+        for f in &mut early[1..] {
+            assert_eq!(
+                f.preload_at,
+                f.compute_at - r,
+                "the preload is on the critical path"
+            );
+            f.preload_at -= 1;
+        }
+        let tb = sequence_testbench(s.shape, ty, Buffering::Double, &early).unwrap();
+        let out = run_iverilog(&dir, &s.design, &tb);
+        assert!(
+            out.contains("FAIL"),
+            "{ty:?}: an early preload passed:\n{out}"
+        );
+        // Processing elements that switch at the wrong time must fail.
+        for (from, to) in [
+            // Switch one cycle late: the first row uses the old weight.
+            ("prop_in ? w_sh : w_act", "w_act"),
+            // Switch one cycle early, with the preload's last shift.
+            (
+                "if (prop_in) w_act <= w_sh;",
+                "if (prop_in || w_shift) w_act <= w_sh;",
+            ),
+        ] {
+            let mut mutant = s.design.clone();
+            mutant[0].1 = s.design[0].1.replace(from, to);
+            assert_ne!(mutant, s.design, "the mutation {from} -> {to} must apply");
+            let tb = sequence_testbench(s.shape, ty, Buffering::Double, &s.folds).unwrap();
+            let out = run_iverilog(&dir, &mutant, &tb);
+            assert!(
+                out.contains("FAIL"),
+                "{ty:?}: {from} -> {to} passed:\n{out}"
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Element type, array (rows, cols, stages) and fold shapes (m, k, n).
+type SequenceInput = (PeType, (u32, u32, u32), Vec<(usize, usize, usize)>);
+
+/// Random element type, array (2x2 to 8x8), pipeline depth 1..3 and 2 to 4 folds.
+fn sequences() -> impl Strategy<Value = SequenceInput> {
+    (
+        prop::sample::select(PeType::ALL.to_vec()),
+        2u32..=8,
+        2u32..=8,
+        1u32..=3,
+    )
+        .prop_flat_map(|(ty, r, c, p)| {
+            (
+                Just(ty),
+                Just((r, c, p)),
+                prop::collection::vec((1usize..=16, 1..=r as usize, 1..=c as usize), 2..=4),
+            )
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(6))]
+
+    #[test]
+    fn double_buffered_sequences_match_the_simulator((ty, arr, shapes) in sequences(), seed in 0usize..1000) {
+        if !tool("iverilog") {
+            return Ok(());
+        }
+        let dir = scratch(&format!("seqp-{seed}"));
+        let folds = shapes
+            .iter()
+            .enumerate()
+            .map(|(f, &(m, k, n))| ((m, k, n), pattern(ty, m * k, seed + 2 * f), pattern(ty, k * n, seed + 2 * f + 1)))
+            .collect();
+        let s = sequence(ty, arr, Buffering::Double, folds);
+        let out = s.run(&dir, ty, Buffering::Double);
+        prop_assert_eq!(out.trim(), format!("PASS cycles={}", s.cycles));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }

@@ -23,10 +23,16 @@
 //! column per cycle, and a partial sum crosses a row in P cycles, so C[i][c]
 //! leaves the bottom of column c at the end of cycle i + P R + c - 1: a
 //! tile of M rows takes M + P R + C - 2 cycles.
+//!
+//! With double-buffered weights the shift chain is a shadow register and
+//! the caller raises `prop_left[r]` with the first activation row of every
+//! compute (skewed like it): element (r, c) switches to its shadow weight
+//! at cycle P r + c of that compute, so the next preload may start
+//! P (R - 1) + C - 1 cycles after the compute does (`docs/timing.md`).
 
 use tessera_isa::{Arch, Dataflow};
 
-use crate::pe::{pe, PeType};
+use crate::pe::{pe, Buffering, PeType};
 use crate::verilog::{Item, Module, Port, Signedness};
 use crate::RtlError;
 
@@ -34,44 +40,83 @@ use crate::RtlError;
 /// 32-bit sums): `w_top[c*W +: W]` enters column c, `a_left[r*W +: W]`
 /// enters row r, `p_bottom[c*32 +: 32]` leaves column c; activations and
 /// weights that leave the far edges are outputs too (for chaining arrays).
-pub fn array(ty: PeType, rows: u32, cols: u32) -> Module {
+/// With [`Buffering::Double`], `prop_left[r]` enters row r with the
+/// activation it marks (the first row of a compute, skewed like the
+/// activations) and `prop_right[r]` leaves it.
+pub fn array(ty: PeType, rows: u32, cols: u32, buffering: Buffering) -> Module {
     let (w, p) = (ty.input_bits(), ty.sum_bits());
     let at = |bus: &str, index: &str, width: u32| format!("{bus}[({index})*{width} +: {width}]");
+    let mut pe_ports: Vec<(String, String)> = vec![
+        ("clk".into(), "clk".into()),
+        ("w_shift".into(), "w_shift".into()),
+        ("w_in".into(), at("w_v", "r*COLS+c", w)),
+        (buffering.chain_port().into(), at("w_v", "(r+1)*COLS+c", w)),
+        ("a_in".into(), at("a_h", "r*(COLS+1)+c", w)),
+        ("a_out".into(), at("a_h", "r*(COLS+1)+c+1", w)),
+        ("p_in".into(), at("p_v", "r*COLS+c", p)),
+        ("p_out".into(), at("p_v", "(r+1)*COLS+c", p)),
+    ];
+    let u = Signedness::Unsigned;
+    let mut ports = vec![
+        Port::input("clk"),
+        Port::input("w_shift"),
+        Port::input_bus("w_top", &format!("COLS*{w}"), u),
+        Port::output_bus("w_bottom", &format!("COLS*{w}")),
+        Port::input_bus("a_left", &format!("ROWS*{w}"), u),
+        Port::output_bus("a_right", &format!("ROWS*{w}")),
+        Port::output_bus("p_bottom", &format!("COLS*{p}")),
+    ];
+    let mut prop_items = Vec::new();
+    if buffering == Buffering::Double {
+        pe_ports.insert(6, ("prop_in".into(), at("s_h", "r*(COLS+1)+c", 1)));
+        pe_ports.insert(7, ("prop_out".into(), at("s_h", "r*(COLS+1)+c+1", 1)));
+        ports.insert(6, Port::input_bus("prop_left", "ROWS", u));
+        ports.insert(7, Port::output_bus("prop_right", "ROWS"));
+        prop_items = vec![
+            Item::Wire {
+                name: "s_h".into(),
+                width: Some("ROWS*(COLS+1)".into()),
+                sign: u,
+            },
+            Item::For {
+                var: "r".into(),
+                from: "0".into(),
+                to: "ROWS".into(),
+                label: "g_edge_prop".into(),
+                body: vec![
+                    Item::Assign {
+                        lhs: "s_h[r*(COLS+1)]".into(),
+                        rhs: "prop_left[r]".into(),
+                    },
+                    Item::Assign {
+                        lhs: "prop_right[r]".into(),
+                        rhs: "s_h[r*(COLS+1)+COLS]".into(),
+                    },
+                ],
+            },
+        ];
+    }
     let pe = Item::Instance {
         module: ty.pe_module(),
         name: "u_pe".into(),
         params: vec![],
-        ports: vec![
-            ("clk".into(), "clk".into()),
-            ("w_shift".into(), "w_shift".into()),
-            ("w_in".into(), at("w_v", "r*COLS+c", w)),
-            ("w".into(), at("w_v", "(r+1)*COLS+c", w)),
-            ("a_in".into(), at("a_h", "r*(COLS+1)+c", w)),
-            ("a_out".into(), at("a_h", "r*(COLS+1)+c+1", w)),
-            ("p_in".into(), at("p_v", "r*COLS+c", p)),
-            ("p_out".into(), at("p_v", "(r+1)*COLS+c", p)),
-        ],
+        ports: pe_ports,
     };
-    let u = Signedness::Unsigned;
-    Module {
+    let kind = match buffering {
+        Buffering::Single => "",
+        Buffering::Double => ", double-buffered weights",
+    };
+    let mut m = Module {
         name: ty.array_module(),
         doc: vec![format!(
-            "{rows} x {cols} {} weight-stationary systolic array.",
+            "{rows} x {cols} {} weight-stationary systolic array{kind}.",
             ty.name()
         )],
         params: vec![
             ("ROWS".into(), rows.to_string()),
             ("COLS".into(), cols.to_string()),
         ],
-        ports: vec![
-            Port::input("clk"),
-            Port::input("w_shift"),
-            Port::input_bus("w_top", &format!("COLS*{w}"), u),
-            Port::output_bus("w_bottom", &format!("COLS*{w}")),
-            Port::input_bus("a_left", &format!("ROWS*{w}"), u),
-            Port::output_bus("a_right", &format!("ROWS*{w}")),
-            Port::output_bus("p_bottom", &format!("COLS*{p}")),
-        ],
+        ports,
         items: vec![
             Item::Comment(
                 "Weights shift down, activations move right, partial sums move down.".into(),
@@ -147,7 +192,11 @@ pub fn array(ty: PeType, rows: u32, cols: u32) -> Module {
                 }],
             },
         ],
-    }
+    };
+    // After the genvar declarations, before the processing elements.
+    let at_genvars = m.items.len() - 1;
+    m.items.splice(at_genvars..at_genvars, prop_items);
+    m
 }
 
 /// The element types of `arch` that get a processing element, in
@@ -175,16 +224,12 @@ pub fn pe_types(arch: &Arch) -> Result<Vec<PeType>, RtlError> {
 ///
 /// # Errors
 /// A design this generator does not build yet: weight-stationary arrays
-/// with single-buffered weights and int8 or bf16 inputs are generated today,
-/// and output-stationary arrays ([`crate::array_os::os_array_sources`]).
+/// with single- or double-buffered weights and int8 or bf16 inputs are
+/// generated today, and output-stationary arrays
+/// ([`crate::array_os::os_array_sources`]).
 pub fn array_sources(arch: &Arch) -> Result<Vec<(String, String)>, RtlError> {
     if arch.dataflow() == Dataflow::OutputStationary {
         return crate::array_os::os_array_sources(arch);
-    }
-    if arch.spec().array.double_buffered_weights {
-        return Err(RtlError::Unsupported(
-            "array.double_buffered_weights: the generated array has single-buffered weights; set it to false".into(),
-        ));
     }
     let header = format!(
         "// Generated by tessera-rtl for hardware `{}` (fingerprint {:016x}). Do not edit.\n",
@@ -194,8 +239,8 @@ pub fn array_sources(arch: &Arch) -> Result<Vec<(String, String)>, RtlError> {
     let mut files = Vec::new();
     for ty in pe_types(arch)? {
         for m in [
-            pe(ty, arch.pe_stages())?,
-            array(ty, arch.rows(), arch.cols()),
+            pe(ty, arch.pe_stages(), Buffering::of(arch))?,
+            array(ty, arch.rows(), arch.cols(), Buffering::of(arch)),
         ] {
             files.push((
                 format!("{}.v", m.name),
@@ -236,9 +281,24 @@ mod tests {
 
     #[test]
     fn unsupported_designs_name_the_field() {
-        let e = array_sources(&Arch::preset("default").unwrap())
+        let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
+        spec.array.dataflow = Dataflow::OutputStationary;
+        let e = array_sources(&Arch::new(spec).unwrap())
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("array.double_buffered_weights"), "{e}");
+        assert!(e.starts_with("array.dataflow"), "{e}");
+    }
+
+    #[test]
+    fn double_buffered_weights_add_a_shadow_register_and_a_switch_bit() {
+        let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
+        spec.array.double_buffered_weights = true;
+        let files = array_sources(&Arch::new(spec.clone()).unwrap()).unwrap();
+        let (pe, array) = (&files[0].1, &files[1].1);
+        assert!(pe.contains("if (prop_in) w_act <= w_sh;"), "{pe}");
+        assert!(array.contains("prop_left"), "{array}");
+        spec.array.double_buffered_weights = false;
+        let single = array_sources(&Arch::new(spec).unwrap()).unwrap();
+        assert!(!single[0].1.contains("w_act") && !single[1].1.contains("prop_left"));
     }
 }

@@ -24,7 +24,7 @@ use tessera_isa::{Arch, Dataflow, Op, Program, Queue, Site};
 
 use crate::array::array;
 use crate::fp32_add::{fp32_add, FP32_ADD};
-use crate::pe::{pe, PeType};
+use crate::pe::{pe, Buffering, PeType};
 use crate::RtlError;
 
 /// Instructions the static walk of [`core_program`] executes at most.
@@ -460,13 +460,16 @@ pub fn core_sources(
     let mut files = vec![
         (
             format!("{}.v", ty.pe_module()),
-            format!("{header}{}", pe(ty, arch.pe_stages())?.to_verilog()),
+            format!(
+                "{header}{}",
+                pe(ty, arch.pe_stages(), Buffering::Single)?.to_verilog()
+            ),
         ),
         (
             format!("{}.v", ty.array_module()),
             format!(
                 "{header}{}",
-                array(ty, arch.rows(), arch.cols()).to_verilog()
+                array(ty, arch.rows(), arch.cols(), Buffering::Single).to_verilog()
             ),
         ),
     ];

@@ -5,9 +5,10 @@
 //!
 //! Today it generates pipelined int8 and bf16 weight-stationary processing
 //! elements ([`pe`], [`pe_int8`], [`pe_bf16`], staged by [`pipeline`]), the
-//! R x C array ([`array`]), the output-stationary array ([`array_os`]),
-//! self-checking testbenches for one fold
-//! ([`testbench`], [`testbench_os`]), the matrix core that runs a program's matrix queue
+//! R x C array ([`array`], single- or double-buffered weights), the
+//! output-stationary array ([`array_os`]), self-checking testbenches for one
+//! fold ([`testbench`], [`testbench_os`]) and for fold sequences on the
+//! timing model's schedule ([`sequence_tb`]), the matrix core that runs a program's matrix queue
 //! from an instruction memory ([`core`], [`fp32_add`], [`core_tb`]) and the
 //! FPGA flow's scripts and report parsers ([`fpga`]); DMA and the vector
 //! unit are still to come.
@@ -26,6 +27,7 @@ pub mod pe;
 pub mod pe_bf16;
 pub mod pe_int8;
 pub mod pipeline;
+pub mod sequence_tb;
 pub mod testbench;
 pub mod testbench_os;
 pub mod verilog;

@@ -2,12 +2,14 @@
 //! register (also the preload shift chain), the activation register that
 //! moves activations one column right per cycle, and the element type's
 //! partial-sum datapath ([`crate::pe_int8`], [`crate::pe_bf16`]) pipelined
-//! to the hardware description's stage count.
+//! to the hardware description's stage count. With double-buffered weights
+//! the shift chain is a shadow register and a switch bit travelling with the
+//! activations copies it into the active weight register.
 
-use tessera_isa::DType;
+use tessera_isa::{Arch, DType};
 
 use crate::pipeline::Datapath;
-use crate::verilog::{Module, Port, Signedness};
+use crate::verilog::{Item, Module, Port, Signedness};
 use crate::{pe_bf16, pe_int8, RtlError};
 
 /// An element type the generator builds a processing element for.
@@ -83,42 +85,106 @@ impl PeType {
     }
 }
 
+/// How the weights of a weight-stationary processing element are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Buffering {
+    /// One weight register, which is also the preload shift chain: a preload
+    /// may only start once the previous compute has drained.
+    Single,
+    /// A shadow register (the preload shift chain) and an active one. A
+    /// switch bit (`prop`) travels right with the first activation row of
+    /// every compute; the element multiplies that row by its shadow weight
+    /// and copies the shadow into the active register on the same edge.
+    Double,
+}
+
+impl Buffering {
+    /// The buffering `arch` asks for (`array.double_buffered_weights`).
+    pub fn of(arch: &Arch) -> Buffering {
+        if arch.spec().array.double_buffered_weights {
+            Buffering::Double
+        } else {
+            Buffering::Single
+        }
+    }
+
+    /// The processing element's port that carries its shift-chain register
+    /// to the element below.
+    pub const fn chain_port(self) -> &'static str {
+        match self {
+            Buffering::Single => "w",
+            Buffering::Double => "w_sh",
+        }
+    }
+}
+
 /// The processing element of `ty` with `stages` registers on its
-/// partial-sum path (`p_in` to `p_out`).
+/// partial-sum path (`p_in` to `p_out`) and `buffering` weights.
 ///
 /// # Errors
 /// `stages` is 0.
-pub fn pe(ty: PeType, stages: u32) -> Result<Module, RtlError> {
+pub fn pe(ty: PeType, stages: u32, buffering: Buffering) -> Result<Module, RtlError> {
     let (w, s) = (ty.input_bits().to_string(), ty.sum_bits().to_string());
     let u = Signedness::Unsigned;
-    let mut items = ty.datapath().items(stages)?;
-    items.push(crate::verilog::Item::Clocked {
+    let mut items = Vec::new();
+    let mut body = vec![
+        "if (w_shift) w <= w_in;".to_string(),
+        "a_out <= a_in;".to_string(),
+    ];
+    let mut ports = vec![
+        Port::input("clk"),
+        Port::input("w_shift"),
+        Port::input_bus("w_in", &w, u),
+        Port::output_reg("w", &w, u),
+        Port::input_bus("a_in", &w, u),
+        Port::output_reg("a_out", &w, u),
+        Port::input_bus("p_in", &s, u),
+        Port::output_reg("p_out", &s, u),
+    ];
+    let mut doc = vec![
+        format!(
+            "Weight-stationary {} processing element, {stages} pipeline stage(s): the weight",
+            ty.name()
+        ),
+        "register is also the preload shift chain; activations move right one column".into(),
+        format!("per cycle and a partial sum leaves p_out {stages} cycle(s) after it enters p_in."),
+    ];
+    if buffering == Buffering::Double {
+        // The datapath multiplies by `w`: here the weight in use this cycle.
+        ports[3] = Port::output_reg("w_sh", &w, u);
+        ports.insert(6, Port::input("prop_in"));
+        ports.insert(7, Port::output_reg("prop_out", "1", u));
+        items.push(Item::Reg {
+            name: "w_act".into(),
+            width: Some(w.clone()),
+            sign: u,
+        });
+        items.push(Item::net("w", ty.input_bits(), "prop_in ? w_sh : w_act"));
+        body = vec![
+            "if (w_shift) w_sh <= w_in;".into(),
+            "if (prop_in) w_act <= w_sh;".into(),
+            "a_out <= a_in;".into(),
+            "prop_out <= prop_in;".into(),
+        ];
+        doc[1] =
+            "shadow register w_sh is the preload shift chain; prop_in marks the first row of a"
+                .into();
+        doc.insert(
+            2,
+            "compute, which uses w_sh and copies it to the active w_act; activations move right one column"
+                .into(),
+        );
+    }
+    items.extend(ty.datapath().items(stages)?);
+    items.push(Item::Clocked {
         clock: "clk".into(),
-        body: vec!["if (w_shift) w <= w_in;".into(), "a_out <= a_in;".into()],
+        body,
     });
     Ok(Module {
         name: ty.pe_module(),
-        doc: vec![
-            format!(
-                "Weight-stationary {} processing element, {stages} pipeline stage(s): the weight",
-                ty.name()
-            ),
-            "register is also the preload shift chain; activations move right one column".into(),
-            format!(
-                "per cycle and a partial sum leaves p_out {stages} cycle(s) after it enters p_in."
-            ),
-        ],
+        doc,
         params: vec![],
-        ports: vec![
-            Port::input("clk"),
-            Port::input("w_shift"),
-            Port::input_bus("w_in", &w, u),
-            Port::output_reg("w", &w, u),
-            Port::input_bus("a_in", &w, u),
-            Port::output_reg("a_out", &w, u),
-            Port::input_bus("p_in", &s, u),
-            Port::output_reg("p_out", &s, u),
-        ],
+        ports,
         items,
     })
 }

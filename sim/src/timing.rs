@@ -13,10 +13,12 @@
 //!   shifts weights in for R cycles; a compute streams M rows and completes
 //!   M + P R + C - 2 cycles after it starts, P being the processing
 //!   element's pipeline stages (a partial sum crosses a row in P cycles). Without double-buffered weights a
-//!   preload waits for the previous compute to drain; with them it may start
-//!   once the previous compute has started, and consecutive computes
-//!   pipeline (the next streams as soon as the last row of the previous one
-//!   has entered). Output-stationary: a preload only binds B; a compute of
+//!   preload waits for the previous compute to drain; with them it shifts
+//!   into shadow registers, which it may do once the previous compute's first
+//!   row has reached the last processing element (P (R - 1) + C - 1 cycles
+//!   after that compute started; every element has then switched to the
+//!   weights it computes with), and consecutive computes pipeline (the next
+//!   streams as soon as the last row of the previous one has entered). Output-stationary: a preload only binds B; a compute of
 //!   K-long dot products takes K + 2R + C + P - 3 cycles and computes do not
 //!   overlap. Streaming is also bounded by scratchpad bank bandwidth.
 //! - DMA: transfers of the load and store queues share `dma.engines`
@@ -180,6 +182,11 @@ struct ArrayState {
     stream_free: u64,
     /// Start and end of the last compute.
     last_compute: (u64, u64),
+    /// Double-buffered weights: the first cycle a preload may shift into the
+    /// shadow registers, P (R - 1) + C - 1 cycles after the last compute
+    /// started (its first row reaches the last processing element then, which
+    /// copies its shadow weight into its active one); 0 before any compute.
+    shadow_free: u64,
 }
 
 /// Cycles a region needs from banked SRAM: the number of distinct
@@ -498,7 +505,7 @@ impl Machine<'_> {
                     Dataflow::WeightStationary
                         if self.arch.spec().array.double_buffered_weights =>
                     {
-                        (ready.max(a.weights_free).max(a.last_compute.0), rows)
+                        (ready.max(a.weights_free).max(a.shadow_free), rows)
                     }
                     Dataflow::WeightStationary => {
                         (ready.max(a.weights_free).max(a.last_compute.1), rows)
@@ -551,6 +558,7 @@ impl Machine<'_> {
                 };
                 a.stream_free = start + stream;
                 a.last_compute = (start, start + stream + tail);
+                a.shadow_free = start + stages * (rows - 1) + cols - 1;
                 (start, start + stream + tail, stream - nominal, None)
             }
             Op::VBin { .. }

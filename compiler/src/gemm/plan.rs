@@ -138,7 +138,9 @@ impl GemmPlan {
         let lat = arch.hbm_latency_cycles().get() as f64;
         let fold = match self.dataflow {
             Dataflow::WeightStationary if arch.spec().array.double_buffered_weights => {
-                mb.max(r + 1.0)
+                // The next preload waits for the first row to reach the last element.
+                let p = f64::from(arch.pe_stages());
+                mb.max((p + 1.0) * r + c - p - 1.0)
             }
             Dataflow::WeightStationary => 2.0 * r + c + mb - 2.0,
             Dataflow::OutputStationary => kc + 2.0 * r + c - 2.0,
