@@ -282,11 +282,11 @@ mod tests {
     #[test]
     fn unsupported_designs_name_the_field() {
         let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
-        spec.array.dataflow = Dataflow::OutputStationary;
+        spec.array.input_types = vec![tessera_isa::DType::Fp16];
         let e = array_sources(&Arch::new(spec).unwrap())
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("array.dataflow"), "{e}");
+        assert!(e.starts_with("array.input_types"), "{e}");
     }
 
     #[test]
