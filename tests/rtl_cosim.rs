@@ -628,7 +628,10 @@ fn double_buffered_bounds_are_tight_and_mutated_pes_fail() {
         // its preload. Move every preload (compute) whose move keeps the
         // schedule well-formed to exactly that bound (passes, whatever
         // slack the model's issue slots left) and one cycle before it (fails).
-        let (trail, lag) = (p.saturating_sub(2) * (r - 1), 1 + (2usize.saturating_sub(p)) * (r - 1));
+        let (trail, lag) = (
+            p.saturating_sub(2) * (r - 1),
+            1 + (2usize.saturating_sub(p)) * (r - 1),
+        );
         for (what, bound) in [("preload", 0), ("compute", 1)] {
             let mut moved = 0;
             let (mut tight, mut early) = (s.folds.clone(), s.folds.clone());
@@ -636,7 +639,10 @@ fn double_buffered_bounds_are_tight_and_mutated_pes_fail() {
                 let (prev, cur) = (&s.folds[f - 1], &s.folds[f]);
                 if bound == 0 {
                     let b = prev.compute_at + trail;
-                    assert!(cur.preload_at >= b, "{ty:?} {arr:?}: the model beats the hardware");
+                    assert!(
+                        cur.preload_at >= b,
+                        "{ty:?} {arr:?}: the model beats the hardware"
+                    );
                     if b > prev.preload_at + r && b <= cur.preload_at {
                         tight[f].preload_at = b;
                         early[f].preload_at = b - 1;
@@ -644,7 +650,10 @@ fn double_buffered_bounds_are_tight_and_mutated_pes_fail() {
                     }
                 } else {
                     let b = cur.preload_at + lag;
-                    assert!(cur.compute_at >= b, "{ty:?} {arr:?}: the model beats the hardware");
+                    assert!(
+                        cur.compute_at >= b,
+                        "{ty:?} {arr:?}: the model beats the hardware"
+                    );
                     if b > prev.compute_at + prev.case.m && b <= cur.compute_at {
                         tight[f].compute_at = b;
                         early[f].compute_at = b - 1;
@@ -653,8 +662,14 @@ fn double_buffered_bounds_are_tight_and_mutated_pes_fail() {
                 }
             }
             assert!(moved > 0, "{ty:?} {arr:?}: no {what} to move");
-            assert!(passes(&dir, &s, ty, &tight), "{ty:?} {arr:?}: a {what} at the bound failed");
-            assert!(!passes(&dir, &s, ty, &early), "{ty:?} {arr:?}: an early {what} passed");
+            assert!(
+                passes(&dir, &s, ty, &tight),
+                "{ty:?} {arr:?}: a {what} at the bound failed"
+            );
+            assert!(
+                !passes(&dir, &s, ty, &early),
+                "{ty:?} {arr:?}: an early {what} passed"
+            );
         }
         // Processing elements that switch or latch at the wrong time must fail.
         for (from, to) in [

@@ -327,7 +327,10 @@ mod tests {
         let (pe, array) = (&files[0].1, &files[1].1);
         assert!(pe.contains("if (prop_in) w_act <= w_sh;"), "{pe}");
         assert!(pe.contains("if (w_tag_in) w_sh <= w_in;"), "{pe}");
-        assert!(array.contains("prop_left") && array.contains("w_tag_top"), "{array}");
+        assert!(
+            array.contains("prop_left") && array.contains("w_tag_top"),
+            "{array}"
+        );
         assert!(!array.contains("w_shift"), "{array}");
         spec.array.double_buffered_weights = false;
         let single = array_sources(&Arch::new(spec).unwrap()).unwrap();

@@ -163,7 +163,11 @@ pub fn pe(ty: PeType, stages: u32, buffering: Buffering) -> Result<Module, RtlEr
         ports.insert(2, Port::output_reg("w_tag_out", "1", u));
         ports.insert(7, Port::input("prop_in"));
         ports.insert(8, Port::output_reg("prop_out", "1", u));
-        for (name, width) in [("w_sh", Some(w.clone())), ("w_act", Some(w.clone())), ("w_tag_mid", None)] {
+        for (name, width) in [
+            ("w_sh", Some(w.clone())),
+            ("w_act", Some(w.clone())),
+            ("w_tag_mid", None),
+        ] {
             items.push(Item::Reg {
                 name: name.into(),
                 width,
@@ -180,7 +184,9 @@ pub fn pe(ty: PeType, stages: u32, buffering: Buffering) -> Result<Module, RtlEr
             "a_out <= a_in;".into(),
             "prop_out <= prop_in;".into(),
         ];
-        doc[1] = "weights flow down through w_out and the element latches the one its tag meets into".into();
+        doc[1] =
+            "weights flow down through w_out and the element latches the one its tag meets into"
+                .into();
         doc.insert(
             2,
             "the shadow w_sh (the tag takes two cycles per element); prop_in marks the first row of a"

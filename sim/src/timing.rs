@@ -518,11 +518,9 @@ impl Machine<'_> {
                         let lag = 1 + 2u64.saturating_sub(stages) * (rows - 1);
                         (ready.max(a.weights_free).max(a.shadow_free), rows, lag)
                     }
-                    Dataflow::WeightStationary => (
-                        ready.max(a.weights_free).max(a.last_compute.1),
-                        rows,
-                        rows,
-                    ),
+                    Dataflow::WeightStationary => {
+                        (ready.max(a.weights_free).max(a.last_compute.1), rows, rows)
+                    }
                     Dataflow::OutputStationary => (ready, 0, 0),
                 };
                 a.weights_free = start + dur;
