@@ -350,12 +350,11 @@ fn kernels_match_the_f64_reference() {
 
 /// A small GPT-2-like case on `default` (128x128 weight-stationary, double
 /// buffered): the share of the array's peak the nominal attention FLOPs
-/// reach in timing mode (measured 16% forward, 17.1% backward; the forward is
-/// bound by the vector unit's exponentials, see docs/attention.md; the
-/// backward measured 28% before the timing model made a double-buffered
-/// preload wait for the previous compute's first row to reach the last
-/// processing element, which its short folds pay, see docs/timing.md), and HBM
-/// traffic well below one fp32 write and read of the S x S scores.
+/// reach in timing mode (measured 16.2% forward, 28.2% backward; the forward
+/// is bound by the vector unit's exponentials, see docs/attention.md; the
+/// backward's short folds need a double-buffered preload that may start as
+/// soon as the previous compute has, see docs/timing.md), and HBM traffic
+/// well below one fp32 write and read of the S x S scores.
 #[test]
 fn default_preset_keeps_an_efficiency_floor() {
     let arch = Arch::preset("default").unwrap();
@@ -399,7 +398,7 @@ fn default_preset_keeps_an_efficiency_floor() {
             "backward",
             attention_backward(&arch, &spec).unwrap(),
             2.5 * nominal,
-            0.16,
+            0.22,
         ),
     ] {
         assert!(check(&p).is_clean(), "{what}");

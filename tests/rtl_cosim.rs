@@ -600,50 +600,85 @@ fn fold_sequences_match_the_simulator_with_single_and_double_buffered_weights() 
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Runs `folds` on `s`'s design; true when the testbench passes.
+fn passes(dir: &Path, s: &Sequence, ty: PeType, folds: &[ScheduledFold]) -> bool {
+    let tb = sequence_testbench(s.shape, ty, Buffering::Double, folds).unwrap();
+    let out = run_iverilog(dir, &s.design, &tb);
+    assert!(out.contains("PASS") || out.contains("FAIL"), "{out}");
+    !out.contains("FAIL")
+}
+
 #[test]
-fn double_buffered_preloads_earlier_than_the_model_and_mutated_switches_fail() {
+fn double_buffered_bounds_are_tight_and_mutated_pes_fail() {
     if !tool("iverilog") {
         return;
     }
     let dir = scratch("seq-mutant");
-    for (ty, arr) in [(PeType::Int8, (4, 4, 1)), (PeType::Bf16, (3, 4, 2))] {
-        let (r, c) = (arr.0 as usize, arr.1 as usize);
-        let s = sequence(
-            ty,
-            arr,
-            Buffering::Double,
-            folds_of(ty, &[(2, r, c), (6, r, c), (6, r, c)]),
+    for (ty, arr) in [
+        (PeType::Int8, (4, 4, 1)),
+        (PeType::Bf16, (3, 4, 2)),
+        (PeType::Int8, (3, 3, 3)),
+    ] {
+        let (r, c, p) = (arr.0 as usize, arr.1 as usize, arr.2 as usize);
+        let shapes = [(16, r, c), (1, r, c), (1, r, c), (6, r, c), (2, r, c)];
+        let s = sequence(ty, arr, Buffering::Double, folds_of(ty, &shapes));
+        assert!(passes(&dir, &s, ty, &s.folds), "{ty:?} {arr:?}");
+        // docs/timing.md: a preload may start (P - 2)^+ (R - 1) cycles after
+        // the previous compute, a compute 1 + (2 - P)^+ (R - 1) cycles after
+        // its preload. Move every preload (compute) whose move keeps the
+        // schedule well-formed to exactly that bound (passes, whatever
+        // slack the model's issue slots left) and one cycle before it (fails).
+        let (trail, lag) = (
+            p.saturating_sub(2) * (r - 1),
+            1 + (2usize.saturating_sub(p)) * (r - 1),
         );
-        assert_eq!(
-            s.run(&dir, ty, Buffering::Double).trim(),
-            format!("PASS cycles={}", s.cycles)
-        );
-        // The model's bound is tight: each later preload one cycle earlier
-        // overwrites the last element's shadow weight before it switches.
-        let mut early = s.folds.clone();
-        for f in &mut early[1..] {
-            assert_eq!(
-                f.preload_at,
-                f.compute_at - r,
-                "the preload is on the critical path"
+        for (what, bound) in [("preload", 0), ("compute", 1)] {
+            let mut moved = 0;
+            let (mut tight, mut early) = (s.folds.clone(), s.folds.clone());
+            for f in 1..s.folds.len() {
+                let (prev, cur) = (&s.folds[f - 1], &s.folds[f]);
+                if bound == 0 {
+                    let b = prev.compute_at + trail;
+                    assert!(
+                        cur.preload_at >= b,
+                        "{ty:?} {arr:?}: the model beats the hardware"
+                    );
+                    if b > prev.preload_at + r && b <= cur.preload_at {
+                        tight[f].preload_at = b;
+                        early[f].preload_at = b - 1;
+                        moved += 1;
+                    }
+                } else {
+                    let b = cur.preload_at + lag;
+                    assert!(
+                        cur.compute_at >= b,
+                        "{ty:?} {arr:?}: the model beats the hardware"
+                    );
+                    if b > prev.compute_at + prev.case.m && b <= cur.compute_at {
+                        tight[f].compute_at = b;
+                        early[f].compute_at = b - 1;
+                        moved += 1;
+                    }
+                }
+            }
+            assert!(moved > 0, "{ty:?} {arr:?}: no {what} to move");
+            assert!(
+                passes(&dir, &s, ty, &tight),
+                "{ty:?} {arr:?}: a {what} at the bound failed"
             );
-            f.preload_at -= 1;
+            assert!(
+                !passes(&dir, &s, ty, &early),
+                "{ty:?} {arr:?}: an early {what} passed"
+            );
         }
-        let tb = sequence_testbench(s.shape, ty, Buffering::Double, &early).unwrap();
-        let out = run_iverilog(&dir, &s.design, &tb);
-        assert!(
-            out.contains("FAIL"),
-            "{ty:?}: an early preload passed:\n{out}"
-        );
-        // Processing elements that switch at the wrong time must fail.
+        // Processing elements that switch or latch at the wrong time must fail.
         for (from, to) in [
             // Switch one cycle late: the first row uses the old weight.
             ("prop_in ? w_sh : w_act", "w_act"),
-            // Switch one cycle early, with the preload's last shift.
-            (
-                "if (prop_in) w_act <= w_sh;",
-                "if (prop_in || w_shift) w_act <= w_sh;",
-            ),
+            // A tag one cycle per row: every row latches row 0's weight.
+            ("w_tag_out <= w_tag_mid;", "w_tag_out <= w_tag_in;"),
+            // A shadow that takes every weight passing by (a shift chain).
+            ("if (w_tag_in) w_sh <= w_in;", "w_sh <= w_in;"),
         ] {
             let mut mutant = s.design.clone();
             mutant[0].1 = s.design[0].1.replace(from, to);
@@ -652,7 +687,7 @@ fn double_buffered_preloads_earlier_than_the_model_and_mutated_switches_fail() {
             let out = run_iverilog(&dir, &mutant, &tb);
             assert!(
                 out.contains("FAIL"),
-                "{ty:?}: {from} -> {to} passed:\n{out}"
+                "{ty:?} {arr:?}: {from} -> {to} passed:\n{out}"
             );
         }
     }

@@ -24,11 +24,15 @@
 //! leaves the bottom of column c at the end of cycle i + P R + c - 1: a
 //! tile of M rows takes M + P R + C - 2 cycles.
 //!
-//! With double-buffered weights the shift chain is a shadow register and
-//! the caller raises `prop_left[r]` with the first activation row of every
-//! compute (skewed like it): element (r, c) switches to its shadow weight
-//! at cycle P r + c of that compute, so the next preload may start
-//! P (R - 1) + C - 1 cycles after the compute does (`docs/timing.md`).
+//! With double-buffered weights the caller feeds the weight of row r into
+//! column c at cycle T + r + c of a preload starting at T (top row first,
+//! columns skewed like the activations) and raises `w_tag_top[c]` at T + c;
+//! the tag crosses a row in two cycles, so element (r, c) latches its shadow
+//! weight at cycle T + 2 r + c. The caller raises `prop_left[r]` with the
+//! first activation row of every compute (skewed like it): element (r, c)
+//! switches to its shadow weight at cycle s + P r + c of a compute starting
+//! at s. So a preload may start at s + (P - 2)^+ (R - 1) and the next compute
+//! 1 + (2 - P)^+ (R - 1) cycles after the preload (`docs/timing.md`).
 
 use tessera_isa::{Arch, Dataflow};
 
@@ -40,9 +44,10 @@ use crate::RtlError;
 /// 32-bit sums): `w_top[c*W +: W]` enters column c, `a_left[r*W +: W]`
 /// enters row r, `p_bottom[c*32 +: 32]` leaves column c; activations and
 /// weights that leave the far edges are outputs too (for chaining arrays).
-/// With [`Buffering::Double`], `prop_left[r]` enters row r with the
-/// activation it marks (the first row of a compute, skewed like the
-/// activations) and `prop_right[r]` leaves it.
+/// With [`Buffering::Double`], `w_tag_top[c]` replaces `w_shift` and marks
+/// the top row's weight entering column c (`w_tag_bottom[c]` leaves it), and
+/// `prop_left[r]` enters row r with the activation it marks (the first row of
+/// a compute, skewed like the activations) and `prop_right[r]` leaves it.
 pub fn array(ty: PeType, rows: u32, cols: u32, buffering: Buffering) -> Module {
     let (w, p) = (ty.input_bits(), ty.sum_bits());
     let at = |bus: &str, index: &str, width: u32| format!("{bus}[({index})*{width} +: {width}]");
@@ -68,11 +73,36 @@ pub fn array(ty: PeType, rows: u32, cols: u32, buffering: Buffering) -> Module {
     ];
     let mut prop_items = Vec::new();
     if buffering == Buffering::Double {
-        pe_ports.insert(6, ("prop_in".into(), at("s_h", "r*(COLS+1)+c", 1)));
-        pe_ports.insert(7, ("prop_out".into(), at("s_h", "r*(COLS+1)+c+1", 1)));
-        ports.insert(6, Port::input_bus("prop_left", "ROWS", u));
-        ports.insert(7, Port::output_bus("prop_right", "ROWS"));
+        pe_ports[1] = ("w_tag_in".into(), at("t_v", "r*COLS+c", 1));
+        pe_ports.insert(2, ("w_tag_out".into(), at("t_v", "(r+1)*COLS+c", 1)));
+        pe_ports.insert(7, ("prop_in".into(), at("s_h", "r*(COLS+1)+c", 1)));
+        pe_ports.insert(8, ("prop_out".into(), at("s_h", "r*(COLS+1)+c+1", 1)));
+        ports[1] = Port::input_bus("w_tag_top", "COLS", u);
+        ports.insert(2, Port::output_bus("w_tag_bottom", "COLS"));
+        ports.insert(7, Port::input_bus("prop_left", "ROWS", u));
+        ports.insert(8, Port::output_bus("prop_right", "ROWS"));
         prop_items = vec![
+            Item::Wire {
+                name: "t_v".into(),
+                width: Some("(ROWS+1)*COLS".into()),
+                sign: u,
+            },
+            Item::For {
+                var: "c".into(),
+                from: "0".into(),
+                to: "COLS".into(),
+                label: "g_edge_tag".into(),
+                body: vec![
+                    Item::Assign {
+                        lhs: "t_v[c]".into(),
+                        rhs: "w_tag_top[c]".into(),
+                    },
+                    Item::Assign {
+                        lhs: "w_tag_bottom[c]".into(),
+                        rhs: "t_v[ROWS*COLS+c]".into(),
+                    },
+                ],
+            },
             Item::Wire {
                 name: "s_h".into(),
                 width: Some("ROWS*(COLS+1)".into()),
@@ -281,6 +311,7 @@ mod tests {
 
     #[test]
     fn unsupported_designs_name_the_field() {
+        // Output-stationary arrays are generated now; fp16 inputs are not.
         let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
         spec.array.input_types = vec![tessera_isa::DType::Fp16];
         let e = array_sources(&Arch::new(spec).unwrap())
@@ -290,13 +321,18 @@ mod tests {
     }
 
     #[test]
-    fn double_buffered_weights_add_a_shadow_register_and_a_switch_bit() {
+    fn double_buffered_weights_add_a_weight_pipeline_a_shadow_register_and_a_switch_bit() {
         let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
         spec.array.double_buffered_weights = true;
         let files = array_sources(&Arch::new(spec.clone()).unwrap()).unwrap();
         let (pe, array) = (&files[0].1, &files[1].1);
         assert!(pe.contains("if (prop_in) w_act <= w_sh;"), "{pe}");
-        assert!(array.contains("prop_left"), "{array}");
+        assert!(pe.contains("if (w_tag_in) w_sh <= w_in;"), "{pe}");
+        assert!(
+            array.contains("prop_left") && array.contains("w_tag_top"),
+            "{array}"
+        );
+        assert!(!array.contains("w_shift"), "{array}");
         spec.array.double_buffered_weights = false;
         let single = array_sources(&Arch::new(spec).unwrap()).unwrap();
         assert!(!single[0].1.contains("w_act") && !single[1].1.contains("prop_left"));

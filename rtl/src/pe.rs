@@ -3,8 +3,10 @@
 //! moves activations one column right per cycle, and the element type's
 //! partial-sum datapath ([`crate::pe_int8`], [`crate::pe_bf16`]) pipelined
 //! to the hardware description's stage count. With double-buffered weights
-//! the shift chain is a shadow register and a switch bit travelling with the
-//! activations copies it into the active weight register.
+//! the weights flow down a pipeline register per element, each element
+//! latches its own into a shadow register when a tag travelling at half
+//! speed meets it, and a switch bit travelling with the activations copies
+//! the shadow into the active weight register.
 
 use tessera_isa::{Arch, DType};
 
@@ -91,10 +93,15 @@ pub enum Buffering {
     /// One weight register, which is also the preload shift chain: a preload
     /// may only start once the previous compute has drained.
     Single,
-    /// A shadow register (the preload shift chain) and an active one. A
-    /// switch bit (`prop`) travels right with the first activation row of
-    /// every compute; the element multiplies that row by its shadow weight
-    /// and copies the shadow into the active register on the same edge.
+    /// A shadow register and an active one. Weights flow down each column
+    /// through a pipeline register per element (`w_in` to `w_out`), top row
+    /// first, with a tag (`w_tag_in` to `w_tag_out`) that crosses an element
+    /// in two cycles, so it meets the weight of row r at row r and the
+    /// element latches that weight into its shadow; nothing else writes the
+    /// shadow. A switch bit (`prop`) travels right with the first activation
+    /// row of every compute; the element multiplies that row by its shadow
+    /// weight and copies the shadow into the active register on the same
+    /// edge.
     Double,
 }
 
@@ -108,12 +115,12 @@ impl Buffering {
         }
     }
 
-    /// The processing element's port that carries its shift-chain register
-    /// to the element below.
+    /// The processing element's port that passes weights to the element
+    /// below: the shift-chain register, or the weight pipeline register.
     pub const fn chain_port(self) -> &'static str {
         match self {
             Buffering::Single => "w",
-            Buffering::Double => "w_sh",
+            Buffering::Double => "w_out",
         }
     }
 }
@@ -151,26 +158,42 @@ pub fn pe(ty: PeType, stages: u32, buffering: Buffering) -> Result<Module, RtlEr
     ];
     if buffering == Buffering::Double {
         // The datapath multiplies by `w`: here the weight in use this cycle.
-        ports[3] = Port::output_reg("w_sh", &w, u);
-        ports.insert(6, Port::input("prop_in"));
-        ports.insert(7, Port::output_reg("prop_out", "1", u));
-        items.push(Item::Reg {
-            name: "w_act".into(),
-            width: Some(w.clone()),
-            sign: u,
-        });
+        ports[1] = Port::input("w_tag_in");
+        ports[3] = Port::output_reg("w_out", &w, u);
+        ports.insert(2, Port::output_reg("w_tag_out", "1", u));
+        ports.insert(7, Port::input("prop_in"));
+        ports.insert(8, Port::output_reg("prop_out", "1", u));
+        for (name, width) in [
+            ("w_sh", Some(w.clone())),
+            ("w_act", Some(w.clone())),
+            ("w_tag_mid", None),
+        ] {
+            items.push(Item::Reg {
+                name: name.into(),
+                width,
+                sign: u,
+            });
+        }
         items.push(Item::net("w", ty.input_bits(), "prop_in ? w_sh : w_act"));
         body = vec![
-            "if (w_shift) w_sh <= w_in;".into(),
+            "w_out <= w_in;".into(),
+            "w_tag_mid <= w_tag_in;".into(),
+            "w_tag_out <= w_tag_mid;".into(),
+            "if (w_tag_in) w_sh <= w_in;".into(),
             "if (prop_in) w_act <= w_sh;".into(),
             "a_out <= a_in;".into(),
             "prop_out <= prop_in;".into(),
         ];
         doc[1] =
-            "shadow register w_sh is the preload shift chain; prop_in marks the first row of a"
+            "weights flow down through w_out and the element latches the one its tag meets into"
                 .into();
         doc.insert(
             2,
+            "the shadow w_sh (the tag takes two cycles per element); prop_in marks the first row of a"
+                .into(),
+        );
+        doc.insert(
+            3,
             "compute, which uses w_sh and copies it to the active w_act; activations move right one column"
                 .into(),
         );

@@ -31,9 +31,15 @@ pub fn sequence_cycles(shape: ArrayShape, folds: &[ScheduledFold]) -> usize {
         .unwrap_or(0)
 }
 
-/// Checks that `folds` fit `shape`, are in order, all have `ty`, and that no
-/// two preloads or two computes' streams overlap.
-fn validate(shape: ArrayShape, ty: PeType, folds: &[ScheduledFold]) -> Result<(), RtlError> {
+/// Checks that `folds` fit `shape`, are in order, all have `ty`, that no
+/// two preloads or two computes' streams overlap, and that no compute starts
+/// before its preload (single buffering: before its preload ends).
+fn validate(
+    shape: ArrayShape,
+    ty: PeType,
+    buffering: Buffering,
+    folds: &[ScheduledFold],
+) -> Result<(), RtlError> {
     let ArrayShape { rows, cols, stages } = shape;
     let bad = |why: String| Err(RtlError::Unsupported(why));
     if folds.is_empty() || stages == 0 {
@@ -51,9 +57,20 @@ fn validate(shape: ArrayShape, ty: PeType, folds: &[ScheduledFold]) -> Result<()
         if f.case.a.len() != m * k || f.case.w.len() != k * n || f.case.c.len() != m * n {
             return bad(format!("fold {i}: vectors do not match m, k and n"));
         }
-        if f.compute_at < f.preload_at + rows {
+        // Single buffering computes on the shift chain, which the preload
+        // fills in R cycles; double buffering leaves the exact bound to the
+        // hardware (the fold-sequence tests probe it).
+        let ends = match buffering {
+            Buffering::Single => rows,
+            Buffering::Double => 0,
+        };
+        if f.compute_at < f.preload_at + ends {
             return bad(format!(
-                "fold {i}: the compute starts before its preload ends"
+                "fold {i}: the compute starts before its preload {}",
+                match buffering {
+                    Buffering::Single => "ends",
+                    Buffering::Double => "starts",
+                }
             ));
         }
         if let Some(p) = i.checked_sub(1).map(|j| &folds[j]) {
@@ -82,12 +99,12 @@ pub fn sequence_testbench(
     buffering: Buffering,
     folds: &[ScheduledFold],
 ) -> Result<String, RtlError> {
-    validate(shape, ty, folds)?;
+    validate(shape, ty, buffering, folds)?;
     let ArrayShape { rows, cols, stages } = shape;
     let (bits, digits) = (ty.input_bits() as usize, ty.input_bits() as usize / 4);
     let end = sequence_cycles(shape, folds);
     // Per step t (set at edge t, consumed at edge t + 1).
-    let mut shift = vec![false; end];
+    let mut shift = vec![vec![false; cols]; end];
     let mut w_top = vec![vec![ty.identity_weight(); cols]; end];
     let mut a_left = vec![vec![0u16; rows]; end];
     let mut prop = vec![vec![false; rows]; end];
@@ -95,17 +112,33 @@ pub fn sequence_testbench(
     let mut expect = vec![vec![None; cols]; end + 2];
     for f in folds {
         let FoldCase { m, k, n, .. } = f.case;
-        for j in 0..rows {
-            let t = f.preload_at + j;
-            shift[t] = true;
-            // Bottom weight row first.
-            let wr = rows - 1 - j;
-            for (c, v) in w_top[t].iter_mut().enumerate() {
-                *v = if wr < k && c < n {
-                    f.case.w[wr * n + c]
-                } else {
-                    ty.identity_weight()
-                };
+        let weight = |wr: usize, c: usize| {
+            if wr < k && c < n {
+                f.case.w[wr * n + c]
+            } else {
+                ty.identity_weight()
+            }
+        };
+        match buffering {
+            // The shift chain: bottom weight row first, all columns at once.
+            Buffering::Single => {
+                for j in 0..rows {
+                    let t = f.preload_at + j;
+                    shift[t] = vec![true; cols];
+                    for (c, v) in w_top[t].iter_mut().enumerate() {
+                        *v = weight(rows - 1 - j, c);
+                    }
+                }
+            }
+            // The weight pipeline: row r enters column c at T + r + c, the
+            // tag with row 0.
+            Buffering::Double => {
+                for c in 0..cols {
+                    shift[f.preload_at + c][c] = true;
+                    for r in 0..rows {
+                        w_top[f.preload_at + r + c][c] = weight(r, c);
+                    }
+                }
             }
         }
         for r in 0..rows {
@@ -139,7 +172,8 @@ pub fn sequence_testbench(
     t.push_str(
         "    reg clk = 1'b0;
     always #5 clk = ~clk;
-    reg w_shift = 1'b0;
+    reg [C-1:0] w_shift = 0;
+    wire [C-1:0] w_tag_bottom;
     reg [C*B-1:0] w_top = 0;
     reg [R*B-1:0] a_left = 0;
     reg [R-1:0] prop_left = 0;
@@ -149,17 +183,20 @@ pub fn sequence_testbench(
     wire [C*32-1:0] p_bottom;
 ",
     );
-    let prop_ports = match buffering {
-        Buffering::Single => "",
-        Buffering::Double => ", .prop_left(prop_left), .prop_right(prop_right)",
+    let (shift_ports, prop_ports) = match buffering {
+        Buffering::Single => (".w_shift(w_shift[0])", ""),
+        Buffering::Double => (
+            ".w_tag_top(w_shift), .w_tag_bottom(w_tag_bottom)",
+            ", .prop_left(prop_left), .prop_right(prop_right)",
+        ),
     };
     let _ = writeln!(
         t,
-        "    {} #(.ROWS(R), .COLS(C)) dut (.clk(clk), .w_shift(w_shift), .w_top(w_top), .w_bottom(w_bottom), .a_left(a_left), .a_right(a_right){prop_ports}, .p_bottom(p_bottom));",
+        "    {} #(.ROWS(R), .COLS(C)) dut (.clk(clk), {shift_ports}, .w_top(w_top), .w_bottom(w_bottom), .a_left(a_left), .a_right(a_right){prop_ports}, .p_bottom(p_bottom));",
         ty.array_module()
     );
     t.push_str(
-        "    reg SH [0:T-1];
+        "    reg [C-1:0] SH [0:T-1];
     reg [C*B-1:0] WT [0:T-1];
     reg [R*B-1:0] AL [0:T-1];
     reg [R-1:0] PL [0:T-1];
@@ -184,8 +221,8 @@ pub fn sequence_testbench(
     for s in 0..end {
         let _ = writeln!(
             t,
-            "        SH[{s}] = 1'b{}; WT[{s}] = {}'h{}; AL[{s}] = {}'h{}; PL[{s}] = {rows}'b{};",
-            u8::from(shift[s]),
+            "        SH[{s}] = {cols}'b{}; WT[{s}] = {}'h{}; AL[{s}] = {}'h{}; PL[{s}] = {rows}'b{};",
+            flags(&shift[s]),
             cols * bits,
             hex(&w_top[s]),
             rows * bits,
@@ -229,7 +266,7 @@ pub fn sequence_testbench(
             a_left <= AL[cyc];
             prop_left <= PL[cyc];
         end else begin
-            w_shift <= 1'b0;
+            w_shift <= 0;
             a_left <= 0;
             prop_left <= 0;
         end

@@ -12,13 +12,16 @@
 //! - Systolic array, weight-stationary with R rows and C columns: a preload
 //!   shifts weights in for R cycles; a compute streams M rows and completes
 //!   M + P R + C - 2 cycles after it starts, P being the processing
-//!   element's pipeline stages (a partial sum crosses a row in P cycles). Without double-buffered weights a
-//!   preload waits for the previous compute to drain; with them it shifts
-//!   into shadow registers, which it may do once the previous compute's first
-//!   row has reached the last processing element (P (R - 1) + C - 1 cycles
-//!   after that compute started; every element has then switched to the
-//!   weights it computes with), and consecutive computes pipeline (the next
-//!   streams as soon as the last row of the previous one has entered). Output-stationary: a preload only binds B; a compute of
+//!   element's pipeline stages (a partial sum crosses a row in P cycles).
+//!   Without double-buffered weights a preload waits for the previous
+//!   compute to drain. With them, weights flow down a per-column pipeline,
+//!   top row first, and each element latches its own into a shadow register
+//!   (a wavefront of slope 2 that trails the compute's of slope P): a preload
+//!   may start (P - 2)^+ (R - 1) cycles after the previous compute started
+//!   and the next compute may start 1 + (2 - P)^+ (R - 1) cycles after the
+//!   preload did (R for P = 1, 1 for P >= 2); consecutive computes pipeline
+//!   (the next streams as soon as the last row of the previous one has
+//!   entered). Output-stationary: a preload only binds B; a compute of
 //!   K-long dot products takes K + 2R + C + P - 3 cycles and computes do not
 //!   overlap. Streaming is also bounded by scratchpad bank bandwidth.
 //! - DMA: transfers of the load and store queues share `dma.engines`
@@ -176,16 +179,18 @@ impl QueueClock {
 struct ArrayState {
     /// The weight-load path is free from here.
     weights_free: u64,
-    /// The last preload finished here.
+    /// A compute may use the last preload's weights from here: when it
+    /// finished (single buffering) or when its weights' wavefront is far
+    /// enough ahead of the compute's (double buffering).
     weights_ready: u64,
     /// The input side accepts a new stream from here.
     stream_free: u64,
     /// Start and end of the last compute.
     last_compute: (u64, u64),
-    /// Double-buffered weights: the first cycle a preload may shift into the
-    /// shadow registers, P (R - 1) + C - 1 cycles after the last compute
-    /// started (its first row reaches the last processing element then, which
-    /// copies its shadow weight into its active one); 0 before any compute.
+    /// Double-buffered weights: the first cycle a preload may start without
+    /// overwriting a shadow weight the last compute has not switched to yet,
+    /// (P - 2)^+ (R - 1) cycles after that compute started (`docs/timing.md`
+    /// derives it); 0 before any compute.
     shadow_free: u64,
 }
 
@@ -501,19 +506,25 @@ impl Machine<'_> {
             }
             Op::MmPreload { .. } => {
                 let a = &mut self.array;
-                let (start, dur) = match self.arch.dataflow() {
+                // (start, cycles the weight path is busy, cycles until a
+                // compute may start on these weights).
+                let (start, dur, to_ready) = match self.arch.dataflow() {
                     Dataflow::WeightStationary
                         if self.arch.spec().array.double_buffered_weights =>
                     {
-                        (ready.max(a.weights_free).max(a.shadow_free), rows)
+                        // Row r's weights reach it 2 r cycles after the
+                        // preload starts and must precede the next compute's
+                        // first row there (P r): 1 + (2 - P)^+ (R - 1).
+                        let lag = 1 + 2u64.saturating_sub(stages) * (rows - 1);
+                        (ready.max(a.weights_free).max(a.shadow_free), rows, lag)
                     }
                     Dataflow::WeightStationary => {
-                        (ready.max(a.weights_free).max(a.last_compute.1), rows)
+                        (ready.max(a.weights_free).max(a.last_compute.1), rows, rows)
                     }
-                    Dataflow::OutputStationary => (ready, 0),
+                    Dataflow::OutputStationary => (ready, 0, 0),
                 };
                 a.weights_free = start + dur;
-                a.weights_ready = start + dur;
+                a.weights_ready = start + to_ready;
                 (start, start + dur, 0, None)
             }
             Op::MmCompute { m, .. } => {
@@ -558,7 +569,9 @@ impl Machine<'_> {
                 };
                 a.stream_free = start + stream;
                 a.last_compute = (start, start + stream + tail);
-                a.shadow_free = start + stages * (rows - 1) + cols - 1;
+                // Row r switches at start + P r and is written at T + 2 r of
+                // a preload starting at T: T >= start + (P - 2)^+ (R - 1).
+                a.shadow_free = start + stages.saturating_sub(2) * (rows - 1);
                 (start, start + stream + tail, stream - nominal, None)
             }
             Op::VBin { .. }

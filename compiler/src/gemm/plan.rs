@@ -138,9 +138,14 @@ impl GemmPlan {
         let lat = arch.hbm_latency_cycles().get() as f64;
         let fold = match self.dataflow {
             Dataflow::WeightStationary if arch.spec().array.double_buffered_weights => {
-                // The next preload waits for the first row to reach the last element.
+                // docs/timing.md: a preload trails the previous compute by
+                // (P - 2)^+ (R - 1) cycles (one issue slot at least), the next
+                // compute trails it by 1 + (2 - P)^+ (R - 1), and preloads
+                // are R apart.
                 let p = f64::from(arch.pe_stages());
-                mb.max((p + 1.0) * r + c - p - 1.0)
+                let trail = ((p - 2.0).max(0.0) * (r - 1.0)).max(1.0);
+                let lag = 1.0 + (2.0 - p).max(0.0) * (r - 1.0);
+                mb.max(r).max(trail + lag)
             }
             Dataflow::WeightStationary => 2.0 * r + c + mb - 2.0,
             Dataflow::OutputStationary => kc + 2.0 * r + c - 2.0,
