@@ -168,6 +168,7 @@ const fn mask(bits: u32) -> u128 {
 
 /// An unsigned immediate of `B` bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(packed)]
 pub struct UInt<const B: u32>(u64);
 
 impl<const B: u32> UInt<B> {
@@ -199,7 +200,7 @@ impl<const B: u32> Field for UInt<B> {
         Self::new(u64::try_from(bits).ok()?)
     }
     fn write(&self, out: &mut String, _: &WriteCx<'_>) {
-        let _ = write!(out, "{}", self.0);
+        let _ = write!(out, "{}", { self.0 });
     }
     fn parse(v: &Value, cx: &mut ParseCx) -> Result<Self, String> {
         let i = cx.eval(v)?;
@@ -212,6 +213,7 @@ impl<const B: u32> Field for UInt<B> {
 
 /// A count from 1 to `2^B - 1` (zero is no valid encoding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(packed)]
 pub struct Count<const B: u32>(u64);
 
 impl<const B: u32> Count<B> {
@@ -243,7 +245,7 @@ impl<const B: u32> Field for Count<B> {
         Self::new(u64::try_from(bits).ok()?)
     }
     fn write(&self, out: &mut String, _: &WriteCx<'_>) {
-        let _ = write!(out, "{}", self.0);
+        let _ = write!(out, "{}", { self.0 });
     }
     fn parse(v: &Value, cx: &mut ParseCx) -> Result<Self, String> {
         let i = cx.eval(v)?;
@@ -256,6 +258,7 @@ impl<const B: u32> Field for Count<B> {
 
 /// A two's-complement signed immediate of `B` bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(packed)]
 pub struct SInt<const B: u32>(i64);
 
 impl<const B: u32> SInt<B> {
@@ -293,7 +296,7 @@ impl<const B: u32> Field for SInt<B> {
         Some(SInt(((bits << shift) as i128 >> shift) as i64))
     }
     fn write(&self, out: &mut String, _: &WriteCx<'_>) {
-        let _ = write!(out, "{}", self.0);
+        let _ = write!(out, "{}", { self.0 });
     }
     fn parse(v: &Value, cx: &mut ParseCx) -> Result<Self, String> {
         let i = cx.eval(v)?;
