@@ -747,7 +747,7 @@ module @MODULE@ #(
 @RD@
     end
     endfunction
-    function [7:0] acc_byte(input [LW-1:0] a);
+    function [7:0] acc_byte(input [AA+1:0] a);
     begin
         acc_byte = acc[a[AA+1:2]][{a[1:0], 3'b000} +: 8];
     end
@@ -809,7 +809,7 @@ module @MODULE@ #(
     integer b;
     always @(posedge clk)
         for (b = 0; b < BURST; b = b + 1)
-            if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_acc ? acc_byte(st_lb[b*LW +: LW]) : spad[st_lb[b*LW +: SA]];
+            if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_acc ? acc_byte(st_lb[b*LW +: AA+2]) : spad[st_lb[b*LW +: SA]];
     always @(posedge clk)
         for (b = 0; b < BURST; b = b + 1)
             if (ld_on[b] && !ld_acc) spad[ld_lb[b*LW +: SA]] <= hbm[ld_hb[b*HA +: HA]];

@@ -90,6 +90,18 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
     let lf = field(m, local);
     let hf = field(m, hbm);
     let reg_of = |(l, b): (u32, u32)| format!("ins[{l} +: {b}]");
+    // Instruction bits above every field this queue decodes.
+    let top = ["dma.hstride", "dma.lstride", m]
+        .iter()
+        .filter_map(|d| tessera_isa::inst::desc_of(d))
+        .flat_map(|d| d.fields.iter().map(|f| f.lsb + f.bits))
+        .max()
+        .unwrap_or(128);
+    let unused_top = if top < 128 {
+        format!("    wire unused_@X@_top = ^ins[127:{top}];\n")
+    } else {
+        String::new()
+    };
     let subs: Vec<(&str, String)> = vec![
         ("@Q@", q.to_string()),
         ("@FRONTEND@", FRONTEND.into()),
@@ -115,6 +127,7 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
         ("@OP_X@", format!("8'h{:02x}", opcode(m))),
         ("@WAIT@", zext_of("ins", crate::core::wait_span(), 16)),
         ("@SIGNAL@", zext_of("ins", crate::core::signal_span(), 16)),
+        ("@UNUSED_TOP@", unused_top),
     ];
     let mut v = DMA_TEMPLATE.to_string();
     for (k, val) in subs {
@@ -139,7 +152,7 @@ const DMA_TEMPLATE: &str = r#"
     wire @X@_is_ls = @X@_opc == @OP_LS@;
     wire @X@_is_x = @X@_opc == @OP_X@;
     wire @X@_known = @X@_ctrl | @X@_is_hs | @X@_is_ls | @X@_is_x;
-    // Strides (0 = packed) and the box of the current instruction.
+@UNUSED_TOP@    // Strides (0 = packed) and the box of the current instruction.
     reg [47:0] @X@_hrow, @X@_hplane, @X@_lrow, @X@_lplane;
     wire [47:0] @X@_hea = @X@_ea[48 +: 48] + @HOFF@;
     wire [47:0] @X@_lea = @X@_ea[0 +: 48] + @LOFF@;
