@@ -470,7 +470,15 @@ fn unsupported_programs_name_the_instruction() {
         ),
         (
             ".queue vector\n    v.shape rows=1, cols=1\n    halt\n",
-            "queue vector: the generated core runs the matrix queue only",
+            "queue vector: the generated core has no vector unit yet",
+        ),
+        (
+            ".queue load\n    dma.load dst=spad[r0], src=hbm[r0], rows=2, row_bytes=4, planes=1, transpose=2\n    halt\n",
+            "load#0 dma.load: transpose=2: the generated DMA copies rows untransposed",
+        ),
+        (
+            ".queue store\n    dma.scatter_add table=hbm[r0], src=acc[r0], idx=spad[r0], rows=1, row_bytes=4\n    halt\n",
+            "store#0 dma.scatter_add: not in the store subset",
         ),
         (".queue matrix\n    halt\n", "queue matrix: no mm.preload"),
     ] {

@@ -69,7 +69,11 @@ fn arch_engines(rows: u32, cols: u32, engines: u32) -> Arch {
 /// (operand buffer loaded), t1 matrix -> load (operand buffer free), t2
 /// matrix -> store (accumulator tile done), t3 store -> matrix
 /// (accumulator tile free).
-fn gemm_source(ty: PeType, (m, k, n): (usize, usize, usize), (mt, kt, nt): (usize, usize, usize)) -> String {
+fn gemm_source(
+    ty: PeType,
+    (m, k, n): (usize, usize, usize),
+    (mt, kt, nt): (usize, usize, usize),
+) -> String {
     let (t, acc) = match ty {
         PeType::Int8 => ("int8", "int32"),
         PeType::Bf16 => ("bf16", "fp32"),
@@ -101,7 +105,11 @@ fn gemm_source(ty: PeType, (m, k, n): (usize, usize, usize), (mt, kt, nt): (usiz
                     bb = rn * eb,
                 );
                 let mode = if kk == 0 { "overwrite" } else { "accumulate" };
-                let tile_free = if kk == 0 && o >= 2 { ", wait=t0|t3" } else { ", wait=t0" };
+                let tile_free = if kk == 0 && o >= 2 {
+                    ", wait=t0|t3"
+                } else {
+                    ", wait=t0"
+                };
                 let mut sig = Vec::new();
                 if s + 2 < steps {
                     sig.push("t1");
@@ -109,7 +117,11 @@ fn gemm_source(ty: PeType, (m, k, n): (usize, usize, usize), (mt, kt, nt): (usiz
                 if kk + 1 == tk {
                     sig.push("t2");
                 }
-                let sig = if sig.is_empty() { String::new() } else { format!(", signal={}", sig.join("|")) };
+                let sig = if sig.is_empty() {
+                    String::new()
+                } else {
+                    format!(", signal={}", sig.join("|"))
+                };
                 mm += &format!(
                     "    addr.set r1, {b_l}\n    addr.set r2, {buf}\n    addr.set r3, {acc_at}\n    mm.preload b=spad[r1]:{t}, k={rk}, n={rn}, transpose=false{tile_free}\n    mm.compute a=spad[r2]:{t}, c=acc[r3]:{acc}, m={rm}, transpose=false, mode={mode}{sig}\n",
                     b_l = buf + 0x100,
@@ -125,7 +137,9 @@ fn gemm_source(ty: PeType, (m, k, n): (usize, usize, usize), (mt, kt, nt): (usiz
             );
         }
     }
-    format!(".queue load\n{load}    halt\n.queue matrix\n{mm}    halt\n.queue store\n{store}    halt\n")
+    format!(
+        ".queue load\n{load}    halt\n.queue matrix\n{mm}    halt\n.queue store\n{store}    halt\n"
+    )
 }
 
 /// Deterministic elements of `ty` as bytes: int8 with -128 and 127; bf16
@@ -161,7 +175,13 @@ fn elements(ty: PeType, count: usize, seed: u64) -> Vec<u8> {
     out
 }
 
-fn gemm_run(arch: &Arch, ty: PeType, mkn: (usize, usize, usize), mt: usize, seed: u64) -> ProgramRun {
+fn gemm_run(
+    arch: &Arch,
+    ty: PeType,
+    mkn: (usize, usize, usize),
+    mt: usize,
+    seed: u64,
+) -> ProgramRun {
     let src = gemm_source(ty, mkn, (mt, arch.rows() as usize, arch.cols() as usize));
     let p = assemble(&src, "gemm.s", Some(arch)).unwrap_or_else(|e| panic!("{e}\n{src}"));
     let (m, k, n) = mkn;
@@ -191,18 +211,36 @@ fn iverilog(dir: &Path, files: &[(String, String)]) -> String {
         .current_dir(dir)
         .output()
         .unwrap();
-    assert!(out.status.success(), "iverilog:\n{}", String::from_utf8_lossy(&out.stderr));
-    let run = Command::new("vvp").args(["-n", "sim.vvp"]).current_dir(dir).output().unwrap();
+    assert!(
+        out.status.success(),
+        "iverilog:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run = Command::new("vvp")
+        .args(["-n", "sim.vvp"])
+        .current_dir(dir)
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&run.stdout).into_owned()
 }
 
 /// The core's verdict on `r`'s files (after `mutate`): `Some((cycles, lead))` on PASS.
-fn verdict(name: &str, r: &ProgramRun, mutate: &dyn Fn(String) -> String) -> (String, Option<(u64, u64)>) {
+fn verdict(
+    name: &str,
+    r: &ProgramRun,
+    mutate: &dyn Fn(String) -> String,
+) -> (String, Option<(u64, u64)>) {
     let dir = scratch(name);
     let files: Vec<(String, String)> = core_files(r)
         .unwrap()
         .into_iter()
-        .map(|(n, t)| if n.starts_with("tessera_core_") { (n, mutate(t)) } else { (n, t) })
+        .map(|(n, t)| {
+            if n.starts_with("tessera_core_") {
+                (n, mutate(t))
+            } else {
+                (n, t)
+            }
+        })
         .collect();
     let out = iverilog(&dir, &files);
     let _ = std::fs::remove_dir_all(&dir);
@@ -310,7 +348,11 @@ fn mutated_cores_fail() {
     let release = run_program_hbm(p, &hbm, &[], &[]).unwrap();
     check("release", &release);
     for (what, from, to) in mutants {
-        let r = if what.starts_with("store") { &release } else { &r };
+        let r = if what.starts_with("store") {
+            &release
+        } else {
+            &r
+        };
         let mutate = |t: String| {
             assert!(t.contains(from), "{what}: pattern not in the core");
             t.replace(from, to)
@@ -335,7 +377,12 @@ fn verilator_lints_the_multi_queue_core_clean() {
             let files = tessera_rtl::core::core_sources(&arch(rows, cols), ty, shape).unwrap();
             let names = write(&dir, &files);
             let out = Command::new("verilator")
-                .args(["--lint-only", "-Wall", "--top-module", &core_module_name(ty)])
+                .args([
+                    "--lint-only",
+                    "-Wall",
+                    "--top-module",
+                    &core_module_name(ty),
+                ])
                 .args(&names)
                 .current_dir(&dir)
                 .output()

@@ -1,6 +1,6 @@
-//! The matrix core: instruction memory, the matrix queue's front end
-//! (decoder, `loop` nesting, `addr.*` registers, `mm.stride`, the bound
-//! operand), a scratchpad model for A and B, the weight-stationary array and
+//! The core: the load and store queues ([`crate::dma`]), the matrix queue
+//! (a [`crate::frontend`] instance, `mm.stride`, the bound operand), 16
+//! dependency tokens, HBM, a scratchpad model, the weight-stationary array and
 //! the accumulator memory (overwrite, and accumulate with wrapping int32 or
 //! [`crate::fp32_add`]). One core per processing-element type.
 //!
@@ -14,8 +14,8 @@
 //! and takes R cycles; a compute starts when the weights are in and the
 //! previous compute's rows have all entered, streams M rows and its last
 //! result leaves the array M + P R + C - 2 cycles after it starts; the
-//! accumulator write of each result takes one more cycle. Dependency tokens
-//! are ignored (a matrix-only program has nothing to wait for).
+//! accumulator write of each result takes one more cycle. Engine operations
+//! take their waited tokens when they start; see `docs/rtl.md` for signals.
 
 use tessera_isa::exec::Frontend;
 use tessera_isa::field::{Field, LocalAddr, Reg, SInt, Space, WriteMode, MAX_LOOP_DEPTH};
@@ -138,7 +138,7 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
             | Op::ProfBegin { .. }
             | Op::ProfEnd { .. }
             | Op::MmStride { .. } => {}
-            Op::AddrStep { level, .. } => open_level(&fe, site, mn, u64::from(level.get()))?,
+            Op::AddrStep { level, .. } => open_level(&fe, site, mn, level.get())?,
             Op::MmPreload { b, .. } => {
                 if b.addr.space != Space::Spad {
                     return Err(unsupported(
@@ -236,7 +236,6 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
     })
 }
 
-
 /// Walks DMA queue `q`: control instructions, `dma.hstride`, `dma.lstride`
 /// and untransposed `dma.load` / `dma.store`; records the end of the HBM it
 /// touches in `hbm_end`. Returns the encoded queue (a lone `halt` if empty).
@@ -268,7 +267,10 @@ fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlEr
                     return Err(unsupported(
                         site,
                         mn,
-                        format!("transpose={}: the generated DMA copies rows untransposed", transpose.name()),
+                        format!(
+                            "transpose={}: the generated DMA copies rows untransposed",
+                            transpose.name()
+                        ),
                     ));
                 }
             }
@@ -547,8 +549,14 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
         ("@KW@", (clog2(k + 1).max(1)).to_string()),
         ("@LAT@", arch.hbm_latency_cycles().get().to_string()),
         ("@ENGINES@", arch.spec().dma.engines.to_string()),
-        ("@LOAD@", crate::dma::dma_block(Queue::Load, shape.depths[0])),
-        ("@STORE@", crate::dma::dma_block(Queue::Store, shape.depths[2])),
+        (
+            "@LOAD@",
+            crate::dma::dma_block(Queue::Load, shape.depths[0]),
+        ),
+        (
+            "@STORE@",
+            crate::dma::dma_block(Queue::Store, shape.depths[2]),
+        ),
         ("@FRONTEND@", crate::frontend::FRONTEND.into()),
         ("@WAIT@", zext(wait_span(), 16)),
         ("@SIGNAL@", zext(signal_span(), 16)),

@@ -16,7 +16,14 @@ use crate::pe::PeType;
 /// HBM and the expected HBM.
 pub fn image_names(ty: PeType) -> [String; 8] {
     [
-        "imem", "spad", "acc", "expect", "load", "store", "hbm", "expect_hbm",
+        "imem",
+        "spad",
+        "acc",
+        "expect",
+        "load",
+        "store",
+        "hbm",
+        "expect_hbm",
     ]
     .map(|m| format!("tessera_{m}_{}.hex", ty.name()))
 }
@@ -43,11 +50,13 @@ pub fn core_testbench(ty: PeType, mem: TbMemories, max_cycles: u64) -> String {
     } = mem;
     let hbm_words = hbm_bytes / 4;
     let names = image_names(ty);
-    let compare = |got: &str, want: &str| match ty {
+    let compare = |got: &str, want: &str| {
+        match ty {
         PeType::Int8 => format!("bad = ({got} !== {want});"),
         PeType::Bf16 => format!(
             "bad = ({want}[30:23] == 8'hff && {want}[22:0] != 0) ? !({got}[30:23] == 8'hff && {got}[22:0] != 0) : ({got} !== {want});"
         ),
+    }
     };
     let compare_hbm = compare("hw", "H[i]");
     let compare = compare("dbg_data", "E[i]");

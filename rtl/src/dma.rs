@@ -119,9 +119,15 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
         ("@RBYTES@", zext_of("ins", field(m, "row_bytes"), 48)),
         ("@PLANES@", zext_of("ins", field(m, "planes"), 48)),
         ("@HS_ROW@", zext_of("ins", field("dma.hstride", "row"), 48)),
-        ("@HS_PLANE@", zext_of("ins", field("dma.hstride", "plane"), 48)),
+        (
+            "@HS_PLANE@",
+            zext_of("ins", field("dma.hstride", "plane"), 48),
+        ),
         ("@LS_ROW@", zext_of("ins", field("dma.lstride", "row"), 48)),
-        ("@LS_PLANE@", zext_of("ins", field("dma.lstride", "plane"), 48)),
+        (
+            "@LS_PLANE@",
+            zext_of("ins", field("dma.lstride", "plane"), 48),
+        ),
         ("@OP_HS@", format!("8'h{:02x}", opcode("dma.hstride"))),
         ("@OP_LS@", format!("8'h{:02x}", opcode("dma.lstride"))),
         ("@OP_X@", format!("8'h{:02x}", opcode(m))),
@@ -133,8 +139,7 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
     for (k, val) in subs {
         v = v.replace(k, &val);
     }
-    v.replace("ins[", &format!("{x}_ins["))
-        .replace("@X@", x)
+    v.replace("ins[", &format!("{x}_ins[")).replace("@X@", x)
 }
 
 const DMA_TEMPLATE: &str = r#"

@@ -51,8 +51,14 @@ pub fn frontend_module() -> String {
         ("@ASET_REG@", zext_of("ins", field("addr.set", "reg"), rb)),
         ("@ASET_BASE@", zext_of("ins", field("addr.set", "base"), 48)),
         ("@ASTEP_REG@", zext_of("ins", field("addr.step", "reg"), rb)),
-        ("@ASTEP_LVL@", zext_of("ins", field("addr.step", "level"), lv)),
-        ("@ASTEP_STRIDE@", sext48_of("ins", field("addr.step", "stride"))),
+        (
+            "@ASTEP_LVL@",
+            zext_of("ins", field("addr.step", "level"), lv),
+        ),
+        (
+            "@ASTEP_STRIDE@",
+            sext48_of("ins", field("addr.step", "stride")),
+        ),
         ("@TERMS@", terms),
     ];
     let mut v = FRONTEND_TEMPLATE.to_string();
