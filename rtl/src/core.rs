@@ -516,6 +516,24 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
             }
         ),
     };
+    // A compute's signal leaves the tag chain EARLY cycles before its last
+    // write (column C - 1, chain entry P R + C - 1; entry 0 is the streamed
+    // row), so it is visible the cycle the timing model ends the compute. That
+    // is safe when its consumer, a DMA queue, touches memory no sooner than
+    // `latency` >= 2 cycles after it starts; otherwise it leaves with the write.
+    let early = if arch.hbm_latency_cycles().get() >= 2 {
+        2
+    } else {
+        0
+    };
+    let entry = u64::from(pr + c - 1).saturating_sub(early);
+    let sig_tag = if entry == 0 {
+        "tag_in".to_string()
+    } else if entry <= u64::from(pr) {
+        format!("tag_dl[TW*{} +: TW]", entry - 1)
+    } else {
+        format!("tag_cols[TW*{} +: TW]", entry - u64::from(pr) - 1)
+    };
     let rd = if es == 1 {
         "        rd = spad[a];".to_string()
     } else {
@@ -605,6 +623,7 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
         ),
         ("@ADDER@", adder),
         ("@TAG_LINE@", tag_line),
+        ("@SIG_TAG@", sig_tag),
         ("@TAG_COLS@", tag_cols),
         ("@RD@", rd),
         (
@@ -768,30 +787,53 @@ module @MODULE@ #(
     // 16 counting tokens of 8 bits: a wait takes one at issue, a signal gives
     // one when its instruction's effects are complete.
     reg [16*8-1:0] tok;
+    // Per token, the cycles its oldest and second-oldest unconsumed signals
+    // became visible (a third's is taken as the cycle it moves up): the
+    // timing model's token time, which the DMA engine arbiter compares.
+    reg [16*32-1:0] tok_a, tok_b;
     wire [15:0] tok_pos, tok_full;
     wire [15:0] ld_take, ld_give, ld_cgive, st_take, st_give, st_cgive, mm_take, mm_cgive, mm_pgive, mm_tgive;
+    wire [15:0] tok_take = ld_take | st_take | mm_take;
     generate
         for (g = 0; g < 16; g = g + 1) begin : g_tok
             wire [7:0] cnt = tok[g*8 +: 8];
+            wire [7:0] gives = {7'd0, ld_give[g]} + {7'd0, ld_cgive[g]} + {7'd0, st_give[g]}
+                + {7'd0, st_cgive[g]} + {7'd0, mm_cgive[g]} + {7'd0, mm_pgive[g]} + {7'd0, mm_tgive[g]};
+            wire [7:0] left = cnt - {7'd0, tok_take[g]};
+            wire [31:0] a = tok_a[g*32 +: 32];
+            wire [31:0] b = tok_b[g*32 +: 32];
+            wire [31:0] a1 = tok_take[g] ? ((cnt >= 8'd2) ? b : now) : a;
+            wire [31:0] b1 = tok_take[g] ? now : b;
             assign tok_pos[g] = cnt != 8'd0;
             assign tok_full[g] = cnt == 8'hff;
-            always @(posedge clk)
-                tok[g*8 +: 8] <= rst ? 8'd0 : cnt + {7'd0, ld_give[g]} + {7'd0, ld_cgive[g]} + {7'd0, st_give[g]}
-                    + {7'd0, st_cgive[g]} + {7'd0, mm_cgive[g]} + {7'd0, mm_pgive[g]} + {7'd0, mm_tgive[g]}
-                    - {7'd0, ld_take[g] | st_take[g] | mm_take[g]};
+            always @(posedge clk) begin
+                tok[g*8 +: 8] <= rst ? 8'd0 : left + gives;
+                tok_a[g*32 +: 32] <= (left == 8'd0 && gives != 8'd0) ? now + 32'd1 : a1;
+                tok_b[g*32 +: 32] <= ((left == 8'd0 && gives >= 8'd2) || (left == 8'd1 && gives != 8'd0)) ? now + 32'd1 : b1;
+            end
         end
     endgenerate
+    // The timing model's ready time of a DMA queue's instruction: its queue's
+    // issue cycle (the last transfer's start + 1) or its waited tokens' time.
+    // (The token times are an argument: a function call in a continuous
+    // assignment is re-evaluated only when its arguments change.)
+    function [31:0] ready_time(input [31:0] issue, input [15:0] waits, input [16*32-1:0] at);
+        integer t;
+    begin
+        ready_time = issue;
+        for (t = 0; t < 16; t = t + 1)
+            if (waits[t] && at[t*32 +: 32] > ready_time) ready_time = at[t*32 +: 32];
+    end
+    endfunction
 
     // ------------------------------------------------- DMA engine and bus grants
     // One engine per DMA queue; with one engine in the hardware description the
-    // two queues share it, the one ready first (load on a tie) going first. The
-    // HBM bus goes to the transfer that started first (load on a tie).
+    // two queues share it, the one the timing model finds ready first (load on
+    // a tie) going first. The HBM bus goes to the transfer that started first
+    // (load on a tie).
     wire ld_eng_ok, st_eng_ok, ld_bus_ok, st_bus_ok;
-    reg ld_blocked, st_blocked;
-    reg [31:0] ld_since, st_since;
-    wire [31:0] ld_since_now = ld_blocked ? ld_since : now;
-    wire [31:0] st_since_now = st_blocked ? st_since : now;
-    wire st_older = st_since_now < ld_since_now;
+    reg [31:0] ld_issue, st_issue;
+    wire st_older = ready_time(st_issue, st_wt, tok_a) < ready_time(ld_issue, ld_wt, tok_a);
     generate
         if (ENGINES == 1) begin : g_one_engine
             assign ld_eng_ok = !st_busy && !(st_want_x && st_older);
@@ -802,10 +844,8 @@ module @MODULE@ #(
         end
     endgenerate
     always @(posedge clk) begin
-        ld_blocked <= !rst && ld_want_x && !ld_go;
-        st_blocked <= !rst && st_want_x && !st_go;
-        ld_since <= ld_since_now;
-        st_since <= st_since_now;
+        ld_issue <= rst ? 32'd0 : ld_go ? now + 32'd1 : ld_issue;
+        st_issue <= rst ? 32'd0 : st_go ? now + 32'd1 : st_issue;
     end
     wire st_first = st_ready_at < ld_ready_at;
     assign ld_bus_ok = !st_bus && !(st_req_bus && st_first);
@@ -949,8 +989,16 @@ module @MODULE@ #(
     wire h_valid = q_count != 3'd0 && (q_wait[q_head] & ~tok_pos) == 16'd0;
     wire go_pre = h_valid && q_pre[q_head] && pre_left <= 16'd1 && str_left <= 16'd1 && drain_left <= 32'd1;
     wire go_cmp = h_valid && !q_pre[q_head] && pre_left <= 16'd1 && str_left <= 16'd1;
-    // A preload signals its last cycle; a compute when its last row writes its last column.
-    assign mm_pgive = (pre_left == 16'd1) ? b_sig : 16'd0;
+    // A preload signals the cycle before its last; a compute two cycles before
+    // its last row writes its last column (see EARLY in the generator).
+    // (Both are visible the cycle the timing model ends the instruction.)
+    generate
+        if (R == 1) begin : g_pgive1
+            assign mm_pgive = go_pre ? q_sig[q_head] : 16'd0;
+        end else begin : g_pgive
+            assign mm_pgive = (pre_left == 16'd2) ? b_sig : 16'd0;
+        end
+    endgenerate
     assign go = go_pre | go_cmp;
     always @(posedge clk) begin
         if (rst) begin
@@ -1068,8 +1116,8 @@ module @MODULE@ #(
             assign wdata[g*32 +: 32] = t[TW-2] ? sum_c : p_c;
         end
     endgenerate
-    wire [TW-1:0] t_last = tag_col_flat[(C-1)*TW +: TW];
-    assign mm_tgive = t_last[TW-1] ? t_last[AA +: 16] : 16'd0;
+    wire [TW-1:0] t_sig = @SIG_TAG@;
+    assign mm_tgive = t_sig[TW-1] ? t_sig[AA +: 16] : 16'd0;
     // Accumulator writes: the array's results, then the load queue's bytes.
     integer wc;
     always @(posedge clk) begin
