@@ -304,6 +304,34 @@ pub struct ProgramRun {
     pub first_engine: usize,
 }
 
+impl ProgramRun {
+    /// The verdict the core's testbench must print (`docs/rtl.md`). A
+    /// program with a `dma.load`: its first transfer starts in the last lead
+    /// cycle (lead = its index + 1) and the core then takes the model's total
+    /// (run = model - 1). A matrix-only program: the core also counts the
+    /// accumulator write of the last result (run = model + 1) and its lead-in
+    /// is the sequencer instructions before the first preload plus two.
+    pub fn expected_verdict(&self) -> String {
+        let first_load = self
+            .program
+            .queue(Queue::Load)
+            .iter()
+            .position(|i| i.op.mnemonic() == "dma.load");
+        match first_load {
+            Some(i) => format!(
+                "PASS cycles={} lead={}",
+                self.cycles.saturating_sub(1),
+                i + 1
+            ),
+            None => format!(
+                "PASS cycles={} lead={}",
+                self.cycles + 1,
+                self.first_engine + 2
+            ),
+        }
+    }
+}
+
 /// Runs `p` (no vector queue) from a scratchpad starting with `spad` and
 /// an accumulator starting with `acc` (the rest zero) in both simulator
 /// modes; HBM is zero.

@@ -360,14 +360,7 @@ fn run_core(dir: &Path, program: String, run: &cosim::ProgramRun) -> Result<Core
             .map(|(n, _)| n.clone())
             .filter(|n| n.ends_with(".v") && *n != testbench),
     );
-    // The core counts the accumulator write of the last result, which the
-    // timing model does not; its lead-in is the sequencer instructions
-    // before the first preload plus two cycles (docs/rtl.md).
-    let expected = format!(
-        "PASS cycles={} lead={}",
-        run.cycles + 1,
-        run.first_engine + 2
-    );
+    let expected = run.expected_verdict();
     let sim = match simulate(dir, &sources, &[])? {
         Outcome::Passed(v) if v != expected => Outcome::Failed(format!("{v}, expected {expected}")),
         o => o,

@@ -433,3 +433,62 @@ fn bf16_tiled_gemm_matches_the_simulator() {
     let r = gemm_run(&arch(3, 5), PeType::Bf16, (6, 7, 8), 4, 15);
     check("bf16", &r);
 }
+
+#[test]
+fn tessera_rtl_runs_a_dma_program_with_an_hbm_image() {
+    if !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("cli");
+    let mut spec = arch(2, 2).spec().clone();
+    spec.array.input_types = vec![tessera_isa::DType::Int8];
+    // The array's fold testbench puts B at 0x4000.
+    spec.scratchpad.size_kib = 32;
+    let toml = dir.join("hw.toml");
+    std::fs::write(&toml, Arch::new(spec).unwrap().to_toml()).unwrap();
+    let prog = dir.join("p.s");
+    std::fs::write(&prog, RELEASE_PROGRAM).unwrap();
+    let hbm = dir.join("hbm.bin");
+    std::fs::write(&hbm, elements(PeType::Int8, 64, 5)).unwrap();
+    let tessera = |extra: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["rtl", "--hw"])
+            .arg(&toml)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .args(["--pnr", "skip", "--program"])
+            .arg(&prog)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = tessera(&["--hbm", hbm.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).unwrap())
+            .unwrap();
+    let core = &report["cores"][0];
+    assert_eq!(core["rtl_simulation"]["status"], "passed", "{core}");
+    // A transfer outside the subset: one `error:` line naming the instruction.
+    std::fs::write(
+        &prog,
+        RELEASE_PROGRAM.replace(
+            "planes=1, transpose=none, signal=t0",
+            "planes=1, transpose=4, signal=t0",
+        ),
+    )
+    .unwrap();
+    let out = tessera(&[]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error:") && err.contains("load#1 dma.load: transpose=4"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
