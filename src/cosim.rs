@@ -12,7 +12,7 @@ use tessera_isa::asm::assemble;
 use tessera_isa::program::MemSpace;
 use tessera_isa::{Arch, Dataflow, Program, Queue};
 use tessera_rtl::core::{
-    byte_image, core_program, core_sources, imem_depth, imem_image, word_image, CoreProgram,
+    byte_image, core_program, core_sources, imem_image, word_image, CoreProgram, CoreShape,
 };
 use tessera_rtl::core_tb::{core_testbench, image_names, TbMemories};
 use tessera_rtl::pe::PeType;
@@ -282,8 +282,9 @@ pub fn yosys_datdir() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/share/yosys"))
 }
 
-/// A matrix-queue program run by both simulator modes, with the memory
-/// images the core starts from and the accumulator it must end with.
+/// A program (load, matrix and store queues) run by both simulator modes,
+/// with the memory images the core starts from and the accumulator and HBM
+/// it must end with.
 #[derive(Debug)]
 pub struct ProgramRun {
     pub program: Program,
@@ -294,30 +295,76 @@ pub struct ProgramRun {
     /// The whole accumulator, as the program starts and as the functional simulator leaves it.
     pub acc_in: Vec<u8>,
     pub acc_out: Vec<u8>,
+    /// HBM up to `core.hbm_bytes`, as the program starts and as the functional simulator leaves it.
+    pub hbm_in: Vec<u8>,
+    pub hbm_out: Vec<u8>,
     /// The timing model's total cycles.
     pub cycles: u64,
     /// Index of the first engine instruction (`mm.preload`) in the matrix queue.
     pub first_engine: usize,
 }
 
-/// Runs `p` (matrix queue only) from a scratchpad starting with `spad` and
+impl ProgramRun {
+    /// The verdict the core's testbench must print (`docs/rtl.md`). A
+    /// program with a `dma.load`: its first transfer starts in the last lead
+    /// cycle (lead = its index + 1) and the core then takes the model's total
+    /// (run = model - 1). A matrix-only program: the core also counts the
+    /// accumulator write of the last result (run = model + 1) and its lead-in
+    /// is the sequencer instructions before the first preload plus two.
+    pub fn expected_verdict(&self) -> String {
+        let first_load = self
+            .program
+            .queue(Queue::Load)
+            .iter()
+            .position(|i| i.op.mnemonic() == "dma.load");
+        match first_load {
+            Some(i) => format!(
+                "PASS cycles={} lead={}",
+                self.cycles.saturating_sub(1),
+                i + 1
+            ),
+            None => format!(
+                "PASS cycles={} lead={}",
+                self.cycles + 1,
+                self.first_engine + 2
+            ),
+        }
+    }
+}
+
+/// Runs `p` (no vector queue) from a scratchpad starting with `spad` and
 /// an accumulator starting with `acc` (the rest zero) in both simulator
-/// modes.
+/// modes; HBM is zero.
 ///
 /// # Errors
-/// A program the core does not run, a simulator error, or a program whose
-/// matrix queue waits for scratchpad banks (the core's scratchpad model has
-/// a port per array row and column, so it cannot reproduce bank stalls).
+/// As [`run_program_hbm`].
 pub fn run_program(p: Program, spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
-    let core = core_program(&p).map_err(|e| anyhow!("{e}"))?;
+    run_program_hbm(p, &[], spad, acc)
+}
+
+/// Runs `p` (no vector queue) from HBM starting with `hbm`, a scratchpad
+/// starting with `spad` and an accumulator starting with `acc` (the rest
+/// zero) in both simulator modes.
+///
+/// # Errors
+/// A program the core does not run, `hbm` larger than the HBM, a simulator
+/// error, or a program whose matrix queue waits for scratchpad banks (the
+/// core's scratchpad model has a port per array row and column, so it
+/// cannot reproduce bank stalls).
+pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
+    let mut core = core_program(&p).map_err(|e| anyhow!("{e}"))?;
+    core.hbm_bytes = core.hbm_bytes.max((hbm.len() as u64).next_multiple_of(4));
     let mut mem = Memory::new(&p.arch);
+    mem.write(MemSpace::Hbm, 0, hbm)?;
     mem.write(MemSpace::Spad, 0, spad)?;
     mem.write(MemSpace::Acc, 0, acc)?;
     let cap = |s: MemSpace| p.arch.capacity(s).get() as usize;
     let spad_img = mem.read_vec(MemSpace::Spad, 0, cap(MemSpace::Spad))?;
     let acc_in = mem.read_vec(MemSpace::Acc, 0, cap(MemSpace::Acc))?;
+    let hbm_in = mem.read_vec(MemSpace::Hbm, 0, core.hbm_bytes as usize)?;
     run_functional(&p, &mut mem, 1 << 26)?;
     let acc_out = mem.read_vec(MemSpace::Acc, 0, cap(MemSpace::Acc))?;
+    let hbm_out = mem.read_vec(MemSpace::Hbm, 0, core.hbm_bytes as usize)?;
     let t = timing::run(&p, 1 << 26, &mut |_| {})?;
     let stall = t.engines[Queue::Matrix.index()].memory_wait;
     if stall > 0 {
@@ -336,6 +383,8 @@ pub fn run_program(p: Program, spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
         spad: spad_img,
         acc_in,
         acc_out,
+        hbm_in,
+        hbm_out,
         cycles: t.cycles,
         first_engine,
     })
@@ -349,24 +398,29 @@ pub fn run_program(p: Program, spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
 pub fn core_files(run: &ProgramRun) -> Result<Vec<(String, String)>> {
     let arch = &run.program.arch;
     let ty = run.core.ty;
-    let depth = imem_depth(run.core.words.len());
-    let mut files = core_sources(arch, ty, depth).map_err(|e| anyhow!("{e}"))?;
+    let shape = CoreShape::of(&run.core);
+    let mut files = core_sources(arch, ty, shape).map_err(|e| anyhow!("{e}"))?;
     let bits = |n: u64| (64 - n.saturating_sub(1).leading_zeros()).max(1);
     let words = run.acc_out.len() as u64 / 4;
     let mem = TbMemories {
         acc_words: words,
         acc_aw: bits(words),
-        spad_aw: bits(run.spad.len() as u64),
+        hbm_bytes: run.core.hbm_bytes,
+        hbm_aw: bits(run.core.hbm_bytes),
     };
     files.push((
         format!("tb_core_{}.v", ty.name()),
         core_testbench(ty, mem, 2 * run.cycles + 1000),
     ));
-    let [imem, spad, acc, expect] = image_names(ty);
-    files.push((imem, imem_image(&run.core.words, depth)));
+    let [imem, spad, acc, expect, load, store, hbm, expect_hbm] = image_names(ty);
+    files.push((imem, imem_image(&run.core.words, shape.depths[1])));
+    files.push((load, imem_image(&run.core.load, shape.depths[0])));
+    files.push((store, imem_image(&run.core.store, shape.depths[2])));
     files.push((spad, byte_image(&run.spad)));
     files.push((acc, word_image(&run.acc_in)));
     files.push((expect, word_image(&run.acc_out)));
+    files.push((hbm, byte_image(&run.hbm_in)));
+    files.push((expect_hbm, word_image(&run.hbm_out)));
     Ok(files)
 }
 

@@ -387,7 +387,11 @@ fn verilator_lints_every_core_clean() {
     let dir = scratch("lint");
     for (r, c, p) in [(2, 2, 1), (4, 4, 2), (3, 5, 3), (5, 2, 1), (8, 8, 2)] {
         for ty in PeType::ALL {
-            let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, 8).unwrap();
+            let shape = tessera_rtl::core::CoreShape {
+                depths: [8, 8, 8],
+                hbm_bytes: 4096,
+            };
+            let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, shape).unwrap();
             let names = write(&dir, &files);
             let out = Command::new("verilator")
                 .args([
@@ -466,7 +470,15 @@ fn unsupported_programs_name_the_instruction() {
         ),
         (
             ".queue vector\n    v.shape rows=1, cols=1\n    halt\n",
-            "queue vector: the generated core runs the matrix queue only",
+            "queue vector: the generated core has no vector unit yet",
+        ),
+        (
+            ".queue load\n    dma.load dst=spad[r0], src=hbm[r0], rows=2, row_bytes=4, planes=1, transpose=2\n    halt\n",
+            "load#0 dma.load: transpose=2: the generated DMA copies rows untransposed",
+        ),
+        (
+            ".queue store\n    dma.scatter_add table=hbm[r0], src=acc[r0], idx=spad[r0], rows=1, row_bytes=4\n    halt\n",
+            "store#0 dma.scatter_add: not in the store subset",
         ),
         (".queue matrix\n    halt\n", "queue matrix: no mm.preload"),
     ] {

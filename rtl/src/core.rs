@@ -1,6 +1,6 @@
-//! The matrix core: instruction memory, the matrix queue's front end
-//! (decoder, `loop` nesting, `addr.*` registers, `mm.stride`, the bound
-//! operand), a scratchpad model for A and B, the weight-stationary array and
+//! The core: the load and store queues ([`crate::dma`]), the matrix queue
+//! (a [`crate::frontend`] instance, `mm.stride`, the bound operand), 16
+//! dependency tokens, HBM, a scratchpad model, the weight-stationary array and
 //! the accumulator memory (overwrite, and accumulate with wrapping int32 or
 //! [`crate::fp32_add`]). One core per processing-element type.
 //!
@@ -14,8 +14,8 @@
 //! and takes R cycles; a compute starts when the weights are in and the
 //! previous compute's rows have all entered, streams M rows and its last
 //! result leaves the array M + P R + C - 2 cycles after it starts; the
-//! accumulator write of each result takes one more cycle. Dependency tokens
-//! are ignored (a matrix-only program has nothing to wait for).
+//! accumulator write of each result takes one more cycle. Engine operations
+//! take their waited tokens when they start; see `docs/rtl.md` for signals.
 
 use tessera_isa::exec::Frontend;
 use tessera_isa::field::{Field, LocalAddr, Reg, SInt, Space, WriteMode, MAX_LOOP_DEPTH};
@@ -30,13 +30,19 @@ use crate::RtlError;
 /// Instructions the static walk of [`core_program`] executes at most.
 pub const WALK_LIMIT: u64 = 1 << 22;
 
-/// The matrix queue of a program, checked to be in the subset the core runs.
+/// The load, matrix and store queues of a program, checked to be in the
+/// subset the core runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoreProgram {
     /// The element type of every matrix operand.
     pub ty: PeType,
-    /// The encoded instructions, in order.
+    /// The matrix queue's encoded instructions, in order.
     pub words: Vec<u128>,
+    /// The load and store queues' encoded instructions (a lone `halt` for an empty queue).
+    pub load: Vec<u128>,
+    pub store: Vec<u128>,
+    /// HBM bytes the core models: past the last byte the program touches, a multiple of 4.
+    pub hbm_bytes: u64,
 }
 
 fn unsupported(site: Site, mnemonic: &str, why: String) -> RtlError {
@@ -48,16 +54,18 @@ fn pe_type(t: tessera_isa::DType) -> Option<PeType> {
 }
 
 /// Checks that `p` runs on the generated core of its hardware description
-/// and returns its matrix queue. The walk executes the queue's front end
-/// (at most [`WALK_LIMIT`] instructions), so every address is checked.
+/// and returns its queues. The walk executes each queue's front end (at
+/// most [`WALK_LIMIT`] instructions each), so every address is checked.
 ///
 /// # Errors
-/// A program with instructions in other queues, an instruction outside the
-/// matrix subset, operands of a type with no processing element or of two
-/// types, A or B outside the scratchpad, C outside the accumulator, result
-/// rows that overlap, an `addr.step` on a loop level that is open (the core
-/// keeps incremental loop terms), an address the simulator would reject, or
-/// a design the array generator refuses.
+/// A program with vector instructions, an instruction outside the subset
+/// of its queue (the message names it, e.g. `load#3 dma.load: ...`), operands
+/// of a type with no processing element or of two types, A or B outside the
+/// scratchpad, C outside the accumulator, result rows that overlap, an
+/// `addr.step` on a loop level that is open (the core keeps incremental loop
+/// terms), an address the simulator would reject, an HBM share the DMA
+/// cannot time ([`crate::dma::cycles_per_burst`]), or a design the array
+/// generator refuses.
 pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
     let arch = &p.arch;
     if arch.dataflow() != Dataflow::WeightStationary {
@@ -70,12 +78,16 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
             "array.double_buffered_weights: the generated core has single-buffered weights; set it to false".into(),
         ));
     }
-    for q in [Queue::Load, Queue::Vector, Queue::Store] {
-        if !p.queue(q).is_empty() {
-            return Err(RtlError::Unsupported(format!(
-                "queue {q}: the generated core runs the matrix queue only; the {q} queue must be empty"
-            )));
-        }
+    if !p.queue(Queue::Vector).is_empty() {
+        return Err(RtlError::Unsupported(
+            "queue vector: the generated core has no vector unit yet; the vector queue must be empty".into(),
+        ));
+    }
+    let mut hbm_end = 0u64;
+    let load = walk_dma(p, Queue::Load, &mut hbm_end)?;
+    let store = walk_dma(p, Queue::Store, &mut hbm_end)?;
+    if !p.queue(Queue::Load).is_empty() || !p.queue(Queue::Store).is_empty() {
+        crate::dma::cycles_per_burst(arch)?;
     }
     let code = p.queue(Queue::Matrix);
     if code.len() > usize::from(u16::MAX) {
@@ -126,16 +138,7 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
             | Op::ProfBegin { .. }
             | Op::ProfEnd { .. }
             | Op::MmStride { .. } => {}
-            Op::AddrStep { level, .. } => {
-                let open = fe.loop_indices().count();
-                if (level.get() as usize) < open {
-                    return Err(unsupported(
-                        site,
-                        mn,
-                        format!("level {} is an open loop; the core keeps incremental loop terms, so set a level's strides before its loop starts", level.get()),
-                    ));
-                }
-            }
+            Op::AddrStep { level, .. } => open_level(&fe, site, mn, level.get())?,
             Op::MmPreload { b, .. } => {
                 if b.addr.space != Space::Spad {
                     return Err(unsupported(
@@ -227,22 +230,109 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
     Ok(CoreProgram {
         ty,
         words: code.iter().map(|i| i.encode()).collect(),
+        load,
+        store,
+        hbm_bytes: hbm_end.max(4).next_multiple_of(4),
     })
 }
 
+/// Walks DMA queue `q`: control instructions, `dma.hstride`, `dma.lstride`
+/// and untransposed `dma.load` / `dma.store`; records the end of the HBM it
+/// touches in `hbm_end`. Returns the encoded queue (a lone `halt` if empty).
+fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlError> {
+    let code = p.queue(q);
+    if code.len() > usize::from(u16::MAX) {
+        return Err(RtlError::Unsupported(format!(
+            "queue {q}: {} instructions; the core's program counter has 16 bits",
+            code.len()
+        )));
+    }
+    let mut fe = Frontend::new(code);
+    let mut steps = 0u64;
+    while let Some((index, inst)) = fe.peek() {
+        let site = Site { queue: q, index };
+        let mn = inst.op.mnemonic();
+        match inst.op {
+            Op::Nop {}
+            | Op::Halt {}
+            | Op::Loop { .. }
+            | Op::AddrSet { .. }
+            | Op::ProfBegin { .. }
+            | Op::ProfEnd { .. }
+            | Op::DmaHbmStride { .. }
+            | Op::DmaLocalStride { .. } => {}
+            Op::AddrStep { level, .. } => open_level(&fe, site, mn, level.get())?,
+            Op::DmaLoad { transpose, .. } | Op::DmaStore { transpose, .. } => {
+                if transpose != tessera_isa::field::Transpose::None {
+                    return Err(unsupported(
+                        site,
+                        mn,
+                        format!(
+                            "transpose={}: the generated DMA copies rows untransposed",
+                            transpose.name()
+                        ),
+                    ));
+                }
+            }
+            _ => {
+                return Err(unsupported(
+                    site,
+                    mn,
+                    format!("not in the {q} subset the core runs"),
+                ))
+            }
+        }
+        let accesses = fe
+            .checked_accesses(inst, &p.symbols, |s| p.arch.capacity(s).get())
+            .map_err(|e| unsupported(site, mn, e.to_string()))?;
+        for a in accesses {
+            if a.region.space == tessera_isa::program::MemSpace::Hbm {
+                if let Some(end) = a.region.end() {
+                    *hbm_end = (*hbm_end).max(end);
+                }
+            }
+        }
+        fe.advance()
+            .map_err(|e| unsupported(site, mn, e.to_string()))?;
+        steps += 1;
+        if steps > WALK_LIMIT {
+            return Err(RtlError::Unsupported(format!(
+                "queue {q}: runs more than {WALK_LIMIT} instructions; the generator checks every address by walking it"
+            )));
+        }
+    }
+    if code.is_empty() {
+        return Ok(vec![tessera_isa::Instruction::new(Op::Halt {}).encode()]);
+    }
+    Ok(code.iter().map(|i| i.encode()).collect())
+}
+
+/// Refuses an `addr.step` on an open loop level.
+fn open_level(fe: &Frontend<'_>, site: Site, mn: &str, level: u64) -> Result<(), RtlError> {
+    let open = fe.loop_indices().count();
+    if (level as usize) < open {
+        return Err(unsupported(
+            site,
+            mn,
+            format!("level {level} is an open loop; the core keeps incremental loop terms, so set a level's strides before its loop starts"),
+        ));
+    }
+    Ok(())
+}
+
 /// `(lsb, bits)` of `field` of `mnemonic` in the ISA table.
-fn field(mnemonic: &str, name: &str) -> (u32, u32) {
+pub(crate) fn field(mnemonic: &str, name: &str) -> (u32, u32) {
     desc_of(mnemonic)
         .and_then(|d| d.fields.iter().find(|f| f.name == name))
         .map_or((0, 0), |f| (f.lsb, f.bits))
 }
 
-fn opcode(mnemonic: &str) -> u8 {
+pub(crate) fn opcode(mnemonic: &str) -> u8 {
     desc_of(mnemonic).map_or(0xff, |d| d.opcode)
 }
 
 /// `(lsb, bits)` of the set bits of a probe encoding.
-fn span(bits: u128) -> (u32, u32) {
+pub(crate) fn span(bits: u128) -> (u32, u32) {
     let lsb = bits.trailing_zeros().min(127);
     (lsb, 128 - bits.leading_zeros() - lsb)
 }
@@ -261,38 +351,67 @@ fn tile_parts() -> ((u32, u32), (u32, u32)) {
     (span(probe(Reg::COUNT - 1, 0)), span(probe(0, -1)))
 }
 
-/// `ins[lsb +: bits]` zero-extended to `width` bits.
-fn zext((lsb, bits): (u32, u32), width: u32) -> String {
+/// `w[lsb +: bits]` zero-extended to `width` bits.
+pub(crate) fn zext_of(w: &str, (lsb, bits): (u32, u32), width: u32) -> String {
     let b = bits.min(width);
     if b == width {
-        format!("ins[{lsb} +: {b}]")
+        format!("{w}[{lsb} +: {b}]")
     } else {
-        format!("{{{}'d0, ins[{lsb} +: {b}]}}", width - b)
+        format!("{{{}'d0, {w}[{lsb} +: {b}]}}", width - b)
     }
 }
 
-/// `ins[lsb +: bits]` sign-extended to 48 bits.
-fn sext48((lsb, bits): (u32, u32)) -> String {
+/// `w[lsb +: bits]` sign-extended to 48 bits.
+pub(crate) fn sext48_of(w: &str, (lsb, bits): (u32, u32)) -> String {
     format!(
-        "{{{{{}{{ins[{}]}}}}, ins[{lsb} +: {bits}]}}",
+        "{{{{{}{{{w}[{}]}}}}, {w}[{lsb} +: {bits}]}}",
         48 - bits,
         lsb + bits - 1
     )
+}
+
+fn zext(s: (u32, u32), width: u32) -> String {
+    zext_of("ins", s, width)
+}
+
+fn sext48(s: (u32, u32)) -> String {
+    sext48_of("ins", s)
+}
+
+fn token_probe(wait: u16, signal: u16) -> u128 {
+    tessera_isa::Instruction {
+        op: Op::Nop {},
+        wait: tessera_isa::field::TokenSet(wait),
+        signal: tessera_isa::field::TokenSet(signal),
+    }
+    .encode()
+}
+
+/// `(lsb, bits)` of the wait-token mask in an instruction word.
+pub(crate) fn wait_span() -> (u32, u32) {
+    span(token_probe(u16::MAX, 0) ^ token_probe(0, 0))
+}
+
+/// `(lsb, bits)` of the signal-token mask in an instruction word.
+pub(crate) fn signal_span() -> (u32, u32) {
+    span(token_probe(0, u16::MAX) ^ token_probe(0, 0))
 }
 
 /// The effective-address expression of tile operand `name` of `mnemonic`:
 /// the register's base plus its loop terms plus the offset. (A continuous
 /// assignment, not a function: a function call is re-evaluated only when its
 /// arguments change, not when the registers it reads do.)
-fn tile_ea(mnemonic: &str, name: &str) -> String {
+fn tile_ea(mnemonic: &str, name: &str, port: u32) -> String {
     let (lsb, _) = field(mnemonic, name);
-    let ((rl, rb), (ol, ob)) = tile_parts();
-    let reg = format!("ins[{} +: {rb}]", lsb + rl);
-    let lv = clog2(MAX_LOOP_DEPTH as u64);
-    let mut terms = vec![format!("base[{reg}]")];
-    terms.extend((0..MAX_LOOP_DEPTH).map(|l| format!("lacc[{{{reg}, {lv}'d{l}}}]")));
-    terms.push(sext48((lsb + ol, ob)));
-    terms.join(" + ")
+    let (_, (ol, ob)) = tile_parts();
+    format!("mm_ea[{} +: 48] + {}", 48 * port, sext48((lsb + ol, ob)))
+}
+
+/// The register sub-field of tile operand `name` of `mnemonic`.
+fn tile_reg(mnemonic: &str, name: &str) -> String {
+    let (lsb, _) = field(mnemonic, name);
+    let ((rl, rb), _) = tile_parts();
+    format!("ins[{} +: {rb}]", lsb + rl)
 }
 
 /// The core's module name for `ty`.
@@ -300,7 +419,7 @@ pub fn core_module_name(ty: PeType) -> String {
     format!("tessera_core_{}", ty.name())
 }
 
-fn clog2(x: u64) -> u32 {
+pub(crate) fn clog2(x: u64) -> u32 {
     64 - x.saturating_sub(1).leading_zeros()
 }
 
@@ -309,18 +428,52 @@ pub fn imem_depth(len: usize) -> usize {
     len.max(2).next_power_of_two()
 }
 
-/// The Verilog of the core of `ty` for `arch` with an instruction memory of
-/// `imem_depth` words (a power of two, at least 2). The memories load
-/// `$readmemh` images named by the parameters `IMEM_INIT`, `SPAD_INIT` and
-/// `ACC_INIT`.
+/// Sizes of a core's program-dependent memories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoreShape {
+    /// Instruction-memory words of the load, matrix and store queues (each
+    /// a power of two, at least 2; see [`imem_depth`]).
+    pub depths: [usize; 3],
+    /// HBM bytes (a multiple of 4, at least 4).
+    pub hbm_bytes: u64,
+}
+
+impl CoreShape {
+    /// The shape that holds `p`.
+    pub fn of(p: &CoreProgram) -> CoreShape {
+        CoreShape {
+            depths: [
+                imem_depth(p.load.len()),
+                imem_depth(p.words.len()),
+                imem_depth(p.store.len()),
+            ],
+            hbm_bytes: p.hbm_bytes,
+        }
+    }
+}
+
+/// The Verilog of the core of `ty` for `arch` with memories of `shape`.
+/// The memories load `$readmemh` images named by the parameters
+/// `LOAD_INIT`, `IMEM_INIT` (the matrix queue), `STORE_INIT`, `SPAD_INIT`,
+/// `ACC_INIT` and `HBM_INIT`.
 ///
-/// Ports: `clk`, `rst` (synchronous), `done` (the queue halted and every
-/// result is written), `error` (an opcode outside the matrix subset),
-/// `lead_cycles` (cycles after reset before the first engine instruction
-/// starts), `run_cycles` (cycles from then until `done`), and a debug read
-/// port of the accumulator, `dbg_addr` (word index) to `dbg_data`, and a
-/// scratchpad write port (`spad_we`, `spad_waddr`, `spad_wdata`) for a loader.
-pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
+/// Ports: `clk`, `rst` (synchronous), `done` (every queue halted and every
+/// transfer and result written), `error` (an opcode outside a queue's
+/// subset), `lead_cycles` (cycles after reset before the first engine
+/// instruction of any queue starts), `run_cycles` (cycles from then until
+/// `done`), and debug read ports of the accumulator (`dbg_addr`, a word
+/// index, to `dbg_data`) and of HBM (`dbg_hbm_addr` to `dbg_hbm_data`).
+/// The DMA needs whole cycles per burst: with another HBM share the core
+/// is generated with the nearest whole number, at least 1, and
+/// [`core_program`] refuses programs that use DMA.
+pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
+    let imem_depth = shape.depths[1];
+    let k = crate::dma::cycles_per_burst(arch).unwrap_or_else(|_| {
+        let per = arch.hbm_bytes_per_cycle() / f64::from(arch.spec().chip.cores);
+        ((f64::from(arch.spec().dma.burst_bytes) / per).round() as u64).clamp(1, 65535)
+    });
+    let burst = u64::from(arch.spec().dma.burst_bytes);
+    let hbm_aw = clog2(shape.hbm_bytes).max(1);
     let (r, c, p) = (arch.rows(), arch.cols(), arch.pe_stages());
     let w = ty.input_bits();
     let es = w / 8;
@@ -363,6 +516,24 @@ pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
             }
         ),
     };
+    // A compute's signal leaves the tag chain EARLY cycles before its last
+    // write (column C - 1, chain entry P R + C - 1; entry 0 is the streamed
+    // row), so it is visible the cycle the timing model ends the compute. That
+    // is safe when its consumer, a DMA queue, touches memory no sooner than
+    // `latency` >= 2 cycles after it starts; otherwise it leaves with the write.
+    let early = if arch.hbm_latency_cycles().get() >= 2 {
+        2
+    } else {
+        0
+    };
+    let entry = u64::from(pr + c - 1).saturating_sub(early);
+    let sig_tag = if entry == 0 {
+        "tag_in".to_string()
+    } else if entry <= u64::from(pr) {
+        format!("tag_dl[TW*{} +: TW]", entry - 1)
+    } else {
+        format!("tag_cols[TW*{} +: TW]", entry - u64::from(pr) - 1)
+    };
     let rd = if es == 1 {
         "        rd = spad[a];".to_string()
     } else {
@@ -382,6 +553,34 @@ pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
         ("@IMEM_AW@", imem_aw.to_string()),
         ("@SPAD_BYTES@", arch.scratchpad_bytes().get().to_string()),
         ("@ACC_WORDS@", acc_words.to_string()),
+        ("@HBM_BYTES@", shape.hbm_bytes.to_string()),
+        ("@HBM_AW@", hbm_aw.to_string()),
+        (
+            "@LW@",
+            clog2(arch.scratchpad_bytes().get())
+                .max(acc_aw + 2)
+                .to_string(),
+        ),
+        ("@BURST@", burst.to_string()),
+        ("@BB@", clog2(burst).to_string()),
+        ("@K@", k.to_string()),
+        ("@KW@", (clog2(k + 1).max(1)).to_string()),
+        ("@LAT@", arch.hbm_latency_cycles().get().to_string()),
+        ("@ENGINES@", arch.spec().dma.engines.to_string()),
+        (
+            "@LOAD@",
+            crate::dma::dma_block(Queue::Load, shape.depths[0]),
+        ),
+        (
+            "@STORE@",
+            crate::dma::dma_block(Queue::Store, shape.depths[2]),
+        ),
+        ("@FRONTEND@", crate::frontend::FRONTEND.into()),
+        ("@WAIT@", zext(wait_span(), 16)),
+        ("@SIGNAL@", zext(signal_span(), 16)),
+        ("@PRE_B_REG@", tile_reg("mm.preload", "b")),
+        ("@CMP_A_REG@", tile_reg("mm.compute", "a")),
+        ("@CMP_C_REG@", tile_reg("mm.compute", "c")),
         ("@ACC_AW@", acc_aw.to_string()),
         ("@NREGS@", nregs.to_string()),
         ("@RB@", rb.to_string()),
@@ -409,12 +608,12 @@ pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
         ("@MSTR_A@", zext(field("mm.stride", "a"), 48)),
         ("@MSTR_B@", zext(field("mm.stride", "b"), 48)),
         ("@MSTR_C@", zext(field("mm.stride", "c"), 48)),
-        ("@PRE_B@", tile_ea("mm.preload", "b")),
+        ("@PRE_B@", tile_ea("mm.preload", "b", 0)),
         ("@PRE_K@", zext(field("mm.preload", "k"), 16)),
         ("@PRE_N@", zext(field("mm.preload", "n"), 16)),
         ("@PRE_TR@", zext(field("mm.preload", "transpose"), 1)),
-        ("@CMP_A@", tile_ea("mm.compute", "a")),
-        ("@CMP_C@", tile_ea("mm.compute", "c")),
+        ("@CMP_A@", tile_ea("mm.compute", "a", 1)),
+        ("@CMP_C@", tile_ea("mm.compute", "c", 2)),
         ("@CMP_M@", zext(field("mm.compute", "m"), 16)),
         ("@CMP_TR@", zext(field("mm.compute", "transpose"), 1)),
         ("@CMP_MODE@", zext(field("mm.compute", "mode"), 1)),
@@ -424,6 +623,7 @@ pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
         ),
         ("@ADDER@", adder),
         ("@TAG_LINE@", tag_line),
+        ("@SIG_TAG@", sig_tag),
         ("@TAG_COLS@", tag_cols),
         ("@RD@", rd),
         (
@@ -450,7 +650,7 @@ pub fn core_module(arch: &Arch, ty: PeType, imem_depth: usize) -> String {
 pub fn core_sources(
     arch: &Arch,
     ty: PeType,
-    imem_depth: usize,
+    shape: CoreShape,
 ) -> Result<Vec<(String, String)>, RtlError> {
     let header = format!(
         "// Generated by tessera-rtl for hardware `{}` (fingerprint {:016x}). Do not edit.\n",
@@ -477,8 +677,12 @@ pub fn core_sources(
         files.push((format!("{FP32_ADD}.v"), format!("{header}{}", fp32_add())));
     }
     files.push((
+        format!("{}.v", crate::frontend::FRONTEND),
+        format!("{header}{}", crate::frontend::frontend_module()),
+    ));
+    files.push((
         format!("{}.v", core_module_name(ty)),
-        format!("{header}{}", core_module(arch, ty, imem_depth)),
+        format!("{header}{}", core_module(arch, ty, shape)),
     ));
     Ok(files)
 }
@@ -512,15 +716,21 @@ pub fn word_image(bytes: &[u8]) -> String {
     s
 }
 
-const CORE_TEMPLATE: &str = r#"// Matrix core (@TY@): instruction memory, matrix-queue front end, scratchpad
-// model, @R@ x @C@ weight-stationary array (@P@ stage(s) per PE), accumulator memory.
+const CORE_TEMPLATE: &str = r#"// Core (@TY@): load, matrix and store queues with their front ends, 16
+// dependency tokens, HBM (a byte memory sized to the program), the DMA
+// engines, a scratchpad, the @R@ x @C@ weight-stationary array (@P@
+// stage(s) per PE) and the accumulator memory.
 module @MODULE@ #(
     parameter IMEM_DEPTH = @IMEM_DEPTH@,
     parameter SPAD_BYTES = @SPAD_BYTES@,
     parameter ACC_WORDS = @ACC_WORDS@,
+    parameter HBM_BYTES = @HBM_BYTES@,
     parameter IMEM_INIT = "tessera_imem.hex",
+    parameter LOAD_INIT = "tessera_load.hex",
+    parameter STORE_INIT = "tessera_store.hex",
     parameter SPAD_INIT = "tessera_spad.hex",
-    parameter ACC_INIT = "tessera_acc.hex"
+    parameter ACC_INIT = "tessera_acc.hex",
+    parameter HBM_INIT = "tessera_hbm.hex"
 ) (
     input wire clk,
     input wire rst,
@@ -530,74 +740,144 @@ module @MODULE@ #(
     output reg [31:0] run_cycles,
     input wire [@ACC_AW@-1:0] dbg_addr,
     output wire [31:0] dbg_data,
-    // Scratchpad write port (for a loader; DMA comes later).
-    input wire spad_we,
-    input wire [$clog2(SPAD_BYTES)-1:0] spad_waddr,
-    input wire [7:0] spad_wdata
+    input wire [@HBM_AW@-1:0] dbg_hbm_addr,
+    output wire [7:0] dbg_hbm_data
 );
     localparam R = @R@, C = @C@, P = @P@, W = @W@, ES = @ES@;
-    localparam SA = $clog2(SPAD_BYTES), AA = @ACC_AW@, IA = @IMEM_AW@;
+    localparam SA = $clog2(SPAD_BYTES), AA = @ACC_AW@, HA = @HBM_AW@, LW = @LW@;
 @SA_ONE@    localparam [W-1:0] PAD = @PAD@;
     localparam FD = 4;
-    // Tag of one streamed row: valid, accumulate, n, word address of its C row.
-    localparam TW = 1 + 1 + 16 + AA;
+    // DMA: bytes per burst (BB bits of offset), cycles per burst, HBM latency.
+    localparam BURST = @BURST@, BB = @BB@, K = @K@, KW = @KW@;
+    localparam [KW-1:0] ONE_K = 1, K_MINUS_1 = K - 1;
+    localparam [31:0] LAT = @LAT@;
+    localparam ENGINES = @ENGINES@;
+    // Tag of one streamed row: valid, accumulate, n, signal mask, word address of its C row.
+    localparam TW = 1 + 1 + 16 + 16 + AA;
 
     // ---------------------------------------------------------------- memories
-    reg [127:0] imem [0:IMEM_DEPTH-1];
     reg [7:0] spad [0:SPAD_BYTES-1];
     reg [31:0] acc [0:ACC_WORDS-1];
-    // Synthesis keeps the program and leaves the data memories uninitialised.
+    reg [7:0] hbm [0:HBM_BYTES-1];
+    // Synthesis leaves the data memories uninitialised.
     initial begin
-        $readmemh(IMEM_INIT, imem);
 `ifndef SYNTHESIS
         $readmemh(SPAD_INIT, spad);
         $readmemh(ACC_INIT, acc);
+        $readmemh(HBM_INIT, hbm);
 `endif
     end
-    always @(posedge clk) if (spad_we) spad[spad_waddr] <= spad_wdata;
     assign dbg_data = acc[dbg_addr];
+    assign dbg_hbm_data = hbm[dbg_hbm_addr];
     function [W-1:0] rd(input [SA-1:0] a);
     begin
 @RD@
     end
     endfunction
+    function [7:0] acc_byte(input [AA+1:0] a);
+    begin
+        acc_byte = acc[a[AA+1:2]][{a[1:0], 3'b000} +: 8];
+    end
+    endfunction
+    genvar g;
+    reg [31:0] now;
+    always @(posedge clk) now <= rst ? 32'd0 : now + 32'd1;
 
-    // --------------------------------------------------------------- front end
-    reg [15:0] pc;
-    reg halted;
-    reg [47:0] base [0:@NREGS@-1];
-    reg [47:0] stride [0:@NL@-1];
-    // lacc[{r, l}] = stride(r)[l] * index[l], kept incrementally.
-    reg [47:0] lacc [0:@NL@-1];
-    reg [2:0] depth;
-    reg [15:0] lstart [0:@LD@-1];
-    reg [15:0] lend [0:@LD@-1];
-    reg [31:0] lcnt [0:@LD@-1];
-    reg [31:0] lidx [0:@LD@-1];
+    // ------------------------------------------------------------------ tokens
+    // 16 counting tokens of 8 bits: a wait takes one at issue, a signal gives
+    // one when its instruction's effects are complete.
+    reg [16*8-1:0] tok;
+    // Per token, the cycles its oldest and second-oldest unconsumed signals
+    // became visible (a third's is taken as the cycle it moves up): the
+    // timing model's token time, which the DMA engine arbiter compares.
+    reg [16*32-1:0] tok_a, tok_b;
+    wire [15:0] tok_pos, tok_full;
+    wire [15:0] ld_take, ld_give, ld_cgive, st_take, st_give, st_cgive, mm_take, mm_cgive, mm_pgive, mm_tgive;
+    wire [15:0] tok_take = ld_take | st_take | mm_take;
+    generate
+        for (g = 0; g < 16; g = g + 1) begin : g_tok
+            wire [7:0] cnt = tok[g*8 +: 8];
+            wire [7:0] gives = {7'd0, ld_give[g]} + {7'd0, ld_cgive[g]} + {7'd0, st_give[g]}
+                + {7'd0, st_cgive[g]} + {7'd0, mm_cgive[g]} + {7'd0, mm_pgive[g]} + {7'd0, mm_tgive[g]};
+            wire [7:0] left = cnt - {7'd0, tok_take[g]};
+            wire [31:0] a = tok_a[g*32 +: 32];
+            wire [31:0] b = tok_b[g*32 +: 32];
+            wire [31:0] a1 = tok_take[g] ? ((cnt >= 8'd2) ? b : now) : a;
+            wire [31:0] b1 = tok_take[g] ? now : b;
+            assign tok_pos[g] = cnt != 8'd0;
+            assign tok_full[g] = cnt == 8'hff;
+            always @(posedge clk) begin
+                tok[g*8 +: 8] <= rst ? 8'd0 : left + gives;
+                tok_a[g*32 +: 32] <= (left == 8'd0 && gives != 8'd0) ? now + 32'd1 : a1;
+                tok_b[g*32 +: 32] <= ((left == 8'd0 && gives >= 8'd2) || (left == 8'd1 && gives != 8'd0)) ? now + 32'd1 : b1;
+            end
+        end
+    endgenerate
+    // The timing model's ready time of a DMA queue's instruction: its queue's
+    // issue cycle (the last transfer's start + 1) or its waited tokens' time.
+    // (The token times are an argument: a function call in a continuous
+    // assignment is re-evaluated only when its arguments change.)
+    function [31:0] ready_time(input [31:0] issue, input [15:0] waits, input [16*32-1:0] at);
+        integer t;
+    begin
+        ready_time = issue;
+        for (t = 0; t < 16; t = t + 1)
+            if (waits[t] && at[t*32 +: 32] > ready_time) ready_time = at[t*32 +: 32];
+    end
+    endfunction
+
+    // ------------------------------------------------- DMA engine and bus grants
+    // One engine per DMA queue; with one engine in the hardware description the
+    // two queues share it, the one the timing model finds ready first (load on
+    // a tie) going first. The HBM bus goes to the transfer that started first
+    // (load on a tie).
+    wire ld_eng_ok, st_eng_ok, ld_bus_ok, st_bus_ok;
+    reg [31:0] ld_issue, st_issue;
+    wire st_older = ready_time(st_issue, st_wt, tok_a) < ready_time(ld_issue, ld_wt, tok_a);
+    generate
+        if (ENGINES == 1) begin : g_one_engine
+            assign ld_eng_ok = !st_busy && !(st_want_x && st_older);
+            assign st_eng_ok = !ld_busy && !(ld_want_x && !st_older);
+        end else begin : g_engines
+            assign ld_eng_ok = 1'b1;
+            assign st_eng_ok = 1'b1;
+        end
+    endgenerate
+    always @(posedge clk) begin
+        ld_issue <= rst ? 32'd0 : ld_go ? now + 32'd1 : ld_issue;
+        st_issue <= rst ? 32'd0 : st_go ? now + 32'd1 : st_issue;
+    end
+    wire st_first = st_ready_at < ld_ready_at;
+    assign ld_bus_ok = !st_bus && !(st_req_bus && st_first);
+    assign st_bus_ok = !ld_bus && !(ld_req_bus && !st_first);
+@LOAD@
+@STORE@
+
+    // HBM writes (the store queue) and on-chip writes of the load queue.
+    integer b;
+    always @(posedge clk)
+        for (b = 0; b < BURST; b = b + 1)
+            if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_acc ? acc_byte(st_lb[b*LW +: AA+2]) : spad[st_lb[b*LW +: SA]];
+    always @(posedge clk)
+        for (b = 0; b < BURST; b = b + 1)
+            if (ld_on[b] && !ld_acc) spad[ld_lb[b*LW +: SA]] <= hbm[ld_hb[b*HA +: HA]];
+
+    // ------------------------------------------------------------ matrix queue
+    wire [127:0] ins;
+    wire mm_halted, mm_ctrl, mm_adv;
+    wire [3*48-1:0] mm_ea;
+    @FRONTEND@ #(.IMEM_DEPTH(IMEM_DEPTH), .IA(@IMEM_AW@), .IMEM_INIT(IMEM_INIT), .NP(3)) u_mm_fe (
+        .clk(clk), .rst(rst), .adv(mm_adv), .ins(ins), .halted(mm_halted), .ctrl(mm_ctrl),
+        .ra({@CMP_C_REG@, @CMP_A_REG@, @PRE_B_REG@}), .ea(mm_ea));
     reg [47:0] sa, sb, sc;
     reg [15:0] bk, bn;
-
-    wire [127:0] ins = imem[pc[IA-1:0]];
     wire [7:0] opc = @OPC@;
-    wire is_nop = opc == @OP_NOP@;
-    wire is_halt = opc == @OP_HALT@;
-    wire is_loop = opc == @OP_LOOP@;
-    wire is_aset = opc == @OP_ASET@;
-    wire is_astep = opc == @OP_ASTEP@;
-    wire is_prof = opc == @OP_PBEG@ || opc == @OP_PEND@;
+    wire [15:0] mm_wt = @WAIT@;
+    wire [15:0] mm_sg = @SIGNAL@;
     wire is_mstr = opc == @OP_MSTR@;
     wire is_pre = opc == @OP_PRE@;
     wire is_cmp = opc == @OP_CMP@;
-    wire known = is_nop | is_halt | is_loop | is_aset | is_astep | is_prof | is_mstr | is_pre | is_cmp;
-
-    wire [31:0] f_count = @LOOP_COUNT@;
-    wire [15:0] f_body = @LOOP_END@;
-    wire [@RB@-1:0] f_sreg = @ASET_REG@;
-    wire [47:0] f_base = @ASET_BASE@;
-    wire [@RB@-1:0] f_treg = @ASTEP_REG@;
-    wire [@LV@-1:0] f_lvl = @ASTEP_LVL@;
-    wire [47:0] f_stride = @ASTEP_STRIDE@;
-
+    wire known = mm_ctrl | is_mstr | is_pre | is_cmp;
     // mm.preload: the first B row to enter (row k-1), the steps between rows and columns.
     wire [47:0] p_k = {32'd0, @PRE_K@};
     wire [47:0] p_n = {32'd0, @PRE_N@};
@@ -618,35 +898,6 @@ module @MODULE@ #(
     wire [47:0] c_cstep = c_tr ? c_str : ES;
     wire [47:0] c_cstr = (sc != 48'd0) ? sc : {32'd0, bn} * 4;
 
-    // Loop back-edges and exits after the current instruction.
-    reg [15:0] nx_pc;
-    reg [2:0] nx_depth;
-    reg back, go_on;
-    reg [@LV@-1:0] back_lvl;
-    integer l;
-    always @* begin
-        nx_pc = pc + 16'd1;
-        nx_depth = depth;
-        back = 1'b0;
-        back_lvl = 0;
-        go_on = 1'b1;
-        for (l = @LD@ - 1; l >= 0; l = l - 1)
-            if (go_on && l[2:0] < depth) begin
-                if (nx_pc == lend[l]) begin
-                    if (lidx[l] + 32'd1 < lcnt[l]) begin
-                        nx_pc = lstart[l];
-                        back = 1'b1;
-                        back_lvl = l[@LV@-1:0];
-                        go_on = 1'b0;
-                    end else begin
-                        nx_depth = l[2:0];
-                    end
-                end else begin
-                    go_on = 1'b0;
-                end
-            end
-    end
-
     // Engine-operation queue.
     reg [2:0] q_count;
     reg [1:0] q_head, q_tail;
@@ -660,72 +911,41 @@ module @MODULE@ #(
     reg [AA-1:0] q_caddr [0:FD-1];
     reg [AA-1:0] q_cstr [0:FD-1];
     reg q_acc [0:FD-1];
+    reg [15:0] q_wait [0:FD-1];
+    reg [15:0] q_sig [0:FD-1];
     wire eng = is_pre | is_cmp;
-    wire adv = !rst && !halted && !error && !(eng && q_count == FD);
-    wire push = adv && eng;
+    wire mm_idle;
+    // Engine operations take their waited tokens when they start; a control
+    // instruction waits for the queued ones to start first, and one that
+    // signals waits for the matrix unit to finish.
+    wire mm_want = !rst && !error && !mm_halted && known && (mm_sg & tok_full) == 16'd0;
+    assign mm_adv = mm_want && (eng ? q_count != FD
+        : (mm_wt == 16'd0 || (q_count == 3'd0 && (mm_wt & ~tok_pos) == 16'd0)) && (mm_sg == 16'd0 || mm_idle));
+    wire mm_err = !rst && !mm_halted && !known;
+    wire push = mm_adv && eng;
     wire go;
-
-    integer i, j;
+    assign mm_cgive = (mm_adv && !eng) ? mm_sg : 16'd0;
+    assign mm_take = ((mm_adv && !eng) ? mm_wt : 16'd0) | (go ? q_wait[q_head] : 16'd0);
     always @(posedge clk) begin
         if (rst) begin
-            pc <= 16'd0;
-            halted <= 1'b0;
-            error <= 1'b0;
-            depth <= 3'd0;
             sa <= 48'd0;
             sb <= 48'd0;
             sc <= 48'd0;
             bk <= 16'd0;
             bn <= 16'd0;
-            for (i = 0; i < @NREGS@; i = i + 1) base[i] <= 48'd0;
-            for (i = 0; i < @NL@; i = i + 1) begin
-                stride[i] <= 48'd0;
-                lacc[i] <= 48'd0;
+        end else if (mm_adv) begin
+            if (is_mstr) begin
+                sa <= @MSTR_A@;
+                sb <= @MSTR_B@;
+                sc <= @MSTR_C@;
             end
-        end else if (adv) begin
-            if (!known) begin
-                error <= 1'b1;
-            end else if (is_halt) begin
-                halted <= 1'b1;
-            end else if (is_loop) begin
-                lstart[depth[@LV@-1:0]] <= pc + 16'd1;
-                lend[depth[@LV@-1:0]] <= pc + 16'd1 + f_body;
-                lcnt[depth[@LV@-1:0]] <= f_count;
-                lidx[depth[@LV@-1:0]] <= 32'd0;
-                for (i = 0; i < @NREGS@; i = i + 1) lacc[{i[@RB@-1:0], depth[@LV@-1:0]}] <= 48'd0;
-                depth <= depth + 3'd1;
-                pc <= pc + 16'd1;
-            end else begin
-                pc <= nx_pc;
-                depth <= nx_depth;
-                if (back) begin
-                    lidx[back_lvl] <= lidx[back_lvl] + 32'd1;
-                    for (i = 0; i < @NREGS@; i = i + 1)
-                        lacc[{i[@RB@-1:0], back_lvl}] <= lacc[{i[@RB@-1:0], back_lvl}] + stride[{i[@RB@-1:0], back_lvl}];
-                end
-                for (j = 0; j < @LD@; j = j + 1)
-                    if (j[2:0] >= nx_depth && j[2:0] < depth)
-                        for (i = 0; i < @NREGS@; i = i + 1) lacc[{i[@RB@-1:0], j[@LV@-1:0]}] <= 48'd0;
-                if (is_aset) begin
-                    base[f_sreg] <= f_base;
-                    for (j = 0; j < @LD@; j = j + 1) begin
-                        stride[{f_sreg, j[@LV@-1:0]}] <= 48'd0;
-                        lacc[{f_sreg, j[@LV@-1:0]}] <= 48'd0;
-                    end
-                end
-                if (is_astep) stride[{f_treg, f_lvl}] <= f_stride;
-                if (is_mstr) begin
-                    sa <= @MSTR_A@;
-                    sb <= @MSTR_B@;
-                    sc <= @MSTR_C@;
-                end
-                if (is_pre) begin
-                    bk <= p_k[15:0];
-                    bn <= p_n[15:0];
-                end
+            if (is_pre) begin
+                bk <= p_k[15:0];
+                bn <= p_n[15:0];
             end
         end
     end
+    always @(posedge clk) error <= !rst && (error || mm_err || ld_err || st_err);
 
     always @(posedge clk) begin
         if (rst) begin
@@ -744,6 +964,8 @@ module @MODULE@ #(
                 q_caddr[q_tail] <= c_cea[AA+1:2];
                 q_cstr[q_tail] <= c_cstr[AA+1:2];
                 q_acc[q_tail] <= c_acc;
+                q_wait[q_tail] <= mm_wt;
+                q_sig[q_tail] <= mm_sg;
                 q_tail <= q_tail + 2'd1;
             end
             if (go) q_head <= q_head + 2'd1;
@@ -753,7 +975,7 @@ module @MODULE@ #(
     // Address bits above the memories' sizes are zero in checked programs.
     wire unused_bits = ^{p_first[47:SA], c_aea[47:SA], p_rstep[47:SA], p_cstep[47:SA],
         c_rstep[47:SA], c_cstep[47:SA], c_cea[47:AA+2], c_cea[1:0], c_cstr[47:AA+2], c_cstr[1:0],
-        c_m[47:16], p_k[47:16], p_n[47:16], ins[127:8]};
+        c_m[47:16], p_k[47:16], p_n[47:16], ins[127:40]};
 
     // ------------------------------------------------------------------ engine
     reg [15:0] pre_left, str_left;
@@ -762,10 +984,21 @@ module @MODULE@ #(
     reg [SA-1:0] b_ptr, b_rstep, b_cstep, a_ptr, a_rstep, a_cstep;
     reg [AA-1:0] c_ptr, c_step;
     reg a_acc;
+    reg [15:0] a_sig, b_sig;
     reg started;
-    wire h_valid = q_count != 3'd0;
+    wire h_valid = q_count != 3'd0 && (q_wait[q_head] & ~tok_pos) == 16'd0;
     wire go_pre = h_valid && q_pre[q_head] && pre_left <= 16'd1 && str_left <= 16'd1 && drain_left <= 32'd1;
     wire go_cmp = h_valid && !q_pre[q_head] && pre_left <= 16'd1 && str_left <= 16'd1;
+    // A preload signals the cycle before its last; a compute two cycles before
+    // its last row writes its last column (see EARLY in the generator).
+    // (Both are visible the cycle the timing model ends the instruction.)
+    generate
+        if (R == 1) begin : g_pgive1
+            assign mm_pgive = go_pre ? q_sig[q_head] : 16'd0;
+        end else begin : g_pgive
+            assign mm_pgive = (pre_left == 16'd2) ? b_sig : 16'd0;
+        end
+    endgenerate
     assign go = go_pre | go_cmp;
     always @(posedge clk) begin
         if (rst) begin
@@ -773,9 +1006,11 @@ module @MODULE@ #(
             str_left <= 16'd0;
             drain_left <= 32'd0;
             started <= 1'b0;
+            b_sig <= 16'd0;
         end else begin
-            if (go) started <= 1'b1;
+            if (go || ld_go || st_go) started <= 1'b1;
             if (go_pre) begin
+                b_sig <= q_sig[q_head];
                 pre_left <= R;
                 b_row <= R - 1;
                 b_ptr <= q_addr[q_head];
@@ -797,6 +1032,7 @@ module @MODULE@ #(
                 a_k <= q_k[q_head];
                 a_n <= q_n[q_head];
                 a_acc <= q_acc[q_head];
+                a_sig <= q_sig[q_head];
                 c_ptr <= q_caddr[q_head];
                 c_step <= q_cstr[q_head];
             end else begin
@@ -817,7 +1053,6 @@ module @MODULE@ #(
     wire [C*32-1:0] p_bottom;
     wire [C*W-1:0] unused_w_bottom;
     wire [R*W-1:0] unused_a_right;
-    genvar g;
     generate
         for (g = 0; g < C; g = g + 1) begin : g_wcol
             localparam [SA-1:0] CI = g;
@@ -852,7 +1087,7 @@ module @MODULE@ #(
     );
 
     // Row tags follow the partial sums: P*R cycles down to column 0, one column per cycle.
-    wire [TW-1:0] tag_in = {str_left != 16'd0, a_acc, a_n, c_ptr};
+    wire [TW-1:0] tag_in = {str_left != 16'd0, a_acc, a_n, (str_left == 16'd1) ? a_sig : 16'd0, c_ptr};
     reg [TW*P*R-1:0] tag_dl;
 @TAG_LINE@
 @TAG_COLS@
@@ -876,18 +1111,26 @@ module @MODULE@ #(
             wire [31:0] old_c = acc[idx];
             wire [31:0] sum_c;
 @ADDER@
-            assign wen[g] = t[TW-1] && g < t[AA +: 16];
+            assign wen[g] = t[TW-1] && g < t[AA + 16 +: 16];
             assign widx[g*AA +: AA] = idx;
             assign wdata[g*32 +: 32] = t[TW-2] ? sum_c : p_c;
         end
     endgenerate
+    wire [TW-1:0] t_sig = @SIG_TAG@;
+    assign mm_tgive = t_sig[TW-1] ? t_sig[AA +: 16] : 16'd0;
+    // Accumulator writes: the array's results, then the load queue's bytes.
     integer wc;
-    always @(posedge clk)
+    always @(posedge clk) begin
         for (wc = 0; wc < C; wc = wc + 1)
             if (wen[wc]) acc[widx[wc*AA +: AA]] <= wdata[wc*32 +: 32];
+        for (b = 0; b < BURST; b = b + 1)
+            if (ld_on[b] && ld_acc)
+                acc[ld_lb[b*LW + 2 +: AA]][{ld_lb[b*LW +: 2], 3'b000} +: 8] <= hbm[ld_hb[b*HA +: HA]];
+    end
 
-    assign done = halted && q_count == 3'd0 && pre_left == 16'd0 && str_left == 16'd0
+    assign mm_idle = q_count == 3'd0 && pre_left == 16'd0 && str_left == 16'd0
         && drain_left == 32'd0 && !tag_dl_busy && !tag_cols_busy && !tag_col_flat[TW-1];
+    assign done = mm_halted && mm_idle && ld_halted && !ld_busy && st_halted && !st_busy;
     always @(posedge clk) begin
         if (rst) begin
             lead_cycles <= 32'd0;

@@ -8,10 +8,10 @@
 //! R x C array ([`array`], single- or double-buffered weights), the
 //! output-stationary array ([`array_os`]), self-checking testbenches for one
 //! fold ([`testbench`], [`testbench_os`]) and for fold sequences on the
-//! timing model's schedule ([`sequence_tb`]), the matrix core that runs a program's matrix queue
-//! from an instruction memory ([`core`], [`fp32_add`], [`core_tb`]) and the
-//! FPGA flow's scripts and report parsers ([`fpga`]); DMA and the vector
-//! unit are still to come.
+//! timing model's schedule ([`sequence_tb`]), the core that runs a program's load, matrix and
+//! store queues with dependency tokens, HBM and DMA ([`core`], [`frontend`], [`dma`],
+//! [`fp32_add`], [`core_tb`]) and the FPGA flow's scripts and report parsers ([`fpga`]); the
+//! vector unit is still to come.
 //!
 //! Architecture invariant: this crate imports `tessera-isa` only, never the
 //! compiler or the simulator, and does no IO: emitters return `String`.
@@ -21,8 +21,10 @@ pub mod array;
 pub mod array_os;
 pub mod core;
 pub mod core_tb;
+pub mod dma;
 pub mod fp32_add;
 pub mod fpga;
+pub mod frontend;
 pub mod pe;
 pub mod pe_bf16;
 pub mod pe_int8;

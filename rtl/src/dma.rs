@@ -1,0 +1,296 @@
+//! The core's DMA queues: the load queue (`dma.load`, HBM to scratchpad or
+//! accumulator) and the store queue (`dma.store`, back to HBM), each a front
+//! end ([`crate::frontend`]) plus one transfer engine, emitted as a block of
+//! the core module by [`dma_block`].
+//!
+//! Timing, as `sim/src/timing.rs` states it: a transfer starts when its
+//! waited tokens are in and an engine is free; its HBM data arrives
+//! `latency` cycles later and then holds the shared HBM bus for its bursts
+//! (each row split at burst boundaries), one burst every `K` cycles, `K` =
+//! burst bytes / the core's HBM bytes per cycle. The engine copies a burst
+//! the first cycle of its slot and signals its tokens the last cycle, so a
+//! waiting queue starts the cycle the model's transfer ends. Invariant: `K`
+//! is a whole number of cycles, at least 1 ([`cycles_per_burst`] checks).
+
+use tessera_isa::field::{Field, HbmAddr, LocalAddr, Reg, SInt, Space};
+use tessera_isa::{Arch, Queue};
+
+use crate::core::{clog2, field, opcode, sext48_of, span, zext_of};
+use crate::frontend::FRONTEND;
+use crate::RtlError;
+
+/// Cycles one HBM burst holds the core's share of the HBM bus.
+///
+/// # Errors
+/// A share that is not a whole number of cycles per burst, or more than a
+/// burst per cycle (the engine copies one burst per cycle at most).
+pub fn cycles_per_burst(arch: &Arch) -> Result<u64, RtlError> {
+    let per_cycle = arch.hbm_bytes_per_cycle() / f64::from(arch.spec().chip.cores);
+    let k = f64::from(arch.spec().dma.burst_bytes) / per_cycle;
+    if k >= 1.0 && (k - k.round()).abs() < 1e-9 && k < 65536.0 {
+        Ok(k.round() as u64)
+    } else {
+        Err(RtlError::Unsupported(format!(
+            "hbm.bandwidth_gb_per_s: the core's HBM share moves a {}-byte burst in {k} cycles; the generated DMA needs a whole number of cycles per burst, at least 1",
+            arch.spec().dma.burst_bytes
+        )))
+    }
+}
+
+fn local_parts() -> ((u32, u32), (u32, u32), (u32, u32)) {
+    let r = |n: u8| Reg::new(n).unwrap_or_else(|| unreachable!());
+    let o = |n: i64| SInt::<12>::new(n).unwrap_or_else(|| unreachable!());
+    let probe = |space, reg, off| {
+        LocalAddr {
+            space,
+            reg: r(reg),
+            offset: o(off),
+        }
+        .to_bits()
+    };
+    (
+        span(probe(Space::Acc, 0, 0) ^ probe(Space::Spad, 0, 0)),
+        span(probe(Space::Spad, Reg::COUNT - 1, 0) ^ probe(Space::Spad, 0, 0)),
+        span(probe(Space::Spad, 0, -1) ^ probe(Space::Spad, 0, 0)),
+    )
+}
+
+fn hbm_parts() -> ((u32, u32), (u32, u32)) {
+    let probe = |reg: u8, off: i64| {
+        HbmAddr {
+            reg: Reg::new(reg).unwrap_or_else(|| unreachable!()),
+            offset: SInt::<20>::new(off).unwrap_or_else(|| unreachable!()),
+        }
+        .to_bits()
+    };
+    (
+        span(probe(Reg::COUNT - 1, 0) ^ probe(0, 0)),
+        span(probe(0, -1) ^ probe(0, 0)),
+    )
+}
+
+fn sub((lsb, _): (u32, u32), (l, b): (u32, u32)) -> (u32, u32) {
+    (lsb + l, b)
+}
+
+/// The Verilog block of DMA queue `q` (load or store), with the prefix
+/// `ld` or `st`, for a core whose instruction memory of that queue has
+/// `depth` words. It reads the core's `now`, `tok_pos`, `tok_full`,
+/// `<x>_eng_ok`, `<x>_bus_ok` and the memories' widths, and drives
+/// `<x>_take`, `<x>_give`, `<x>_cgive`, `<x>_copy`, `<x>_err` and the
+/// engine's state; the core's memory blocks do the copying.
+pub fn dma_block(q: Queue, depth: usize) -> String {
+    let (x, m, local, hbm, init) = match q {
+        Queue::Store => ("st", "dma.store", "src", "dst", "STORE_INIT"),
+        _ => ("ld", "dma.load", "dst", "src", "LOAD_INIT"),
+    };
+    let rb = clog2(u64::from(Reg::COUNT));
+    let (lsp, lreg, loff) = local_parts();
+    let (hreg, hoff) = hbm_parts();
+    let lf = field(m, local);
+    let hf = field(m, hbm);
+    let reg_of = |(l, b): (u32, u32)| format!("ins[{l} +: {b}]");
+    // Instruction bits above every field this queue decodes.
+    let top = ["dma.hstride", "dma.lstride", m]
+        .iter()
+        .filter_map(|d| tessera_isa::inst::desc_of(d))
+        .flat_map(|d| d.fields.iter().map(|f| f.lsb + f.bits))
+        .max()
+        .unwrap_or(128);
+    let unused_top = if top < 128 {
+        format!("    wire unused_@X@_top = ^ins[127:{top}];\n")
+    } else {
+        String::new()
+    };
+    let subs: Vec<(&str, String)> = vec![
+        ("@Q@", q.to_string()),
+        ("@FRONTEND@", FRONTEND.into()),
+        ("@DEPTH@", depth.to_string()),
+        ("@IA@", clog2(depth as u64).max(1).to_string()),
+        ("@INIT@", init.into()),
+        ("@RB@", rb.to_string()),
+        ("@HREG@", reg_of(sub(hf, hreg))),
+        ("@LREG@", reg_of(sub(lf, lreg))),
+        ("@HOFF@", sext48_of("ins", sub(hf, hoff))),
+        ("@LOFF@", sext48_of("ins", sub(lf, loff))),
+        ("@LSPACE@", zext_of("ins", sub(lf, lsp), 1)),
+        ("@ACC_BIT@", format!("1'b{}", Space::Acc.to_bits())),
+        ("@ROWS@", zext_of("ins", field(m, "rows"), 48)),
+        ("@RBYTES@", zext_of("ins", field(m, "row_bytes"), 48)),
+        ("@PLANES@", zext_of("ins", field(m, "planes"), 48)),
+        ("@HS_ROW@", zext_of("ins", field("dma.hstride", "row"), 48)),
+        (
+            "@HS_PLANE@",
+            zext_of("ins", field("dma.hstride", "plane"), 48),
+        ),
+        ("@LS_ROW@", zext_of("ins", field("dma.lstride", "row"), 48)),
+        (
+            "@LS_PLANE@",
+            zext_of("ins", field("dma.lstride", "plane"), 48),
+        ),
+        ("@OP_HS@", format!("8'h{:02x}", opcode("dma.hstride"))),
+        ("@OP_LS@", format!("8'h{:02x}", opcode("dma.lstride"))),
+        ("@OP_X@", format!("8'h{:02x}", opcode(m))),
+        ("@WAIT@", zext_of("ins", crate::core::wait_span(), 16)),
+        ("@SIGNAL@", zext_of("ins", crate::core::signal_span(), 16)),
+        ("@UNUSED_TOP@", unused_top),
+    ];
+    let mut v = DMA_TEMPLATE.to_string();
+    for (k, val) in subs {
+        v = v.replace(k, &val);
+    }
+    v.replace("ins[", &format!("{x}_ins[")).replace("@X@", x)
+}
+
+const DMA_TEMPLATE: &str = r#"
+    // -------------------------------------------------------------- @Q@ queue
+    wire [127:0] @X@_ins;
+    wire @X@_halted, @X@_ctrl, @X@_adv;
+    wire [2*48-1:0] @X@_ea;
+    @FRONTEND@ #(.IMEM_DEPTH(@DEPTH@), .IA(@IA@), .IMEM_INIT(@INIT@), .NP(2)) u_@X@_fe (
+        .clk(clk), .rst(rst), .adv(@X@_adv), .ins(@X@_ins), .halted(@X@_halted), .ctrl(@X@_ctrl),
+        .ra({@HREG@, @LREG@}), .ea(@X@_ea));
+    wire [7:0] @X@_opc = ins[0 +: 8];
+    wire [15:0] @X@_wt = @WAIT@;
+    wire [15:0] @X@_sg = @SIGNAL@;
+    wire @X@_is_hs = @X@_opc == @OP_HS@;
+    wire @X@_is_ls = @X@_opc == @OP_LS@;
+    wire @X@_is_x = @X@_opc == @OP_X@;
+    wire @X@_known = @X@_ctrl | @X@_is_hs | @X@_is_ls | @X@_is_x;
+@UNUSED_TOP@    // Strides (0 = packed) and the box of the current instruction.
+    reg [47:0] @X@_hrow, @X@_hplane, @X@_lrow, @X@_lplane;
+    wire [47:0] @X@_hea = @X@_ea[48 +: 48] + @HOFF@;
+    wire [47:0] @X@_lea = @X@_ea[0 +: 48] + @LOFF@;
+    wire @X@_in_acc = @LSPACE@ == @ACC_BIT@;
+    wire [47:0] @X@_rows = @ROWS@;
+    wire [47:0] @X@_rb = @RBYTES@;
+    wire [47:0] @X@_planes = @PLANES@;
+    wire [47:0] @X@_hrs = (@X@_hrow != 48'd0) ? @X@_hrow : @X@_rb;
+    wire [47:0] @X@_hps = (@X@_hplane != 48'd0) ? @X@_hplane : @X@_rows * @X@_hrs;
+    wire [47:0] @X@_lrs = (@X@_lrow != 48'd0) ? @X@_lrow : @X@_rb;
+    wire [47:0] @X@_lps = (@X@_lplane != 48'd0) ? @X@_lplane : @X@_rows * @X@_lrs;
+
+    // Issue: waited tokens at least 1, signalled ones below 255; a transfer
+    // also needs a free engine; a control instruction that signals is a fence
+    // and waits for the transfer in flight to finish.
+    reg @X@_busy, @X@_bus, @X@_last, @X@_acc;
+    wire @X@_fin;
+    wire @X@_tok_ok = ((@X@_wt & ~tok_pos) == 16'd0) && ((@X@_sg & tok_full) == 16'd0);
+    wire @X@_want = !rst && !error && !@X@_halted && @X@_known && @X@_tok_ok;
+    wire @X@_want_x = @X@_want && @X@_is_x && !@X@_busy;
+    wire @X@_go = @X@_want_x && @X@_eng_ok;
+    assign @X@_adv = @X@_want && (@X@_is_x ? @X@_go : !(@X@_sg != 16'd0 && @X@_busy && !@X@_fin));
+    wire @X@_err = !rst && !@X@_halted && !@X@_known;
+    assign @X@_take = @X@_adv ? @X@_wt : 16'd0;
+    assign @X@_cgive = (@X@_adv && !@X@_is_x) ? @X@_sg : 16'd0;
+    always @(posedge clk) begin
+        if (rst) begin
+            @X@_hrow <= 48'd0;
+            @X@_hplane <= 48'd0;
+            @X@_lrow <= 48'd0;
+            @X@_lplane <= 48'd0;
+        end else if (@X@_adv) begin
+            if (@X@_is_hs) begin
+                @X@_hrow <= @HS_ROW@;
+                @X@_hplane <= @HS_PLANE@;
+            end
+            if (@X@_is_ls) begin
+                @X@_lrow <= @LS_ROW@;
+                @X@_lplane <= @LS_PLANE@;
+            end
+        end
+    end
+
+    // Engine: latency, then the box's bursts on the HBM bus, one every K cycles.
+    reg [31:0] @X@_ready_at;
+    reg [47:0] @X@_hr, @X@_hp, @X@_lr, @X@_lp, @X@_hrs_q, @X@_hps_q, @X@_lrs_q, @X@_lps_q;
+    reg [47:0] @X@_rb_q, @X@_rows_q, @X@_planes_q, @X@_o, @X@_r, @X@_p;
+    reg [15:0] @X@_sig_q;
+    reg [KW-1:0] @X@_k;
+    wire [47:0] @X@_h = @X@_hr + @X@_o;
+    wire [47:0] @X@_l = @X@_lr + @X@_o;
+    wire [47:0] @X@_room = BURST - {{(48-BB){1'b0}}, @X@_h[BB-1:0]};
+    wire [47:0] @X@_rest = @X@_rb_q - @X@_o;
+    wire [47:0] @X@_len = (@X@_rest < @X@_room) ? @X@_rest : @X@_room;
+    wire @X@_eor = @X@_rest == @X@_len;
+    wire @X@_eop = @X@_eor && @X@_r + 48'd1 == @X@_rows_q;
+    wire @X@_final = @X@_eop && @X@_p + 48'd1 == @X@_planes_q;
+    wire @X@_req_bus = @X@_busy && !@X@_bus && now >= @X@_ready_at;
+    wire @X@_copy = (@X@_req_bus && @X@_bus_ok) || (@X@_bus && !@X@_last && @X@_k == {KW{1'b0}});
+    assign @X@_fin = @X@_busy && ((K == 1 && @X@_copy && @X@_final) || (@X@_last && @X@_k == ONE_K));
+    assign @X@_give = @X@_fin ? @X@_sig_q : 16'd0;
+    always @(posedge clk) begin
+        if (rst) begin
+            @X@_busy <= 1'b0;
+            @X@_bus <= 1'b0;
+            @X@_last <= 1'b0;
+            @X@_k <= {KW{1'b0}};
+        end else if (@X@_go) begin
+            @X@_busy <= 1'b1;
+            @X@_bus <= 1'b0;
+            @X@_last <= 1'b0;
+            @X@_ready_at <= now + LAT;
+            @X@_hr <= @X@_hea;
+            @X@_hp <= @X@_hea;
+            @X@_lr <= @X@_lea;
+            @X@_lp <= @X@_lea;
+            @X@_acc <= @X@_in_acc;
+            @X@_hrs_q <= @X@_hrs;
+            @X@_hps_q <= @X@_hps;
+            @X@_lrs_q <= @X@_lrs;
+            @X@_lps_q <= @X@_lps;
+            @X@_rb_q <= @X@_rb;
+            @X@_rows_q <= @X@_rows;
+            @X@_planes_q <= @X@_planes;
+            @X@_o <= 48'd0;
+            @X@_r <= 48'd0;
+            @X@_p <= 48'd0;
+            @X@_sig_q <= @X@_sg;
+        end else if (@X@_fin) begin
+            @X@_busy <= 1'b0;
+            @X@_bus <= 1'b0;
+            @X@_last <= 1'b0;
+        end else begin
+            if (@X@_req_bus && @X@_bus_ok) @X@_bus <= 1'b1;
+            if (@X@_copy) begin
+                @X@_k <= K_MINUS_1;
+                if (@X@_final) begin
+                    @X@_last <= 1'b1;
+                end else if (!@X@_eor) begin
+                    @X@_o <= @X@_o + @X@_len;
+                end else begin
+                    @X@_o <= 48'd0;
+                    if (@X@_eop) begin
+                        @X@_r <= 48'd0;
+                        @X@_p <= @X@_p + 48'd1;
+                        @X@_hp <= @X@_hp + @X@_hps_q;
+                        @X@_hr <= @X@_hp + @X@_hps_q;
+                        @X@_lp <= @X@_lp + @X@_lps_q;
+                        @X@_lr <= @X@_lp + @X@_lps_q;
+                    end else begin
+                        @X@_r <= @X@_r + 48'd1;
+                        @X@_hr <= @X@_hr + @X@_hrs_q;
+                        @X@_lr <= @X@_lr + @X@_lrs_q;
+                    end
+                end
+            end else if (@X@_k != {KW{1'b0}}) begin
+                @X@_k <= @X@_k - ONE_K;
+            end
+        end
+    end
+    // Byte lanes of the current burst: HBM and on-chip addresses, and whether the lane moves.
+    wire [BURST*HA-1:0] @X@_hb;
+    wire [BURST*LW-1:0] @X@_lb;
+    wire [BURST-1:0] @X@_on;
+    generate
+        for (g = 0; g < BURST; g = g + 1) begin : g_@X@_lane
+            localparam [47:0] LANE = g;
+            wire [47:0] hx = @X@_h + LANE;
+            wire [47:0] lx = @X@_l + LANE;
+            assign @X@_hb[g*HA +: HA] = hx[HA-1:0];
+            assign @X@_lb[g*LW +: LW] = lx[LW-1:0];
+            assign @X@_on[g] = @X@_copy && LANE < @X@_len;
+            wire unused_@X@_lane = ^{hx[47:HA], lx[47:LW]};
+        end
+    endgenerate
+"#;
