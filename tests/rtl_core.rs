@@ -11,7 +11,6 @@
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1` (set by `scripts/test.sh`, hence by CI).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use proptest::prelude::*;
@@ -21,24 +20,8 @@ use tessera_isa::Arch;
 use tessera_rtl::core::core_module_name;
 use tessera_rtl::pe::PeType;
 
-fn tool(name: &str) -> bool {
-    let found = Command::new(name).arg("-V").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("TESSERA_REQUIRE_TOOLS").is_none(),
-            "{name} is required (TESSERA_REQUIRE_TOOLS is set) but not installed; run scripts/test.sh"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tessera-core-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod hdl;
+use hdl::{iverilog_files, scratch, tool, verilator_lint, verilator_run, write_files};
 
 /// A small hardware description: `rows` x `cols` array with `stages` per PE,
 /// 8 KiB of scratchpad in 8 banks of 32 bytes, 4 KiB of accumulator.
@@ -61,39 +44,6 @@ fn run(arch: &Arch, src: &str, spad: &[u8], acc: &[u8]) -> ProgramRun {
     run_program(p, spad, acc).unwrap()
 }
 
-fn write(dir: &Path, files: &[(String, String)]) -> Vec<String> {
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    files
-        .iter()
-        .map(|(n, _)| n.clone())
-        .filter(|n| n.ends_with(".v"))
-        .collect()
-}
-
-/// Runs the core's testbench under Icarus Verilog; returns its verdict lines.
-fn iverilog(dir: &Path, files: &[(String, String)]) -> String {
-    let sources = write(dir, files);
-    let out = Command::new("iverilog")
-        .args(["-g2005", "-Wall", "-o", "sim.vvp"])
-        .args(&sources)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "iverilog:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new("vvp")
-        .args(["-n", "sim.vvp"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&run.stdout).into_owned()
-}
-
 /// The verdict a correct core prints for `r`.
 fn pass(r: &ProgramRun) -> String {
     format!("PASS cycles={} lead={}", r.cycles + 1, r.first_engine + 2)
@@ -105,7 +55,7 @@ fn check(name: &str, r: &ProgramRun) {
         return;
     }
     let dir = scratch(name);
-    let out = iverilog(&dir, &core_files(r).unwrap());
+    let out = iverilog_files(&dir, &core_files(r).unwrap());
     assert_eq!(out.trim(), pass(r), "{name}");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -370,7 +320,7 @@ fn mutated_cores_fail() {
         let mutated = f.1.replace(from, to);
         assert_ne!(mutated, f.1, "the mutation {from} -> {to} must apply");
         f.1 = mutated;
-        let out = iverilog(&dir, &files);
+        let out = iverilog_files(&dir, &files);
         assert!(
             out.contains("FAIL"),
             "a mutated core ({from} -> {to}) passed:\n{out}"
@@ -392,23 +342,10 @@ fn verilator_lints_every_core_clean() {
                 hbm_bytes: 4096,
             };
             let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, shape).unwrap();
-            let names = write(&dir, &files);
-            let out = Command::new("verilator")
-                .args([
-                    "--lint-only",
-                    "-Wall",
-                    "--top-module",
-                    &core_module_name(ty),
-                ])
-                .args(&names)
-                .current_dir(&dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{ty:?} {r}x{c} P={p}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let names = write_files(&dir, &files);
+            if let Err(e) = verilator_lint(&dir, &core_module_name(ty), &names) {
+                panic!("{ty:?} {r}x{c} P={p}:\n{e}");
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -426,31 +363,8 @@ fn verilator_runs_a_program() {
         &spad_bytes(PeType::Bf16, 3),
         &acc_bytes(PeType::Bf16, 3),
     );
-    let names = write(&dir, &core_files(&r).unwrap());
-    let build = Command::new("verilator")
-        .args([
-            "--binary",
-            "--timing",
-            "-Wno-fatal",
-            "--top-module",
-            "tb",
-            "-Mdir",
-            "obj",
-        ])
-        .args(&names)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "verilator:\n{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let out = Command::new(dir.join("obj/Vtb"))
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&out.stdout);
+    let names = write_files(&dir, &core_files(&r).unwrap());
+    let out = verilator_run(&dir, &names);
     assert!(out.lines().any(|l| l == pass(&r)), "{out}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,7 +11,6 @@
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1`.
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use proptest::prelude::*;
@@ -21,24 +20,8 @@ use tessera_isa::Arch;
 use tessera_rtl::core::core_module_name;
 use tessera_rtl::pe::PeType;
 
-fn tool(name: &str) -> bool {
-    let found = Command::new(name).arg("-V").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("TESSERA_REQUIRE_TOOLS").is_none(),
-            "{name} is required (TESSERA_REQUIRE_TOOLS is set) but not installed; run scripts/test.sh"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tessera-dma-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod hdl;
+use hdl::{iverilog_files, scratch, tool, verilator_lint, write_files};
 
 /// `rows` x `cols` array, single-buffered weights, 8 KiB scratchpad, 4 KiB
 /// accumulator; DMA as `fpga-8x8` (one engine, 64-byte bursts, 2 cycles per
@@ -200,38 +183,6 @@ fn gemm_run(
     run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{src}"))
 }
 
-fn write(dir: &Path, files: &[(String, String)]) -> Vec<String> {
-    for (name, text) in files {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    files
-        .iter()
-        .map(|(n, _)| n.clone())
-        .filter(|n| n.ends_with(".v"))
-        .collect()
-}
-
-fn iverilog(dir: &Path, files: &[(String, String)]) -> String {
-    let sources = write(dir, files);
-    let out = Command::new("iverilog")
-        .args(["-g2005", "-Wall", "-o", "sim.vvp"])
-        .args(&sources)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "iverilog:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new("vvp")
-        .args(["-n", "sim.vvp"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&run.stdout).into_owned()
-}
-
 /// The core's verdict on `r`'s files (after `mutate`): `Some((cycles, lead))` on PASS.
 fn verdict(
     name: &str,
@@ -250,7 +201,7 @@ fn verdict(
             }
         })
         .collect();
-    let out = iverilog(&dir, &files);
+    let out = iverilog_files(&dir, &files);
     let _ = std::fs::remove_dir_all(&dir);
     let parsed = out.trim().strip_prefix("PASS cycles=").and_then(|rest| {
         let (c, l) = rest.split_once(" lead=")?;
@@ -373,23 +324,10 @@ fn verilator_lints_the_multi_queue_core_clean() {
                 hbm_bytes: 12288,
             };
             let files = tessera_rtl::core::core_sources(&arch(rows, cols), ty, shape).unwrap();
-            let names = write(&dir, &files);
-            let out = Command::new("verilator")
-                .args([
-                    "--lint-only",
-                    "-Wall",
-                    "--top-module",
-                    &core_module_name(ty),
-                ])
-                .args(&names)
-                .current_dir(&dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{ty:?} {rows}x{cols}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            let names = write_files(&dir, &files);
+            if let Err(e) = verilator_lint(&dir, &core_module_name(ty), &names) {
+                panic!("{ty:?} {rows}x{cols}:\n{e}");
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -9,7 +9,6 @@
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1` (set by `scripts/test.sh`, hence by CI).
 
-use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use proptest::prelude::*;
@@ -20,28 +19,8 @@ use tessera_rtl::pe::PeType;
 use tessera_rtl::testbench::ArrayShape;
 use tessera_rtl::testbench_os::{os_fold_cycles, os_fold_testbench};
 
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || Command::new(name).arg("-V").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("TESSERA_REQUIRE_TOOLS").is_none(),
-            "{name} is required (TESSERA_REQUIRE_TOOLS is set) but not installed; run scripts/test.sh"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tessera-rtl-os-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
+mod hdl;
+use hdl::{run_iverilog, scratch, tool, verilator_lint, verilator_run, write_files};
 
 fn arch(rows: u32, cols: u32, stages: u32) -> Arch {
     let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
@@ -52,37 +31,6 @@ fn arch(rows: u32, cols: u32, stages: u32) -> Arch {
     spec.array.pe_pipeline_stages = stages;
     spec.scratchpad.size_kib = 256;
     Arch::new(spec).unwrap()
-}
-
-fn write_design(dir: &Path, design: &[(String, String)]) -> Vec<String> {
-    for (name, text) in design {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    design.iter().map(|(n, _)| n.clone()).collect()
-}
-
-/// Writes design and testbench, runs Icarus Verilog, returns stdout.
-fn run_iverilog(dir: &Path, design: &[(String, String)], tb: &str) -> String {
-    std::fs::write(dir.join("tb.v"), tb).unwrap();
-    let mut sources = vec!["tb.v".to_string()];
-    sources.extend(write_design(dir, design));
-    let out = Command::new("iverilog")
-        .args(["-g2005", "-Wall", "-o", "sim.vvp"])
-        .args(&sources)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "iverilog {sources:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new("vvp")
-        .args(["-n", "sim.vvp"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&run.stdout).into_owned()
 }
 
 /// One fold's design (only `ty`'s files), testbench and the timing model's cycles.
@@ -127,19 +75,11 @@ fn verilator_lints_every_os_array_clean() {
     }
     let dir = scratch("lint");
     for (r, c, p) in [(2, 2, 1), (4, 4, 2), (3, 5, 3), (5, 2, 4), (8, 8, 8)] {
-        let files = write_design(&dir, &array_sources(&arch(r, c, p)).unwrap());
+        let files = write_files(&dir, &array_sources(&arch(r, c, p)).unwrap());
         for ty in PeType::ALL {
-            let out = Command::new("verilator")
-                .args(["--lint-only", "-Wall", "--top-module", &os_array_module(ty)])
-                .args(&files)
-                .current_dir(&dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{ty:?} {r}x{c} P={p}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            if let Err(e) = verilator_lint(&dir, &os_array_module(ty), &files) {
+                panic!("{ty:?} {r}x{c} P={p}:\n{e}");
+            }
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
@@ -298,33 +238,11 @@ fn verilator_runs_the_os_testbench() {
     let dir = scratch("verilator");
     let (av, bv) = bf16_corners();
     let Case { design, tb, cycles } = case(PeType::Bf16, (4, 5, 2), (4, 6, 4), av, bv);
-    let files = write_design(&dir, &design);
+    let files = write_files(&dir, &design);
     std::fs::write(dir.join("tb.v"), tb).unwrap();
-    let build = Command::new("verilator")
-        .args([
-            "--binary",
-            "--timing",
-            "-Wno-fatal",
-            "--top-module",
-            "tb",
-            "-Mdir",
-            "obj",
-            "tb.v",
-        ])
-        .args(&files)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "verilator:\n{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let run = Command::new(dir.join("obj/Vtb"))
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&run.stdout);
+    let mut sources = vec!["tb.v".to_string()];
+    sources.extend(files);
+    let out = verilator_run(&dir, &sources);
     assert!(
         out.lines().any(|l| l == format!("PASS cycles={cycles}")),
         "{out}"

@@ -167,8 +167,11 @@ const fn mask(bits: u32) -> u128 {
 }
 
 /// An unsigned immediate of `B` bits.
+///
+/// The immediates are packed (alignment 1) so that an [`crate::inst::Instruction`]
+/// takes 52 bytes instead of 112: a compiled training step holds millions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(packed)]
+#[repr(C, packed)]
 pub struct UInt<const B: u32>(u64);
 
 impl<const B: u32> UInt<B> {
@@ -213,7 +216,7 @@ impl<const B: u32> Field for UInt<B> {
 
 /// A count from 1 to `2^B - 1` (zero is no valid encoding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(packed)]
+#[repr(C, packed)]
 pub struct Count<const B: u32>(u64);
 
 impl<const B: u32> Count<B> {
@@ -258,7 +261,7 @@ impl<const B: u32> Field for Count<B> {
 
 /// A two's-complement signed immediate of `B` bits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[repr(packed)]
+#[repr(C, packed)]
 pub struct SInt<const B: u32>(i64);
 
 impl<const B: u32> SInt<B> {
