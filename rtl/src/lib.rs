@@ -22,6 +22,9 @@ pub mod array_os;
 pub mod core;
 pub mod core_tb;
 pub mod fp32_add;
+pub mod fp32_cmp;
+pub mod fp32_mul;
+pub mod fp_bits;
 pub mod fpga;
 pub mod pe;
 pub mod pe_bf16;
@@ -30,6 +33,11 @@ pub mod pipeline;
 pub mod sequence_tb;
 pub mod testbench;
 pub mod testbench_os;
+pub mod vec_convert;
+pub mod vec_lane;
+pub mod vec_op;
+pub mod vec_reduce;
+pub mod vec_tb;
 pub mod verilog;
 
 /// A design or case the generator cannot build.

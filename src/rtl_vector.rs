@@ -1,0 +1,148 @@
+//! `tessera rtl`'s vector-unit step: writes the vector unit's modules (the
+//! lane, the reduction lane, the conversions, the unit of `vector.lanes`
+//! lanes) and their self-checking testbench with vectors from the
+//! functional simulator's numerics (`tessera::vec_vectors`), runs it under
+//! Icarus Verilog, and gives the report's `vector` section.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result};
+use tessera::vec_vectors::{default_vectors, vector_files};
+use tessera_isa::Arch;
+use tessera_rtl::vec_lane::{VEC_LANE, VEC_UNIT};
+use tessera_rtl::vec_tb::VEC_TB;
+
+use crate::files::write_atomic;
+
+/// Compiles the files named `sources` in `dir` with Icarus Verilog and runs
+/// them; `Ok(None)` when iverilog is not installed, else the verdict line
+/// (`PASS ...`, `FAIL ...` or the compiler's first error).
+pub fn icarus(dir: &Path, sources: &[String]) -> Result<Option<String>> {
+    if Command::new("iverilog").arg("-V").output().is_err() {
+        return Ok(None);
+    }
+    let compile = Command::new("iverilog")
+        .args(["-g2005", "-Wall", "-o", "tb_vec.vvp"])
+        .args(sources)
+        .current_dir(dir)
+        .output()
+        .context("running iverilog")?;
+    if !compile.status.success() {
+        let err = String::from_utf8_lossy(&compile.stderr);
+        return Ok(Some(format!(
+            "FAIL iverilog: {}",
+            err.lines().next().unwrap_or("")
+        )));
+    }
+    let run = Command::new("vvp")
+        .args(["-n", "tb_vec.vvp"])
+        .current_dir(dir)
+        .output()
+        .context("running vvp")?;
+    let _ = std::fs::remove_file(dir.join("tb_vec.vvp"));
+    let out = String::from_utf8_lossy(&run.stdout);
+    let fails: Vec<&str> = out.lines().filter(|l| l.starts_with("FAIL")).collect();
+    let verdict = out
+        .lines()
+        .find(|l| l.starts_with("PASS"))
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            if fails.is_empty() {
+                "FAIL no verdict".into()
+            } else {
+                fails.join("; ")
+            }
+        });
+    Ok(Some(verdict))
+}
+
+/// What the vector step of `tessera rtl` did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VectorCheck {
+    /// Design files written.
+    pub design: Vec<String>,
+    pub lanes: u32,
+    pub latency: u32,
+    pub vectors: usize,
+    pub reductions: usize,
+    /// The testbench's verdict, `None` when iverilog is missing.
+    pub verdict: Option<String>,
+}
+
+impl VectorCheck {
+    /// Whether the simulation ran and failed.
+    pub fn failed(&self) -> bool {
+        self.verdict
+            .as_deref()
+            .is_some_and(|v| !v.starts_with("PASS"))
+    }
+
+    /// The report's `vector` section.
+    pub fn json(&self) -> serde_json::Value {
+        let sim = match &self.verdict {
+            None => {
+                serde_json::json!({ "status": "skipped", "reason": "iverilog is not installed" })
+            }
+            Some(v) if v.starts_with("PASS") => {
+                serde_json::json!({ "status": "passed", "output": v })
+            }
+            Some(v) => serde_json::json!({ "status": "failed", "output": v }),
+        };
+        serde_json::json!({
+            "top": VEC_UNIT,
+            "lane": VEC_LANE,
+            "lanes": self.lanes,
+            "lane_latency_cycles": self.latency,
+            "design": self.design,
+            "testbench": VEC_TB,
+            "vectors": self.vectors,
+            "reduction_steps": self.reductions,
+            "refused": "v.bin div/pow, v.un exp/log/sqrt/rsqrt/recip/tanh/sigmoid/gelu*/silu*/dgelu*/dsilu",
+            "rtl_simulation": sim,
+        })
+    }
+
+    /// The report's markdown section.
+    pub fn markdown(&self) -> String {
+        let sim = match &self.verdict {
+            None => "skipped (iverilog is not installed)".to_string(),
+            Some(v) if v.starts_with("PASS") => format!("passed: {v}"),
+            Some(v) => format!("FAILED: {v}"),
+        };
+        format!(
+            "\n## vector unit\n\n- design: {} ({} lanes, {} pipeline cycle(s) per lane)\n- built: v.bin add/sub/mul/max/min/cmp.*, v.un copy (casts)/neg/abs/square/relu/sign/nonfinite, v.axpby, v.sel, v.reduce; not built: div, pow, sqrt, rsqrt, recip and the libm transcendentals\n- testbench: {VEC_TB} ({} lane vectors, {} reduction steps from the functional simulator's numerics)\n- RTL simulation (Icarus Verilog): {sim}\n",
+            self.design.join(", "),
+            self.lanes,
+            self.latency,
+            self.vectors,
+            self.reductions
+        )
+    }
+}
+
+/// Writes the vector unit of `arch` and its testbench into `dir` and runs it.
+///
+/// # Errors
+/// A file that cannot be written, or a tool that cannot be started.
+pub fn run(dir: &Path, arch: &Arch) -> Result<VectorCheck> {
+    let set = default_vectors();
+    let files = vector_files(arch, &set)?;
+    for (name, text) in &files {
+        write_atomic(&dir.join(name), text.as_bytes())?;
+    }
+    let sources: Vec<String> = files
+        .iter()
+        .map(|(n, _)| n.clone())
+        .filter(|n| n.ends_with(".v"))
+        .collect();
+    let verdict = icarus(dir, &sources)?;
+    Ok(VectorCheck {
+        design: sources.into_iter().filter(|n| n != VEC_TB).collect(),
+        lanes: arch.spec().vector.lanes,
+        latency: arch.spec().vector.latency_cycles.max(1),
+        vectors: set.lanes.len(),
+        reductions: set.steps.len(),
+        verdict,
+    })
+}
