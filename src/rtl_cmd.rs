@@ -584,6 +584,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
     }
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
     print(&md)?;
+    crate::rtl_vector::extend_report(dir, &arch)?;
 
     for c in &cores {
         if let Outcome::Failed(msg) = &c.sim {

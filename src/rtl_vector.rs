@@ -2,18 +2,20 @@
 //! lane, the reduction lane, the conversions, the unit of `vector.lanes`
 //! lanes) and their self-checking testbench with vectors from the
 //! functional simulator's numerics (`tessera::vec_vectors`), runs it under
-//! Icarus Verilog, and gives the report's `vector` section.
+//! Icarus Verilog, and adds a `vector` section to the report
+//! `src/rtl_cmd.rs` has written (one call, [`extend_report`]).
 
 use std::path::Path;
 use std::process::Command;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use tessera::vec_vectors::{default_vectors, vector_files};
 use tessera_isa::Arch;
 use tessera_rtl::vec_lane::{VEC_LANE, VEC_UNIT};
+use tessera_rtl::vec_op::VecOp;
 use tessera_rtl::vec_tb::VEC_TB;
 
-use crate::files::write_atomic;
+use crate::files::{print, shown, write_atomic};
 
 /// Compiles the files named `sources` in `dir` with Icarus Verilog and runs
 /// them; `Ok(None)` when iverilog is not installed, else the verdict line
@@ -57,6 +59,15 @@ pub fn icarus(dir: &Path, sources: &[String]) -> Result<Option<String>> {
     Ok(Some(verdict))
 }
 
+/// The operations the lane does not build, as assembly names them.
+fn refused() -> Vec<String> {
+    VecOp::all()
+        .into_iter()
+        .filter(|o| o.lane_support().is_err())
+        .map(VecOp::name)
+        .collect()
+}
+
 /// What the vector step of `tessera rtl` did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct VectorCheck {
@@ -98,7 +109,7 @@ impl VectorCheck {
             "testbench": VEC_TB,
             "vectors": self.vectors,
             "reduction_steps": self.reductions,
-            "refused": "v.bin div/pow, v.un exp/log/sqrt/rsqrt/recip/tanh/sigmoid/gelu*/silu*/dgelu*/dsilu",
+            "refused": refused(),
             "rtl_simulation": sim,
         })
     }
@@ -111,10 +122,11 @@ impl VectorCheck {
             Some(v) => format!("FAILED: {v}"),
         };
         format!(
-            "\n## vector unit\n\n- design: {} ({} lanes, {} pipeline cycle(s) per lane)\n- built: v.bin add/sub/mul/max/min/cmp.*, v.un copy (casts)/neg/abs/square/relu/sign/nonfinite, v.axpby, v.sel, v.reduce; not built: div, pow, sqrt, rsqrt, recip and the libm transcendentals\n- testbench: {VEC_TB} ({} lane vectors, {} reduction steps from the functional simulator's numerics)\n- RTL simulation (Icarus Verilog): {sim}\n",
+            "\n## vector unit\n\n- design: {} ({} lanes, {} pipeline cycle(s) per lane)\n- built: v.bin add/sub/mul/max/min/cmp.*, v.un copy (casts)/neg/abs/square/relu/sign/nonfinite, v.axpby, v.sel, v.reduce; not built: {}\n- testbench: {VEC_TB} ({} lane vectors, {} reduction steps from the functional simulator's numerics)\n- RTL simulation (Icarus Verilog): {sim}\n",
             self.design.join(", "),
             self.lanes,
             self.latency,
+            refused().join(", "),
             self.vectors,
             self.reductions
         )
@@ -145,4 +157,36 @@ pub fn run(dir: &Path, arch: &Arch) -> Result<VectorCheck> {
         reductions: set.steps.len(),
         verdict,
     })
+}
+
+/// Runs the vector step for `arch` in `dir` and adds its section to the
+/// `report.json` and `report.md` there (each rewritten whole, atomically).
+///
+/// # Errors
+/// A file that cannot be read or written, or a failed simulation.
+pub fn extend_report(dir: &Path, arch: &Arch) -> Result<()> {
+    let check = run(dir, arch)?;
+    let path = dir.join("report.json");
+    let mut report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).with_context(|| shown(&path))?)
+            .with_context(|| shown(&path))?;
+    if let Some(map) = report.as_object_mut() {
+        map.insert("vector".into(), check.json());
+    }
+    let mut json = serde_json::to_string_pretty(&report)?;
+    json.push('\n');
+    write_atomic(&path, json.as_bytes())?;
+    let md_path = dir.join("report.md");
+    let mut md = std::fs::read_to_string(&md_path).with_context(|| shown(&md_path))?;
+    md.push_str(&check.markdown());
+    write_atomic(&md_path, md.as_bytes())?;
+    print(&check.markdown())?;
+    if check.failed() {
+        bail!(
+            "{}: vector unit simulation failed: {}",
+            shown(dir),
+            check.verdict.as_deref().unwrap_or("")
+        );
+    }
+    Ok(())
 }
