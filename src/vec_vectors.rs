@@ -90,7 +90,7 @@ impl Rng {
     }
 
     /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
+    pub fn bits(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -99,13 +99,13 @@ impl Rng {
 
     /// A value below `n` (`n` > 0).
     pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
+        self.bits() % n
     }
 
     /// An fp32 operand, often related to `other` (equal, negated, a few
     /// ulps away, scaled by a power of two) so sums cancel and tie.
     pub fn operand(&mut self, other: u32) -> u32 {
-        let r = self.next();
+        let r = self.bits();
         match self.below(10) {
             0 | 1 => SPECIALS[self.below(SPECIALS.len() as u64) as usize],
             2 => (r as u32) & 0x807f_ffff, // subnormal
@@ -245,7 +245,7 @@ fn random_read(rng: &mut Rng) -> (DType, u32) {
     let t = DType::ALL[rng.below(7) as usize];
     let raw = match rng.below(4) {
         0 => rng.operand(0),
-        _ => rng.next() as u32,
+        _ => rng.bits() as u32,
     };
     (t, raw & type_mask(t))
 }
@@ -294,16 +294,31 @@ pub fn random_vectors(seed: u64, per_op: usize, reductions: usize) -> VectorSet 
 /// types and every 16th of the 16-bit ones read back; and reductions of
 /// every special after and before each other.
 pub fn corner_vectors() -> VectorSet {
+    sampled_corners(1)
+}
+
+/// [`corner_vectors`] over the first eight specials and every `stride`-th
+/// further one, and
+/// every `stride`-th 16-bit read: a quicker set for mutation tests.
+pub fn sampled_corners(stride: usize) -> VectorSet {
+    let stride = stride.max(1);
+    // The signed zeros, infinities, NaNs and the smallest subnormal always.
+    let specials: Vec<u32> = SPECIALS[..8]
+        .iter()
+        .chain(SPECIALS[8..].iter().step_by(stride))
+        .copied()
+        .collect();
     let mut set = VectorSet::default();
     let mut reads = Vec::new();
     for t in DType::ALL {
         let n: u32 = match t.size_bytes() {
             1 => 256,
-            2 => 4096,
+            2 => 4096 / stride as u32,
             _ => 0,
         };
-        reads.extend((0..n).map(|i| (t, if n == 256 { i } else { i * 16 + (i % 16) })));
-        reads.extend(SPECIALS.iter().map(|&s| {
+        let step = 65536 / n.max(1);
+        reads.extend((0..n).map(|i| (t, if n == 256 { i } else { i * step + (i % step) })));
+        reads.extend(specials.iter().map(|&s| {
             (
                 t,
                 if t.size_bytes() == 4 {
@@ -327,8 +342,8 @@ pub fn corner_vectors() -> VectorSet {
     };
     let ops = built_ops();
     let mut i = 0usize;
-    for &a in &SPECIALS {
-        for &b in &SPECIALS {
+    for &a in &specials {
+        for &b in &specials {
             for &op in &ops {
                 let (mask, alpha, beta) = match op {
                     VecOp::Axpby => (0, a, b),
@@ -364,7 +379,7 @@ pub fn corner_vectors() -> VectorSet {
         ));
     }
     for op in ReduceOp::ALL {
-        for &a in &SPECIALS {
+        for &a in &specials {
             set.steps
                 .extend(reduction(*op, &[a, SPECIALS[0], a], Some(SPECIALS[1])));
             set.steps.extend(reduction(*op, &[SPECIALS[1], a], Some(a)));

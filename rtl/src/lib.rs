@@ -23,6 +23,7 @@ pub mod core;
 pub mod core_tb;
 pub mod fp32_add;
 pub mod fp32_cmp;
+pub mod fp32_divsqrt;
 pub mod fp32_mul;
 pub mod fp_bits;
 pub mod fpga;
@@ -37,6 +38,7 @@ pub mod vec_convert;
 pub mod vec_lane;
 pub mod vec_op;
 pub mod vec_reduce;
+pub mod vec_special;
 pub mod vec_tb;
 pub mod verilog;
 

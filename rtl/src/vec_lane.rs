@@ -222,6 +222,39 @@ pub fn vec_lane(latency: u32) -> Module {
             "{latency} pipeline register(s): vector.latency_cycles of the hardware description."
         )),
     ]);
+    items.extend(output_pipeline(latency));
+    Module {
+        name: VEC_LANE.into(),
+        doc: vec![
+            "Vector lane: v.bin/v.un/v.axpby/v.sel in fp32, bit-exact with the functional simulator;".into(),
+            format!("y (fp32) and w (y as element type ty) leave {latency} cycle(s) after the operands."),
+        ],
+        params: vec![],
+        ports: vec![
+            Port::input("clk"),
+            Port::input("rst"),
+            Port::input("in_valid"),
+            Port::input_bus("opcode", "8", Signedness::Unsigned),
+            Port::input_bus("op", &OP_BITS.to_string(), Signedness::Unsigned),
+            Port::input_bus("ty", "3", Signedness::Unsigned),
+            in32("a"),
+            in32("b"),
+            in32("mask"),
+            in32("alpha"),
+            in32("beta"),
+            out1("out_valid"),
+            out1("bad"),
+            Port::output_bus("y", "32"),
+            Port::output_bus("w", "32"),
+        ],
+        items,
+    }
+}
+
+/// The output registers of a lane: `latency` (at least 1) stages of the
+/// nets `bad_c`, `res` and `res_w` and of `in_valid`, driving `bad`, `y`,
+/// `w` and `out_valid`.
+pub(crate) fn output_pipeline(latency: u32) -> Vec<Item> {
     let (mut body, valid_out) = if latency == 1 {
         (
             vec!["v_q <= !rst && in_valid;".to_string()],
@@ -236,6 +269,7 @@ pub fn vec_lane(latency: u32) -> Module {
             format!("v_q[{}]", latency - 1),
         )
     };
+    let mut items = Vec::new();
     for s in 0..latency {
         let src = if s == 0 {
             "{bad_c, res, res_w}".to_string()
@@ -268,37 +302,14 @@ pub fn vec_lane(latency: u32) -> Module {
             rhs: format!("d{}", latency - 1),
         },
     ]);
-    Module {
-        name: VEC_LANE.into(),
-        doc: vec![
-            "Vector lane: v.bin/v.un/v.axpby/v.sel in fp32, bit-exact with the functional simulator;".into(),
-            format!("y (fp32) and w (y as element type ty) leave {latency} cycle(s) after the operands."),
-        ],
-        params: vec![],
-        ports: vec![
-            Port::input("clk"),
-            Port::input("rst"),
-            Port::input("in_valid"),
-            Port::input_bus("opcode", "8", Signedness::Unsigned),
-            Port::input_bus("op", &OP_BITS.to_string(), Signedness::Unsigned),
-            Port::input_bus("ty", "3", Signedness::Unsigned),
-            in32("a"),
-            in32("b"),
-            in32("mask"),
-            in32("alpha"),
-            in32("beta"),
-            out1("out_valid"),
-            out1("bad"),
-            Port::output_bus("y", "32"),
-            Port::output_bus("w", "32"),
-        ],
-        items,
-    }
+    items
 }
 
-/// The unit: `LANES` lanes sharing the decode and the scalars, and as many
-/// reduction lanes ([`crate::vec_reduce`]).
-pub fn vec_unit(lanes: u32) -> Module {
+/// The unit: `LANES` lanes sharing the decode and the scalars, as many
+/// reduction lanes ([`crate::vec_reduce`]) and `SPECIAL` special-function
+/// lanes ([`crate::vec_special`]) fed from the first `SPECIAL` lanes'
+/// operands (`SPECIAL <= LANES`, as the hardware description checks).
+pub fn vec_unit(lanes: u32, special: u32) -> Module {
     let lane_ports: Vec<(String, String)> = [
         ("clk", "clk"),
         ("rst", "rst"),
@@ -331,13 +342,33 @@ pub fn vec_unit(lanes: u32) -> Module {
     .iter()
     .map(|(p, n)| (p.to_string(), n.to_string()))
     .collect();
+    let special_ports: Vec<(String, String)> = [
+        ("clk", "clk"),
+        ("rst", "rst"),
+        ("in_valid", "in_valid"),
+        ("opcode", "opcode"),
+        ("op", "op"),
+        ("ty", "ty"),
+        ("a", "a[32*l +: 32]"),
+        ("b", "b[32*l +: 32]"),
+        ("out_valid", "valid_s[l]"),
+        ("bad", "s_bad[l]"),
+        ("y", "s_y[32*l +: 32]"),
+        ("w", "s_w[32*l +: 32]"),
+    ]
+    .iter()
+    .map(|(p, n)| (p.to_string(), n.to_string()))
+    .collect();
     let bus = |name: &str| Port::input_bus(name, "LANES*32", Signedness::Unsigned);
     Module {
         name: VEC_UNIT.into(),
         doc: vec![format!(
-            "Vector unit datapath: LANES = vector.lanes ({lanes}) lanes and reduction lanes."
+            "Vector unit datapath: LANES = vector.lanes ({lanes}) lanes and reduction lanes, SPECIAL = vector.special_lanes ({special}) special-function lanes."
         )],
-        params: vec![("LANES".into(), lanes.to_string())],
+        params: vec![
+            ("LANES".into(), lanes.to_string()),
+            ("SPECIAL".into(), special.to_string()),
+        ],
         ports: vec![
             Port::input("clk"),
             Port::input("rst"),
@@ -360,6 +391,9 @@ pub fn vec_unit(lanes: u32) -> Module {
             Port::input_bus("red_op", "2", Signedness::Unsigned),
             bus("red_x"),
             Port::output_bus("red_acc", "LANES*32"),
+            Port::output_bus("s_bad", "SPECIAL"),
+            Port::output_bus("s_y", "SPECIAL*32"),
+            Port::output_bus("s_w", "SPECIAL*32"),
         ],
         items: vec![
             Item::Wire {
@@ -372,7 +406,12 @@ pub fn vec_unit(lanes: u32) -> Module {
                 lhs: "out_valid".into(),
                 rhs: "valid_l[0]".into(),
             },
-            Item::net("unused_valid", 1, "&valid_l"),
+            Item::Wire {
+                name: "valid_s".into(),
+                width: Some("SPECIAL".into()),
+                sign: Signedness::Unsigned,
+            },
+            Item::net("unused_valid", 1, "&valid_l & &valid_s"),
             Item::Genvar("l".into()),
             Item::For {
                 var: "l".into(),
@@ -394,24 +433,40 @@ pub fn vec_unit(lanes: u32) -> Module {
                     },
                 ],
             },
+            Item::For {
+                var: "l".into(),
+                from: "0".into(),
+                to: "SPECIAL".into(),
+                label: "g_special".into(),
+                body: vec![Item::Instance {
+                    module: crate::vec_special::VEC_SPECIAL.into(),
+                    name: "u_special".into(),
+                    params: vec![],
+                    ports: special_ports,
+                }],
+            },
         ],
     }
 }
 
 /// Every module file of the vector unit of `arch`, `(file name, text)`,
-/// in dependency order: the fp32 adder, multiplier and comparator, the
-/// conversions, the lane, the reduction lane and the unit.
+/// in dependency order: the fp32 adder, multiplier, comparator, divider and
+/// square root, the conversions, the lane, the special-function lane, the
+/// reduction lane and the unit.
 pub fn vec_sources(arch: &Arch) -> Vec<(String, String)> {
     let v = &arch.spec().vector;
     let mut out = vec![(format!("{FP32_ADD}.v"), crate::fp32_add::fp32_add())];
     for m in [
         crate::fp32_mul::fp32_mul(),
         crate::fp32_cmp::fp32_cmp(),
+        crate::fp32_divsqrt::fp32_div(),
+        crate::fp32_divsqrt::fp32_sqrt(),
         crate::vec_convert::vec_widen(),
         crate::vec_convert::vec_narrow(),
         vec_lane(v.latency_cycles.max(1)),
+        crate::vec_special::vec_special(v.latency_cycles.max(1)),
         crate::vec_reduce::vec_reduce(),
-        vec_unit(v.lanes),
+        vec_unit(v.lanes, v.special_lanes),
     ] {
         out.push((format!("{}.v", m.name), m.to_verilog()));
     }

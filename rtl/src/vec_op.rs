@@ -3,13 +3,13 @@
 //! opcode comes from [`tessera_isa::INSTRUCTIONS`], the operation code from
 //! the `op` field's [`Field::to_bits`], so nothing is re-typed.
 //!
-//! Built: `v.bin` add, sub, mul, max, min and the comparisons; `v.un` copy
-//! (the cast), neg, abs, square, relu, sign, nonfinite; `v.axpby`; `v.sel`;
-//! every `v.reduce` ([`crate::vec_reduce`]). Refused, naming the operation:
-//! the transcendental operations the ISA defines as `libm` routines (their
-//! bits are those of musl's single-precision code, a project of its own in
-//! hardware), and division, square root, reciprocal square root and
-//! reciprocal, which belong to the special-function lanes, not built yet.
+//! Built in the lane: `v.bin` add, sub, mul, max, min and the comparisons;
+//! `v.un` copy (the cast), neg, abs, square, relu, sign, nonfinite;
+//! `v.axpby`; `v.sel`; every `v.reduce` ([`crate::vec_reduce`]). Built in
+//! the special-function lane ([`crate::vec_special`]): `v.bin div`, `v.un`
+//! sqrt, rsqrt and recip. Refused, naming the operation: the transcendental
+//! operations the ISA defines as `libm` routines (their bits are those of
+//! musl's single-precision code, a project of its own in hardware).
 
 use tessera_isa::field::{Field, VecBinOp, VecUnOp};
 use tessera_isa::inst::desc_of;
@@ -78,7 +78,15 @@ impl VecOp {
         }
     }
 
-    /// Whether the lane computes this operation.
+    /// Whether the special-function lane computes it (division and roots).
+    pub fn is_special(self) -> bool {
+        matches!(
+            self,
+            VecOp::Bin(VecBinOp::Div) | VecOp::Un(VecUnOp::Sqrt | VecUnOp::Rsqrt | VecUnOp::Recip)
+        )
+    }
+
+    /// Whether the lane or the special-function lane computes this operation.
     ///
     /// # Errors
     ///
@@ -99,9 +107,6 @@ impl VecOp {
                 | U::DGeluErf
                 | U::DSilu,
             ) => "the ISA defines it as libm single-precision routines, which are not built in RTL",
-            VecOp::Bin(VecBinOp::Div) | VecOp::Un(U::Sqrt | U::Rsqrt | U::Recip) => {
-                "division and square roots need the special-function lanes, not built yet"
-            }
             _ => return Ok(()),
         };
         Err(RtlError::Unsupported(format!("{}: {why}", self.name())))
@@ -121,7 +126,8 @@ mod tests {
             .into_iter()
             .filter(|o| o.lane_support().is_ok())
             .count();
-        assert_eq!(built, 18);
+        assert_eq!(built, 22);
+        assert!(VecOp::Un(VecUnOp::Rsqrt).is_special());
         assert_eq!(
             VecOp::Un(VecUnOp::Exp).lane_support().unwrap_err().to_string(),
             "v.un exp: the ISA defines it as libm single-precision routines, which are not built in RTL"
