@@ -74,6 +74,7 @@ pub struct VectorCheck {
     /// Design files written.
     pub design: Vec<String>,
     pub lanes: u32,
+    pub special_lanes: u32,
     pub latency: u32,
     pub vectors: usize,
     pub reductions: usize,
@@ -104,6 +105,7 @@ impl VectorCheck {
             "top": VEC_UNIT,
             "lane": VEC_LANE,
             "lanes": self.lanes,
+            "special_lanes": self.special_lanes,
             "lane_latency_cycles": self.latency,
             "design": self.design,
             "testbench": VEC_TB,
@@ -122,9 +124,10 @@ impl VectorCheck {
             Some(v) => format!("FAILED: {v}"),
         };
         format!(
-            "\n## vector unit\n\n- design: {} ({} lanes, {} pipeline cycle(s) per lane)\n- built: v.bin add/sub/mul/max/min/cmp.*, v.un copy (casts)/neg/abs/square/relu/sign/nonfinite, v.axpby, v.sel, v.reduce; not built: {}\n- testbench: {VEC_TB} ({} lane vectors, {} reduction steps from the functional simulator's numerics)\n- RTL simulation (Icarus Verilog): {sim}\n",
+            "\n## vector unit\n\n- design: {} ({} lanes, {} special-function lanes, {} pipeline cycle(s) per lane)\n- built: v.bin add/sub/mul/max/min/cmp.*, v.un copy (casts)/neg/abs/square/relu/sign/nonfinite, v.axpby, v.sel, v.reduce; special-function lanes: v.bin div, v.un sqrt/rsqrt/recip; not built: {}\n- testbench: {VEC_TB} ({} lane vectors, {} reduction steps from the functional simulator's numerics)\n- RTL simulation (Icarus Verilog): {sim}\n",
             self.design.join(", "),
             self.lanes,
+            self.special_lanes,
             self.latency,
             refused().join(", "),
             self.vectors,
@@ -152,6 +155,7 @@ pub fn run(dir: &Path, arch: &Arch) -> Result<VectorCheck> {
     Ok(VectorCheck {
         design: sources.into_iter().filter(|n| n != VEC_TB).collect(),
         lanes: arch.spec().vector.lanes,
+        special_lanes: arch.spec().vector.special_lanes,
         latency: arch.spec().vector.latency_cycles.max(1),
         vectors: set.lanes.len(),
         reductions: set.steps.len(),

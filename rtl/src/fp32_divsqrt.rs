@@ -6,8 +6,9 @@
 //!
 //! Both first normalise subnormal mantissas (24 bits, leading one at bit
 //! 23, the exponent lowered to match). The divider takes the 26-bit
-//! quotient of `mx * 2^25 / my` (between 2^24 and 2^26) and a sticky bit
-//! for a nonzero remainder; the square root makes the exponent even
+//! quotient of `mx * 2^25 / my` (between 2^24 and 2^26) by the restoring
+//! recurrence, one quotient bit per stage (compare, subtract, shift), and
+//! a sticky bit for a nonzero remainder; the square root makes the exponent even
 //! (doubling the mantissa when it is odd) and takes the 26-bit integer
 //! square root of `m * 2^26` by the restoring digit recurrence, one result
 //! bit per stage, with a sticky bit for a nonzero remainder. Either
@@ -80,14 +81,30 @@ pub fn fp32_div() -> Module {
         n("inf", 1, "x_inf | y_zero"),
         n("zero", 1, "x_zero | y_inf"),
         Item::Comment(
-            "mx 2^25 / my lies in (2^24, 2^26); the remainder's sticky bit goes below it.".into(),
+            "mx 2^25 / my lies in (2^24, 2^26): restoring division, one quotient bit per stage."
+                .into(),
         ),
-        n("num", 49, "{x_mn, 25'd0}"),
-        n("den", 49, "{25'd0, y_mn}"),
-        n("quo", 49, "num / den"),
-        n("rem", 49, "num % den"),
-        n("sig", 27, "{quo[25:0], rem != 49'd0}"),
-        n("unused_quo", 1, "quo[48:26] != 23'd0"),
+        n("dv", 26, "{2'd0, y_mn}"),
+        n("v0", 26, "{2'd0, x_mn}"),
+    ]);
+    for k in 0..26u32 {
+        items.extend([
+            n(&format!("c{k}"), 1, &format!("v{k} >= dv")),
+            n(&format!("s{k}"), 26, &format!("c{k} ? v{k} - dv : v{k}")),
+        ]);
+        if k < 25 {
+            items.push(n(
+                &format!("v{}", k + 1),
+                26,
+                &format!("{{s{k}[24:0], 1'b0}}"),
+            ));
+            items.push(n(&format!("unused_s{k}"), 1, &format!("s{k}[25]")));
+        }
+    }
+    let quotient: Vec<String> = (0..26).map(|k| format!("c{k}")).collect();
+    items.extend([
+        n("rem_nz", 1, "s25 != 26'd0"),
+        n("sig", 27, &format!("{{{}, rem_nz}}", quotient.join(", "))),
         n("etop", 12, "x_en - y_en + 12'd127"),
     ]);
     items.extend(round_pack("r", "sig", 27, "etop"));

@@ -10,8 +10,12 @@
 //! fold ([`testbench`], [`testbench_os`]) and for fold sequences on the
 //! timing model's schedule ([`sequence_tb`]), the matrix core that runs a program's matrix queue
 //! from an instruction memory ([`core`], [`fp32_add`], [`core_tb`]) and the
-//! FPGA flow's scripts and report parsers ([`fpga`]); DMA and the vector
-//! unit are still to come.
+//! FPGA flow's scripts and report parsers ([`fpga`]), and the vector unit's
+//! datapath: the lane ([`vec_lane`]), the special-function lane
+//! ([`vec_special`]), the reduction lane ([`vec_reduce`]), element
+//! conversions ([`vec_convert`]) and their testbench ([`vec_tb`]), for the
+//! operations [`vec_op`] lists; DMA and the core's vector sequencer are
+//! still to come.
 //!
 //! Architecture invariant: this crate imports `tessera-isa` only, never the
 //! compiler or the simulator, and does no IO: emitters return `String`.
