@@ -472,3 +472,48 @@ pub fn vec_sources(arch: &Arch) -> Vec<(String, String)> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unit_takes_its_sizes_and_latency_from_the_description() {
+        let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
+        spec.vector.lanes = 16;
+        spec.vector.special_lanes = 4;
+        spec.vector.latency_cycles = 3;
+        let files = vec_sources(&Arch::new(spec).unwrap());
+        let text = |name: &str| {
+            files
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.clone())
+                .unwrap_or_default()
+        };
+        let unit = text("tessera_vec_unit.v");
+        assert!(unit.contains("parameter LANES = 16"), "{unit}");
+        assert!(unit.contains("parameter SPECIAL = 4"), "{unit}");
+        for lane in [text("tessera_vec_lane.v"), text("tessera_vec_special.v")] {
+            assert!(
+                lane.contains("d2 <= d1;") && !lane.contains("d3 <="),
+                "{lane}"
+            );
+            assert!(lane.contains("assign out_valid = v_q[2];"), "{lane}");
+        }
+        assert_eq!(
+            files,
+            vec_sources(
+                &Arch::preset("fpga-8x8")
+                    .map(|a| {
+                        let mut s = a.spec().clone();
+                        s.vector.lanes = 16;
+                        s.vector.special_lanes = 4;
+                        s.vector.latency_cycles = 3;
+                        Arch::new(s).unwrap()
+                    })
+                    .unwrap()
+            )
+        );
+    }
+}
