@@ -11,9 +11,10 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use tessera::vec_vectors::{default_vectors, vector_files};
 use tessera_isa::Arch;
-use tessera_rtl::vec_lane::{VEC_LANE, VEC_UNIT};
+use tessera_rtl::vec_lane::VEC_LANE;
 use tessera_rtl::vec_op::VecOp;
 use tessera_rtl::vec_tb::VEC_TB;
+use tessera_rtl::vec_unit::VEC_UNIT;
 
 use crate::files::{print, shown, write_atomic};
 

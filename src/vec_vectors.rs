@@ -10,10 +10,10 @@
 use anyhow::Result;
 use tessera_isa::field::{ReduceOp, VecUnOp};
 use tessera_isa::{Arch, DType};
-use tessera_rtl::vec_lane::vec_sources;
 use tessera_rtl::vec_op::VecOp;
 use tessera_rtl::vec_tb::vec_testbench;
 use tessera_rtl::vec_tb::{LaneVector, ReduceStep, ReduceVector};
+use tessera_rtl::vec_unit::vec_sources;
 use tessera_sim::numerics;
 
 /// Lane vectors and reduction steps for one testbench.

@@ -20,9 +20,9 @@ use tessera::vec_vectors::{
 };
 use tessera_isa::field::{VecBinOp, VecUnOp};
 use tessera_isa::{Arch, DType};
-use tessera_rtl::vec_lane::VEC_UNIT;
 use tessera_rtl::vec_op::VecOp;
 use tessera_rtl::vec_tb::vec_testbench;
+use tessera_rtl::vec_unit::VEC_UNIT;
 
 fn tool(name: &str) -> bool {
     let found = Command::new(name).arg("-V").output().is_ok();
@@ -202,7 +202,7 @@ fn verilator_lints_the_unit_clean() {
     }
     let dir = scratch("lint");
     for (lanes, latency) in [(1, 1), (4, 2), (16, 8), (8, 3)] {
-        let files = tessera_rtl::vec_lane::vec_sources(&arch(lanes, latency));
+        let files = tessera_rtl::vec_unit::vec_sources(&arch(lanes, latency));
         let names = write(&dir, &files);
         let out = Command::new("verilator")
             .args(["--lint-only", "-Wall", "--top-module", VEC_UNIT])

@@ -44,6 +44,7 @@ pub mod vec_op;
 pub mod vec_reduce;
 pub mod vec_special;
 pub mod vec_tb;
+pub mod vec_unit;
 pub mod verilog;
 
 /// A design or case the generator cannot build.
