@@ -16,3 +16,4 @@ pub mod gemm_study;
 pub mod step_sim;
 pub mod tessera_timer;
 pub mod train;
+pub mod vec_vectors;

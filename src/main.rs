@@ -15,6 +15,7 @@ mod files;
 mod gemm_cmd;
 mod hw;
 mod rtl_cmd;
+mod rtl_vector;
 mod scale_cmd;
 mod sim_cmd;
 mod simulate_cmd;

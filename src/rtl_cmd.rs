@@ -80,14 +80,14 @@ pub struct RtlArgs {
 
 /// What running a tool gave.
 #[derive(Debug)]
-enum Outcome {
+pub(crate) enum Outcome {
     Skipped(String),
     Passed(String),
     Failed(String),
 }
 
 impl Outcome {
-    fn json(&self) -> serde_json::Value {
+    pub(crate) fn json(&self) -> serde_json::Value {
         match self {
             Outcome::Skipped(why) => serde_json::json!({ "status": "skipped", "reason": why }),
             Outcome::Passed(s) => serde_json::json!({ "status": "passed", "output": s }),
@@ -95,7 +95,7 @@ impl Outcome {
         }
     }
 
-    fn line(&self) -> String {
+    pub(crate) fn line(&self) -> String {
         match self {
             Outcome::Skipped(why) => format!("skipped ({why})"),
             Outcome::Passed(s) => format!("passed: {s}"),
@@ -129,7 +129,7 @@ fn last_line(bytes: &[u8]) -> String {
 }
 
 /// Compiles with iverilog and runs; the testbench's last line is the verdict.
-fn simulate(dir: &Path, files: &[String], extra: &[PathBuf]) -> Result<Outcome> {
+pub(crate) fn simulate(dir: &Path, files: &[String], extra: &[PathBuf]) -> Result<Outcome> {
     if !installed("iverilog") {
         return Ok(not_installed("iverilog"));
     }
@@ -480,6 +480,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         runs.push(run_array(args, &arch, target, ty, &design)?);
     }
     let cores = run_cores(args, &arch, &types)?;
+    let vector = crate::rtl_vector::run(dir, &arch)?;
     let core_json: Vec<serde_json::Value> = cores
         .iter()
         .map(|c| {
@@ -528,6 +529,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         "design": design_files,
         "arrays": arrays,
         "cores": core_json,
+        "vector": vector.json(),
     });
     let mut json = serde_json::to_string_pretty(&report)?;
     json.push('\n');
@@ -591,8 +593,13 @@ pub fn run(args: &RtlArgs) -> Result<()> {
             c.sim.line()
         );
     }
+    md.push_str(&vector.markdown());
     write_atomic(&dir.join("report.md"), md.as_bytes())?;
     print(&md)?;
+
+    if let Outcome::Failed(msg) = &vector.sim {
+        bail!("{}: vector unit simulation failed: {msg}", shown(dir));
+    }
 
     for c in &cores {
         if let Outcome::Failed(msg) = &c.sim {

@@ -581,6 +581,9 @@ fn rtl_writes_design_testbench_script_and_report() {
         "tessera_core_int8.v",
         "tessera_core_bf16.v",
         "tessera_fp32_add.v",
+        "tessera_vec_lane.v",
+        "tessera_vec_unit.v",
+        "tb_vec_lane.v",
         "tb_core_int8.v",
         "tessera_imem_bf16.hex",
         "synth_generic_int8.ys",
@@ -619,6 +622,13 @@ fn rtl_writes_design_testbench_script_and_report() {
         if std::env::var_os("TESSERA_REQUIRE_TOOLS").is_some() {
             assert_eq!(c["rtl_simulation"]["status"], "passed", "{report}");
         }
+    }
+    assert_eq!(report["vector"]["top"], "tessera_vec_unit", "{report}");
+    if std::env::var_os("TESSERA_REQUIRE_TOOLS").is_some() {
+        assert_eq!(
+            report["vector"]["rtl_simulation"]["status"], "passed",
+            "{report}"
+        );
     }
     // The default preset has double-buffered weights, which the matrix core and FPGA flow do not build yet.
     fails(

@@ -10,8 +10,11 @@
 //! fold ([`testbench`], [`testbench_os`]) and for fold sequences on the
 //! timing model's schedule ([`sequence_tb`]), the core that runs a program's load, matrix and
 //! store queues with dependency tokens, HBM and DMA ([`core`], [`frontend`], [`dma`],
-//! [`fp32_add`], [`core_tb`]) and the FPGA flow's scripts and report parsers ([`fpga`]); the
-//! vector unit is still to come.
+//! [`fp32_add`], [`core_tb`]), the FPGA flow's scripts and report parsers ([`fpga`]), and the
+//! vector unit's datapath: the lane ([`vec_lane`]), the special-function lane
+//! ([`vec_special`]), the reduction lane ([`vec_reduce`]), element
+//! conversions ([`vec_convert`]) and their testbench ([`vec_tb`]), for the
+//! operations [`vec_op`] lists; the core's vector sequencer is still to come.
 //!
 //! Architecture invariant: this crate imports `tessera-isa` only, never the
 //! compiler or the simulator, and does no IO: emitters return `String`.
@@ -23,6 +26,10 @@ pub mod core;
 pub mod core_tb;
 pub mod dma;
 pub mod fp32_add;
+pub mod fp32_cmp;
+pub mod fp32_divsqrt;
+pub mod fp32_mul;
+pub mod fp_bits;
 pub mod fpga;
 pub mod frontend;
 pub mod pe;
@@ -32,6 +39,13 @@ pub mod pipeline;
 pub mod sequence_tb;
 pub mod testbench;
 pub mod testbench_os;
+pub mod vec_convert;
+pub mod vec_lane;
+pub mod vec_op;
+pub mod vec_reduce;
+pub mod vec_special;
+pub mod vec_tb;
+pub mod vec_unit;
 pub mod verilog;
 
 /// A design or case the generator cannot build.
