@@ -311,24 +311,60 @@ impl ProgramRun {
     /// (run = model - 1). A matrix-only program: the core also counts the
     /// accumulator write of the last result (run = model + 1) and its lead-in
     /// is the sequencer instructions before the first preload plus two.
+    ///
+    /// Vector instructions take the model's count, except reductions whose
+    /// rounds are longer (`tessera_rtl::vec_engine::reduce_cycles`): then
+    /// the run is a range, `cycles=LO..HI`, HI adding their extra cycles.
     pub fn expected_verdict(&self) -> String {
+        let (run, lead) = self.expected_cycles();
+        let extra = self.core.vector.extra_cycles;
+        if extra == 0 {
+            format!("PASS cycles={run} lead={lead}")
+        } else {
+            format!("PASS cycles={run}..{} lead={lead}", run + extra)
+        }
+    }
+
+    /// `(run, lead)` cycles the core takes when every instruction takes the
+    /// model's count.
+    fn expected_cycles(&self) -> (u64, u64) {
         let first_load = self
             .program
             .queue(Queue::Load)
             .iter()
             .position(|i| i.op.mnemonic() == "dma.load");
         match first_load {
-            Some(i) => format!(
-                "PASS cycles={} lead={}",
-                self.cycles.saturating_sub(1),
-                i + 1
-            ),
-            None => format!(
-                "PASS cycles={} lead={}",
-                self.cycles + 1,
-                self.first_engine + 2
-            ),
+            Some(i) => (self.cycles.saturating_sub(1), i as u64 + 1),
+            None => (self.cycles + 1, self.first_engine as u64 + 2),
         }
+    }
+
+    /// Checks the testbench's verdict line `got` against
+    /// [`ProgramRun::expected_verdict`]. A data failure is reported as the
+    /// testbench printed it; a core whose data passed but whose cycles are
+    /// off says so (`cycles: ...`), so a timing difference never reads as a
+    /// wrong result.
+    ///
+    /// # Errors
+    /// A line that is not `PASS cycles=N lead=L`, or cycles outside the expectation.
+    pub fn verdict_matches(&self, got: &str) -> std::result::Result<(), String> {
+        let got = got.trim();
+        let parsed = got.strip_prefix("PASS cycles=").and_then(|rest| {
+            let (c, l) = rest.split_once(" lead=")?;
+            Some((c.parse::<u64>().ok()?, l.parse::<u64>().ok()?))
+        });
+        let Some((cycles, lead)) = parsed else {
+            return Err(format!("data: {got}"));
+        };
+        let (run, want_lead) = self.expected_cycles();
+        let hi = run + self.core.vector.extra_cycles;
+        if lead != want_lead || cycles < run || cycles > hi {
+            return Err(format!(
+                "cycles: the data is bit-exact but the core printed {got}, expected {}",
+                self.expected_verdict()
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -412,7 +448,11 @@ pub fn core_files(run: &ProgramRun) -> Result<Vec<(String, String)>> {
         format!("tb_core_{}.v", ty.name()),
         core_testbench(ty, mem, 2 * run.cycles + 1000),
     ));
-    let [imem, spad, acc, expect, load, store, hbm, expect_hbm] = image_names(ty);
+    let [imem, spad, acc, expect, load, store, hbm, expect_hbm, vector] = image_names(ty);
+    files.push((
+        vector,
+        imem_image(&run.core.vector.words, shape.vector_depth),
+    ));
     files.push((imem, imem_image(&run.core.words, shape.depths[1])));
     files.push((load, imem_image(&run.core.load, shape.depths[0])));
     files.push((store, imem_image(&run.core.store, shape.depths[2])));

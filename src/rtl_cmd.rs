@@ -362,7 +362,10 @@ fn run_core(dir: &Path, program: String, run: &cosim::ProgramRun) -> Result<Core
     );
     let expected = run.expected_verdict();
     let sim = match simulate(dir, &sources, &[])? {
-        Outcome::Passed(v) if v != expected => Outcome::Failed(format!("{v}, expected {expected}")),
+        Outcome::Passed(v) => match run.verdict_matches(&v) {
+            Ok(()) => Outcome::Passed(v),
+            Err(e) => Outcome::Failed(e),
+        },
         o => o,
     };
     Ok(CoreRun {

@@ -339,6 +339,7 @@ fn verilator_lints_every_core_clean() {
         for ty in PeType::ALL {
             let shape = tessera_rtl::core::CoreShape {
                 depths: [8, 8, 8],
+                vector_depth: 2,
                 hbm_bytes: 4096,
             };
             let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, shape).unwrap();

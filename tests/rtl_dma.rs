@@ -321,6 +321,7 @@ fn verilator_lints_the_multi_queue_core_clean() {
         for ty in PeType::ALL {
             let shape = tessera_rtl::core::CoreShape {
                 depths: [16, 8, 4],
+                vector_depth: 2,
                 hbm_bytes: 12288,
             };
             let files = tessera_rtl::core::core_sources(&arch(rows, cols), ty, shape).unwrap();

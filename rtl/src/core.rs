@@ -41,6 +41,8 @@ pub struct CoreProgram {
     /// The load and store queues' encoded instructions (a lone `halt` for an empty queue).
     pub load: Vec<u128>,
     pub store: Vec<u128>,
+    /// The vector queue ([`crate::vec_engine::walk_vector`]).
+    pub vector: crate::vec_engine::VectorQueue,
     /// HBM bytes the core models: past the last byte the program touches, a multiple of 4.
     pub hbm_bytes: u64,
 }
@@ -78,11 +80,7 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
             "array.double_buffered_weights: the generated core has single-buffered weights; set it to false".into(),
         ));
     }
-    if !p.queue(Queue::Vector).is_empty() {
-        return Err(RtlError::Unsupported(
-            "queue vector: the generated core has no vector unit yet; the vector queue must be empty".into(),
-        ));
-    }
+    let vector = crate::vec_engine::walk_vector(p)?;
     let mut hbm_end = 0u64;
     let load = walk_dma(p, Queue::Load, &mut hbm_end)?;
     let store = walk_dma(p, Queue::Store, &mut hbm_end)?;
@@ -232,6 +230,7 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
         words: code.iter().map(|i| i.encode()).collect(),
         load,
         store,
+        vector,
         hbm_bytes: hbm_end.max(4).next_multiple_of(4),
     })
 }
@@ -434,6 +433,8 @@ pub struct CoreShape {
     /// Instruction-memory words of the load, matrix and store queues (each
     /// a power of two, at least 2; see [`imem_depth`]).
     pub depths: [usize; 3],
+    /// Instruction-memory words of the vector queue (as `depths`).
+    pub vector_depth: usize,
     /// HBM bytes (a multiple of 4, at least 4).
     pub hbm_bytes: u64,
 }
@@ -447,6 +448,7 @@ impl CoreShape {
                 imem_depth(p.words.len()),
                 imem_depth(p.store.len()),
             ],
+            vector_depth: imem_depth(p.vector.words.len()),
             hbm_bytes: p.hbm_bytes,
         }
     }
@@ -544,6 +546,7 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
         ("@MODULE@", core_module_name(ty)),
         ("@ARRAY@", ty.array_module()),
         ("@R@", r.to_string()),
+        ("@VL@", arch.spec().vector.lanes.to_string()),
         ("@C@", c.to_string()),
         ("@P@", p.to_string()),
         ("@W@", w.to_string()),
@@ -574,6 +577,10 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
         (
             "@STORE@",
             crate::dma::dma_block(Queue::Store, shape.depths[2]),
+        ),
+        (
+            "@VECTOR@",
+            crate::vec_engine::vec_block(arch, shape.vector_depth),
         ),
         ("@FRONTEND@", crate::frontend::FRONTEND.into()),
         ("@WAIT@", zext(wait_span(), 16)),
@@ -676,6 +683,12 @@ pub fn core_sources(
     if ty == PeType::Bf16 {
         files.push((format!("{FP32_ADD}.v"), format!("{header}{}", fp32_add())));
     }
+    // The vector unit's modules (its fp32 adder is the bf16 core's).
+    for (name, text) in crate::vec_unit::vec_sources(arch) {
+        if !files.iter().any(|(n, _)| *n == name) {
+            files.push((name, format!("{header}{text}")));
+        }
+    }
     files.push((
         format!("{}.v", crate::frontend::FRONTEND),
         format!("{header}{}", crate::frontend::frontend_module()),
@@ -728,6 +741,7 @@ module @MODULE@ #(
     parameter IMEM_INIT = "tessera_imem.hex",
     parameter LOAD_INIT = "tessera_load.hex",
     parameter STORE_INIT = "tessera_store.hex",
+    parameter VECTOR_INIT = "tessera_vector.hex",
     parameter SPAD_INIT = "tessera_spad.hex",
     parameter ACC_INIT = "tessera_acc.hex",
     parameter HBM_INIT = "tessera_hbm.hex"
@@ -793,12 +807,14 @@ module @MODULE@ #(
     reg [16*32-1:0] tok_a, tok_b;
     wire [15:0] tok_pos, tok_full;
     wire [15:0] ld_take, ld_give, ld_cgive, st_take, st_give, st_cgive, mm_take, mm_cgive, mm_pgive, mm_tgive;
-    wire [15:0] tok_take = ld_take | st_take | mm_take;
+    wire [15:0] v_take, v_give, v_cgive;
+    wire [15:0] tok_take = ld_take | st_take | mm_take | v_take;
     generate
         for (g = 0; g < 16; g = g + 1) begin : g_tok
             wire [7:0] cnt = tok[g*8 +: 8];
             wire [7:0] gives = {7'd0, ld_give[g]} + {7'd0, ld_cgive[g]} + {7'd0, st_give[g]}
-                + {7'd0, st_cgive[g]} + {7'd0, mm_cgive[g]} + {7'd0, mm_pgive[g]} + {7'd0, mm_tgive[g]};
+                + {7'd0, st_cgive[g]} + {7'd0, mm_cgive[g]} + {7'd0, mm_pgive[g]} + {7'd0, mm_tgive[g]}
+                + {7'd0, v_give[g]} + {7'd0, v_cgive[g]};
             wire [7:0] left = cnt - {7'd0, tok_take[g]};
             wire [31:0] a = tok_a[g*32 +: 32];
             wire [31:0] b = tok_b[g*32 +: 32];
@@ -853,14 +869,25 @@ module @MODULE@ #(
 @LOAD@
 @STORE@
 
-    // HBM writes (the store queue) and on-chip writes of the load queue.
+    // The vector queue and engine; its memory writes are applied below.
+    wire v_go, v_err, v_idle, v_wacc;
+    wire [@VL@*4-1:0] v_we;
+    wire [@VL@*4*SA-1:0] v_wsa;
+    wire [@VL@*4*(AA+2)-1:0] v_wca;
+    wire [@VL@*4*8-1:0] v_wd;
+@VECTOR@
+
+    // HBM writes (the store queue) and on-chip writes of the load and vector queues.
     integer b;
     always @(posedge clk)
         for (b = 0; b < BURST; b = b + 1)
             if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_acc ? acc_byte(st_lb[b*LW +: AA+2]) : spad[st_lb[b*LW +: SA]];
-    always @(posedge clk)
+    always @(posedge clk) begin
         for (b = 0; b < BURST; b = b + 1)
             if (ld_on[b] && !ld_acc) spad[ld_lb[b*LW +: SA]] <= hbm[ld_hb[b*HA +: HA]];
+        for (b = 0; b < @VL@ * 4; b = b + 1)
+            if (v_we[b] && !v_wacc) spad[v_wsa[b*SA +: SA]] <= v_wd[b*8 +: 8];
+    end
 
     // ------------------------------------------------------------ matrix queue
     wire [127:0] ins;
@@ -945,7 +972,7 @@ module @MODULE@ #(
             end
         end
     end
-    always @(posedge clk) error <= !rst && (error || mm_err || ld_err || st_err);
+    always @(posedge clk) error <= !rst && (error || mm_err || ld_err || st_err || v_err);
 
     always @(posedge clk) begin
         if (rst) begin
@@ -1008,7 +1035,7 @@ module @MODULE@ #(
             started <= 1'b0;
             b_sig <= 16'd0;
         end else begin
-            if (go || ld_go || st_go) started <= 1'b1;
+            if (go || ld_go || st_go || v_go) started <= 1'b1;
             if (go_pre) begin
                 b_sig <= q_sig[q_head];
                 pre_left <= R;
@@ -1126,11 +1153,14 @@ module @MODULE@ #(
         for (b = 0; b < BURST; b = b + 1)
             if (ld_on[b] && ld_acc)
                 acc[ld_lb[b*LW + 2 +: AA]][{ld_lb[b*LW +: 2], 3'b000} +: 8] <= hbm[ld_hb[b*HA +: HA]];
+        for (b = 0; b < @VL@ * 4; b = b + 1)
+            if (v_we[b] && v_wacc)
+                acc[v_wca[b*(AA+2) + 2 +: AA]][{v_wca[b*(AA+2) +: 2], 3'b000} +: 8] <= v_wd[b*8 +: 8];
     end
 
     assign mm_idle = q_count == 3'd0 && pre_left == 16'd0 && str_left == 16'd0
         && drain_left == 32'd0 && !tag_dl_busy && !tag_cols_busy && !tag_col_flat[TW-1];
-    assign done = mm_halted && mm_idle && ld_halted && !ld_busy && st_halted && !st_busy;
+    assign done = mm_halted && mm_idle && ld_halted && !ld_busy && st_halted && !st_busy && v_halted && v_idle;
     always @(posedge clk) begin
         if (rst) begin
             lead_cycles <= 32'd0;

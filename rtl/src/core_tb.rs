@@ -13,8 +13,8 @@ use crate::pe::PeType;
 /// The `$readmemh` images the testbench of `ty` names, in this order: the
 /// matrix queue's instruction memory, the scratchpad, the accumulator, the
 /// expected accumulator, the load and store queues' instruction memories,
-/// HBM and the expected HBM.
-pub fn image_names(ty: PeType) -> [String; 8] {
+/// HBM, the expected HBM and the vector queue's instruction memory.
+pub fn image_names(ty: PeType) -> [String; 9] {
     [
         "imem",
         "spad",
@@ -24,6 +24,7 @@ pub fn image_names(ty: PeType) -> [String; 8] {
         "store",
         "hbm",
         "expect_hbm",
+        "vector",
     ]
     .map(|m| format!("tessera_{m}_{}.hex", ty.name()))
 }
@@ -74,7 +75,7 @@ module tb;
     wire [31:0] dbg_data;
     reg [{hbm_aw}-1:0] dbg_hbm_addr = 0;
     wire [7:0] dbg_hbm_data;
-    {core} #(.IMEM_INIT(\"{imem}\"), .LOAD_INIT(\"{load}\"), .STORE_INIT(\"{store}\"), .SPAD_INIT(\"{spad}\"),
+    {core} #(.IMEM_INIT(\"{imem}\"), .LOAD_INIT(\"{load}\"), .STORE_INIT(\"{store}\"), .VECTOR_INIT(\"{vector}\"), .SPAD_INIT(\"{spad}\"),
         .ACC_INIT(\"{acc}\"), .HBM_INIT(\"{hbm}\")) dut (.clk(clk), .rst(rst), .done(done), .error(error), .lead_cycles(lead),
         .run_cycles(run), .dbg_addr(dbg_addr), .dbg_data(dbg_data), .dbg_hbm_addr(dbg_hbm_addr), .dbg_hbm_data(dbg_hbm_data));
     reg [31:0] E [0:{acc_words}-1];
@@ -131,5 +132,6 @@ endmodule
         store = names[5],
         hbm = names[6],
         expect_hbm = names[7],
+        vector = names[8],
     )
 }

@@ -40,6 +40,7 @@ pub mod sequence_tb;
 pub mod testbench;
 pub mod testbench_os;
 pub mod vec_convert;
+pub mod vec_engine;
 pub mod vec_lane;
 pub mod vec_op;
 pub mod vec_reduce;

@@ -1,0 +1,202 @@
+//! The generated core's vector queue against the simulators: the tiled
+//! matmul example shrunk to the test array (load, matrix, vector cast of
+//! the accumulator tile, store), int8 and bf16; a program that exercises
+//! every built vector instruction form on random data with specials; both
+//! run on the functional simulator and on the core under Icarus Verilog,
+//! the final accumulator and HBM bit-exact (NaN by class). Cycles: the
+//! core's `run` + 1 equals the timing model's total and `lead` is the
+//! first `dma.load`'s index + 1, as for the DMA core, when every vector
+//! instruction takes the model's count (`docs/rtl.md`); a reduction slower
+//! than the model is bounded by its extra cycles. Mutated cores must fail;
+//! Verilator lints the core with the vector engine.
+//!
+//! Tests that need a tool say so and pass when it is missing, unless
+//! `TESSERA_REQUIRE_TOOLS=1`.
+
+use tessera::cosim::{core_files, run_program_hbm, ProgramRun};
+use tessera_isa::asm::assemble;
+use tessera_isa::Arch;
+use tessera_rtl::core::core_module_name;
+use tessera_rtl::pe::PeType;
+
+mod hdl;
+use hdl::{iverilog_files, scratch, tool, verilator_lint, write_files};
+
+/// `n` x `n` array, single-buffered weights, 8 KiB scratchpad, 4 KiB
+/// accumulator, DMA as `fpga-8x8`, `lanes` vector lanes (1 special lane),
+/// vector latency 2.
+fn arch(n: u32, lanes: u32) -> Arch {
+    let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
+    spec.name = format!("vec-{n}x{n}");
+    spec.array.rows = n;
+    spec.array.cols = n;
+    spec.array.pe_pipeline_stages = 1;
+    spec.array.double_buffered_weights = false;
+    spec.scratchpad.size_kib = 8;
+    spec.scratchpad.banks = 8;
+    spec.scratchpad.bank_width_bytes = 32;
+    spec.accumulator.size_kib = 4;
+    spec.accumulator.banks = 8;
+    spec.accumulator.bank_width_bytes = 32;
+    spec.vector.lanes = lanes;
+    spec.vector.special_lanes = 1;
+    spec.vector.latency_cycles = 2;
+    Arch::new(spec).unwrap()
+}
+
+/// `examples/tiled_matmul.s` with its tiles shrunk to `t` x `t` (2 x 2
+/// output tiles of 2 k-steps, as the example) and its element types those
+/// of `ty` (bf16 -> fp32 accumulators, cast back to bf16; int8 -> int32,
+/// cast back to int8 with saturation).
+fn tiled_matmul(t: usize, ty: PeType) -> String {
+    let example = include_str!("../examples/tiled_matmul.s");
+    let (et, at) = match ty {
+        PeType::Int8 => ("int8", "int32"),
+        PeType::Bf16 => ("bf16", "fp32"),
+    };
+    let es = ty.input_bits() as usize / 8;
+    let row = 2 * t * es;
+    let head = format!(
+        "\
+.equ T, {t}
+.equ TILE_ROW, {tr}
+.equ A_ROW, {row}
+.equ B_ROW, {row}
+.equ C_ROW, {row}
+.equ A_MSTEP, {ms}
+.equ A_KSTEP, {tr}
+.equ B_KSTEP, {ms}
+.equ B_NSTEP, {tr}
+.equ C_MSTEP, {ms}
+.equ C_NSTEP, {tr}
+.equ ACC_TILE, {acc}
+.equ C_TILE, {ct}
+.hbm A, 0x0000, {big}
+.hbm B, 0x0400, {big}
+.hbm C, 0x0800, {big}
+.spad A_BUF0, 0x0000, {ct}
+.spad B_BUF0, 0x0100, {ct}
+.spad A_BUF1, 0x0200, {ct}
+.spad B_BUF1, 0x0300, {ct}
+.spad C_BUF0, 0x0400, {ct}
+.spad C_BUF1, 0x0500, {ct}
+.acc  ACC0,   0x0000, {acc}
+.acc  ACC1,   0x0100, {acc}
+",
+        tr = t * es,
+        ms = t * row,
+        acc = 0x100,
+        ct = t * t * es,
+        big = 4 * t * t * es,
+    );
+    let body = &example[example.find(".region gemm").unwrap()..];
+    let body = body
+        .replace(":bf16", &format!(":{et}"))
+        .replace(":fp32", &format!(":{at}"))
+        .replace("ACC_TILE", "0x100")
+        .replace("C_TILE", &format!("{}", 0x100));
+    format!("{head}{body}")
+}
+
+/// Deterministic bytes of `n` elements of `ty` with specials (int8 -128 and
+/// 127; bf16 zeros, a subnormal, the largest finite, -inf).
+fn elements(ty: PeType, n: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut out = Vec::new();
+    for i in 0..n {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let x = (s >> 32) as u32;
+        match ty {
+            PeType::Int8 => out.push(match i % 23 {
+                0 => 0x80,
+                1 => 0x7f,
+                _ => x as u8,
+            }),
+            PeType::Bf16 => {
+                let v: u16 = match i % 29 {
+                    0 => 0x8000,
+                    1 => 0x0001,
+                    2 => 0x7f7f,
+                    _ => ((x & 0x8000) | ((120 + (x >> 16) % 16) << 7) | (x & 0x7f)) as u16,
+                };
+                out.extend(v.to_le_bytes());
+            }
+        }
+    }
+    out
+}
+
+fn matmul_run(t: usize, ty: PeType, lanes: u32) -> ProgramRun {
+    let a = arch(t as u32, lanes);
+    let src = tiled_matmul(t, ty);
+    let p = assemble(&src, "tiled.s", Some(&a)).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let es = ty.input_bits() as usize / 8;
+    let mut hbm = elements(ty, 4 * t * t, 3);
+    hbm.resize(0x400, 0);
+    hbm.extend(elements(ty, 4 * t * t, 4));
+    hbm.resize(0x800 + 4 * t * t * es, 0);
+    run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{src}"))
+}
+
+/// The core's verdict on `r`'s files (after `mutate`): `Some((cycles, lead))` on PASS.
+fn verdict(
+    name: &str,
+    r: &ProgramRun,
+    mutate: &dyn Fn(String) -> String,
+) -> (String, Option<(u64, u64)>) {
+    let dir = scratch(name);
+    let files: Vec<(String, String)> = core_files(r)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            if n.starts_with("tessera_core_") {
+                (n, mutate(t))
+            } else {
+                (n, t)
+            }
+        })
+        .collect();
+    let out = iverilog_files(&dir, &files);
+    if std::env::var_os("KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    let parsed = out.trim().strip_prefix("PASS cycles=").and_then(|rest| {
+        let (c, l) = rest.split_once(" lead=")?;
+        Some((c.parse().ok()?, l.parse().ok()?))
+    });
+    (out, parsed)
+}
+
+/// Checks `r` bit-exact on the core, and its cycles: exact against the
+/// model when no reduction is slower than the model, else within the
+/// reductions' extra cycles.
+fn check(name: &str, r: &ProgramRun) -> (u64, u64) {
+    let (out, v) = verdict(name, r, &|t| t);
+    let (cycles, lead) = v.unwrap_or_else(|| panic!("{name}: {out}"));
+    assert_eq!(
+        r.verdict_matches(&out),
+        Ok(()),
+        "{name}: the verdict against the model ({} model cycles)",
+        r.cycles
+    );
+    (cycles, lead)
+}
+
+#[test]
+fn tiled_matmul_with_the_vector_cast_runs_bit_exact_in_model_cycles() {
+    if !tool("iverilog") {
+        return;
+    }
+    for (t, ty, lanes) in [
+        (2, PeType::Bf16, 2),
+        (4, PeType::Int8, 4),
+        (4, PeType::Bf16, 4),
+    ] {
+        let r = matmul_run(t, ty, lanes);
+        assert_eq!(r.core.vector.extra_cycles, 0);
+        let (cycles, _) = check(&format!("matmul-{t}-{}", ty.name()), &r);
+        assert_eq!(cycles + 1, r.cycles, "{t} {ty:?}");
+    }
+}
