@@ -300,6 +300,9 @@ pub struct ProgramRun {
     pub hbm_out: Vec<u8>,
     /// The timing model's total cycles.
     pub cycles: u64,
+    /// The model cycle by which the queues' trailing control instructions
+    /// end on the core (0 when no queue ends with one).
+    pub control_tail: u64,
     /// Index of the first engine instruction (`mm.preload`) in the matrix queue.
     pub first_engine: usize,
 }
@@ -308,7 +311,9 @@ impl ProgramRun {
     /// The verdict the core's testbench must print (`docs/rtl.md`). A
     /// program with a `dma.load`: its first transfer starts in the last lead
     /// cycle (lead = its index + 1) and the core then takes the model's total
-    /// (run = model - 1). A matrix-only program: the core also counts the
+    /// (run = model - 1), or until its last queue's trailing control
+    /// instruction and `halt` have run, one per cycle, if that is later
+    /// (run = [`ProgramRun::control_tail`] - 1). A matrix-only program: the core also counts the
     /// accumulator write of the last result (run = model + 1) and its lead-in
     /// is the sequencer instructions before the first preload plus two.
     ///
@@ -334,7 +339,10 @@ impl ProgramRun {
             .iter()
             .position(|i| i.op.mnemonic() == "dma.load");
         match first_load {
-            Some(i) => (self.cycles.saturating_sub(1), i as u64 + 1),
+            Some(i) => (
+                self.cycles.max(self.control_tail).saturating_sub(1),
+                i as u64 + 1,
+            ),
             None => (self.cycles + 1, self.first_engine as u64 + 2),
         }
     }
@@ -401,7 +409,22 @@ pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Resul
     run_functional(&p, &mut mem, 1 << 26)?;
     let acc_out = mem.read_vec(MemSpace::Acc, 0, cap(MemSpace::Acc))?;
     let hbm_out = mem.read_vec(MemSpace::Hbm, 0, core.hbm_bytes as usize)?;
-    let t = timing::run(&p, 1 << 26, &mut |_| {})?;
+    // Per queue, the last instruction before `halt` the model ran: a
+    // control instruction there (a final `nop wait=...`) ends the queue on
+    // the core two cycles after it starts (it, then `halt`, one per cycle).
+    let mut last: [Option<(u64, bool)>; 4] = [None; 4];
+    let t = timing::run(&p, 1 << 26, &mut |e| {
+        if e.mnemonic != "halt" {
+            last[e.site.queue.index()] = Some((e.start, e.end == e.start));
+        }
+    })?;
+    let control_tail = last
+        .iter()
+        .flatten()
+        .filter(|(_, control)| *control)
+        .map(|(start, _)| start + 2)
+        .max()
+        .unwrap_or(0);
     let stall = t.engines[Queue::Matrix.index()].memory_wait;
     if stall > 0 {
         return Err(anyhow!(
@@ -422,6 +445,7 @@ pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Resul
         hbm_in,
         hbm_out,
         cycles: t.cycles,
+        control_tail,
         first_engine,
     })
 }
