@@ -203,15 +203,122 @@ fn tiled_matmul_with_the_vector_cast_runs_bit_exact_in_model_cycles() {
     }
 }
 
+/// Every built vector instruction form on a bf16 core (its matrix queue
+/// computes one small fold): tile, `row(...)`, `col(...)` and scalar second
+/// sources of several types, strided destinations and sources, `v.fset`
+/// and `v.fload`, the special-function lane, every destination type, and
+/// reductions along both axes, overwriting and accumulating, on shapes
+/// that do not divide by the lanes. Results go to the accumulator, which
+/// the testbench compares.
+const FORMS: &str = "\
+.queue matrix
+    addr.set r1, 0
+    mm.preload b=spad[r1]:bf16, k=2, n=2, transpose=false
+    mm.compute a=spad[r1+8]:bf16, c=acc[r1]:fp32, m=2, transpose=false, mode=overwrite
+    halt
+.queue vector
+    addr.set r1, 0x100
+    addr.set r2, 0x200
+    addr.set r3, 0x300
+    addr.set r4, 0x380
+    addr.set r5, 0x390
+    addr.set r6, 0x3a0
+    addr.set r7, 0x400
+    v.shape rows=4, cols=4
+    v.stride d=0, a=0, b=0, m=0
+    v.fset f1, 1.5
+    v.fload f2, spad[r6]
+    v.bin op=add, dst=acc[r7]:fp32, a=spad[r1]:fp32, b=spad[r2]:bf16
+    v.bin op=mul, dst=acc[r7+64]:fp32, a=spad[r1]:fp32, b=row(spad[r4]:fp16)
+    v.bin op=sub, dst=acc[r7+128]:fp32, a=spad[r2]:bf16, b=col(spad[r5]:int8)
+    v.bin op=max, dst=acc[r7+192]:bf16, a=spad[r2]:bf16, b=f2
+    v.bin op=div, dst=acc[r7+256]:fp32, a=spad[r1]:fp32, b=spad[r2]:bf16
+    v.un op=rsqrt, dst=acc[r7+320]:fp32, a=spad[r1]:fp32
+    v.un op=relu, dst=acc[r7+384]:int8, a=spad[r1]:fp32
+    v.un op=copy, dst=acc[r7+400]:fp8-e4m3, a=spad[r1]:fp32
+    v.un op=abs, dst=acc[r7+416]:fp16, a=spad[r2]:bf16
+    v.un op=copy, dst=acc[r7+448]:int32, a=spad[r1]:fp32
+    v.axpby dst=acc[r7+512]:fp32, a=spad[r1]:fp32, b=spad[r2]:bf16, alpha=f1, beta=f2
+    v.sel dst=acc[r7+576]:fp32, mask=spad[r3]:fp32, a=spad[r1]:fp32, b=f1
+    v.bin op=cmp.lt, dst=acc[r7+640]:fp32, a=spad[r1]:fp32, b=f2
+    v.stride d=32, a=48, b=0, m=0
+    v.bin op=min, dst=acc[r7+704]:fp32, a=spad[r1]:fp32, b=f1
+    v.stride d=0, a=0, b=0, m=0
+    v.reduce op=sum, axis=rows, dst=acc[r7+832]:fp32, a=spad[r1]:fp32, mode=overwrite
+    v.reduce op=max, axis=cols, dst=acc[r7+848]:fp32, a=spad[r1]:fp32, mode=accumulate
+    v.reduce op=sumsq, axis=rows, dst=acc[r7+864]:fp32, a=spad[r2]:bf16, mode=accumulate
+    v.reduce op=min, axis=cols, dst=acc[r7+880]:bf16, a=spad[r1]:fp32, mode=overwrite
+    v.shape rows=3, cols=5
+    v.un op=neg, dst=acc[r7+896]:fp32, a=spad[r1]:fp32
+    v.reduce op=sum, axis=cols, dst=acc[r7+960]:fp32, a=spad[r1]:fp32, mode=accumulate
+    v.reduce op=max, axis=rows, dst=acc[r7+992]:fp32, a=spad[r1]:fp32, mode=overwrite
+    halt
+";
+
+/// fp32 values with specials (signed zeros, infinities, a subnormal, the
+/// largest finite, integer ties), no NaN so narrow destinations compare exactly.
+fn fp32_values(n: usize, seed: u64) -> Vec<u8> {
+    let specials: [u32; 9] = [
+        0x0000_0000,
+        0x8000_0000,
+        0x7f80_0000,
+        0xff80_0000,
+        0x0000_0001,
+        0x7f7f_ffff,
+        0x4020_0000,
+        0xc0c0_0000,
+        0x3f80_0000,
+    ];
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    (0..n)
+        .flat_map(|i| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            let x = (s >> 32) as u32;
+            let v = if i % 5 == 0 {
+                specials[(x as usize) % specials.len()]
+            } else {
+                (x & 0x8000_0000) | ((120 + (x >> 8) % 16) << 23) | (x & 0x7f_ffff)
+            };
+            v.to_le_bytes()
+        })
+        .collect()
+}
+
+fn forms_run(lanes: u32) -> ProgramRun {
+    let a = arch(2, lanes);
+    let p = assemble(FORMS, "forms.s", Some(&a)).unwrap_or_else(|e| panic!("{e}"));
+    let mut spad = elements(PeType::Bf16, 8, 1);
+    spad.resize(0x100, 0);
+    spad.extend(fp32_values(64, 2)); // 0x100: fp32, 8 x 8
+    spad.extend(elements(PeType::Bf16, 64, 3)); // 0x200: bf16
+    let mask: Vec<u8> = (0..32u32)
+        .flat_map(|i| match i % 3 {
+            0 => 0u32,
+            1 => 0x8000_0000,
+            _ => 0x3f80_0000 + i,
+        }.to_le_bytes())
+        .collect();
+    spad.resize(0x300, 0);
+    spad.extend(mask); // 0x300: fp32 mask with +0 and -0
+    spad.resize(0x380, 0);
+    spad.extend([0x00, 0x3c, 0x00, 0xfc, 0x01, 0x00, 0xff, 0x7b]); // fp16 1, -inf, subnormal, max
+    spad.resize(0x390, 0);
+    spad.extend([0x80, 0x7f, 0x00, 0xfd]); // int8 column
+    spad.resize(0x3a0, 0);
+    spad.extend(0xbf40_0000u32.to_le_bytes()); // -0.75 for v.fload
+    let acc = fp32_values(1024, 9);
+    run_program_hbm(p, &[], &spad, &acc).unwrap_or_else(|e| panic!("{e}"))
+}
+
 #[test]
-fn tmp_trace() {
-    let a = arch(2, 2);
-    let src = tiled_matmul(2, PeType::Bf16);
-    let p = assemble(&src, "tiled.s", Some(&a)).unwrap();
-    tessera_sim::timing::run(&p, 1 << 20, &mut |e| {
-        if e.end > e.start {
-            eprintln!("{:?} {} {} {}", e.site, e.mnemonic, e.start, e.end)
-        }
-    })
-    .unwrap();
+fn every_vector_form_runs_bit_exact() {
+    if !tool("iverilog") {
+        return;
+    }
+    for lanes in [2, 4] {
+        let r = forms_run(lanes);
+        check(&format!("forms-{lanes}"), &r);
+    }
 }

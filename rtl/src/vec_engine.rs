@@ -215,11 +215,12 @@ fn tile_sub() -> [(u32, u32); 4] {
 
 /// A mux over the instruction's opcode: `(opcode, expression)` pairs, else `dflt`.
 fn mux(arms: &[(u8, String)], dflt: &str) -> String {
-    let mut s = String::new();
+    let mut s = String::from("(");
     for (o, e) in arms {
         s.push_str(&format!("(v_opc == 8'h{o:02x}) ? {e} : "));
     }
     s.push_str(dflt);
+    s.push(')');
     s
 }
 
