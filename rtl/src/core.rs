@@ -8,10 +8,11 @@
 //! from [`tessera_isa::INSTRUCTIONS`], the sub-fields of tile operands from
 //! encoding probe values, so nothing is re-typed.
 //!
-//! Timing (`docs/timing.md`, single-buffered weights): the front end decodes
-//! one instruction per cycle into a queue of engine operations, running
-//! ahead of the engine; a preload starts when the last compute has drained
-//! and takes R cycles; a compute starts when the weights are in and the
+//! Timing (`docs/timing.md`): the front end decodes one instruction per
+//! cycle into a queue of engine operations, running ahead of the engine; a
+//! preload takes R cycles and starts when the last compute has drained
+//! (single-buffered weights) or as the double-buffered rules allow
+//! ([`crate::core_weights`]); a compute starts when the weights are in and the
 //! previous compute's rows have all entered, streams M rows and its last
 //! result leaves the array M + P R + C - 2 cycles after it starts; the
 //! accumulator write of each result takes one more cycle. Engine operations
