@@ -488,9 +488,11 @@ pub fn core_files(run: &ProgramRun) -> Result<Vec<(String, String)>> {
     Ok(files)
 }
 
-/// The core's built-in test program for `ty` on `arch`: one full preload
-/// (k = rows, n = cols) and a loop of two computes of m = 2 x rows that
-/// accumulate into one result, from deterministic scratchpad data (int8
+/// The core's built-in test program for `ty` on `arch`: a loop of two
+/// folds, each a full preload (k = rows, n = cols, the same B) and a compute
+/// of m = 2 x rows, that accumulate into one result (no sequencer
+/// instruction between engine operations, so the front end keeps ahead of
+/// double-buffered weights too), from deterministic scratchpad data (int8
 /// with -128 and 127; bf16 normals of moderate range with a zero, a
 /// subnormal and the largest finite value). A at 0, B at half the
 /// scratchpad, C at 0 in the accumulator.
@@ -514,8 +516,8 @@ pub fn builtin_program(arch: &Arch, ty: PeType) -> Result<ProgramRun> {
     addr.set r2, 0
     addr.set r3, 0
     addr.step r2, 0, {a_bytes}
-    mm.preload b=spad[r1]:{t}, k={r}, n={c}, transpose=false
     loop 2, body_end
+    mm.preload b=spad[r1]:{t}, k={r}, n={c}, transpose=false
     mm.compute a=spad[r2]:{t}, c=acc[r3]:{acc}, m={m}, transpose=false, mode=accumulate
 body_end:
     halt

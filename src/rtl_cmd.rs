@@ -17,6 +17,10 @@
 //! ([`tessera_rtl::array_os`]), its testbench and synthesis; the place-and-
 //! route wrapper and the matrix core are weight-stationary only, so those
 //! steps are reported as skipped (and `--program` is refused).
+//! A description with double-buffered weights gets the double-buffered
+//! array (its testbench runs one fold with the compute at the earliest step
+//! the timing model allows) and core; the place-and-route wrapper drives a
+//! single-buffered array, so that step is reported as skipped.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -30,7 +34,8 @@ use tessera_rtl::fpga::{
     fmax_wrapper, parse_fmax, parse_stat, pnr_device, pnr_synth_script, yosys_script, Resources,
     Target, FMAX_TOP,
 };
-use tessera_rtl::pe::PeType;
+use tessera_rtl::pe::{Buffering, PeType};
+use tessera_rtl::sequence_tb::{sequence_testbench, ScheduledFold};
 use tessera_rtl::testbench::{fold_testbench, ArrayShape};
 use tessera_rtl::testbench_os::os_fold_testbench;
 
@@ -271,8 +276,19 @@ fn run_array(
         stages: arch.pe_stages() as usize,
     };
     let os = arch.dataflow() == Dataflow::OutputStationary;
+    let double = !os && Buffering::of(arch) == Buffering::Double;
     let tb = if os {
         os_fold_testbench(shape, &fold)
+    } else if double {
+        // The preload at step 0 and the compute at the earliest step the
+        // double-buffered rules allow (docs/timing.md), as the model does.
+        let lag = 1 + 2usize.saturating_sub(shape.stages) * (shape.rows - 1);
+        let one = ScheduledFold {
+            case: fold,
+            preload_at: 0,
+            compute_at: lag,
+        };
+        sequence_testbench(shape, ty, Buffering::Double, &[one])
     } else {
         fold_testbench(shape, &fold)
     }
@@ -287,7 +303,7 @@ fn run_array(
         &dir.join(&script),
         yosys_script(target, &top, design, &stat, &netlist).as_bytes(),
     )?;
-    if !os {
+    if !os && !double {
         let wrapper = fmax_wrapper(ty, arch.rows(), arch.cols()).to_verilog();
         write_atomic(
             &dir.join(format!("{FMAX_TOP}_{}.v", ty.name())),
@@ -312,6 +328,12 @@ fn run_array(
         Pnr::Auto if os => (
             Outcome::Skipped(
                 "the place-and-route wrapper drives weight-stationary arrays only".into(),
+            ),
+            None,
+        ),
+        Pnr::Auto if double => (
+            Outcome::Skipped(
+                "the place-and-route wrapper drives single-buffered weights only".into(),
             ),
             None,
         ),
@@ -453,14 +475,6 @@ pub fn run(args: &RtlArgs) -> Result<()> {
     if arch.dataflow() == Dataflow::OutputStationary && args.program.is_some() {
         bail!(
             "{}: array.dataflow: --program needs the matrix core, which is generated for weight-stationary arrays only",
-            args.hw
-        );
-    }
-    if arch.spec().array.double_buffered_weights {
-        // The array generator builds them (rtl_cosim tests it); the matrix core,
-        // the single-fold testbench and the place-and-route wrapper do not yet.
-        bail!(
-            "{}: array.double_buffered_weights: tessera rtl's matrix core and FPGA flow have single-buffered weights; set it to false",
             args.hw
         );
     }

@@ -630,10 +630,14 @@ fn rtl_writes_design_testbench_script_and_report() {
             "{report}"
         );
     }
-    // The default preset has double-buffered weights, which the matrix core and FPGA flow do not build yet.
+    // Bad options are refused before anything is written (double-buffered
+    // descriptions are accepted now: tests/rtl_core_db.rs).
     fails(
-        tessera(&["rtl", "--hw", "default", "--out", "no"], &dir.0),
-        "array.double_buffered_weights",
+        tessera(
+            &["rtl", "--hw", "fpga-8x8", "--out", "no", "--freq", "0"],
+            &dir.0,
+        ),
+        "--freq 0: must be a clock",
     );
     assert!(!dir.path("no").exists());
 }

@@ -18,20 +18,26 @@ use tessera::cosim::{core_files, run_program, ProgramRun};
 use tessera_isa::asm::assemble;
 use tessera_isa::Arch;
 use tessera_rtl::core::core_module_name;
-use tessera_rtl::pe::PeType;
+use tessera_rtl::pe::{Buffering, PeType};
 
 mod hdl;
 use hdl::{iverilog_files, scratch, tool, verilator_lint, verilator_run, write_files};
 
 /// A small hardware description: `rows` x `cols` array with `stages` per PE,
-/// 8 KiB of scratchpad in 8 banks of 32 bytes, 4 KiB of accumulator.
+/// single-buffered weights, 8 KiB of scratchpad in 8 banks of 32 bytes, 4
+/// KiB of accumulator.
 fn arch(rows: u32, cols: u32, stages: u32) -> Arch {
+    buffered_arch(rows, cols, stages, Buffering::Single)
+}
+
+/// As [`arch`] with `buffering` weights.
+fn buffered_arch(rows: u32, cols: u32, stages: u32, buffering: Buffering) -> Arch {
     let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
-    spec.name = format!("core-{rows}x{cols}-p{stages}");
+    spec.name = format!("core-{rows}x{cols}-p{stages}-{buffering:?}");
     spec.array.rows = rows;
     spec.array.cols = cols;
     spec.array.pe_pipeline_stages = stages;
-    spec.array.double_buffered_weights = false;
+    spec.array.double_buffered_weights = buffering == Buffering::Double;
     spec.scratchpad.size_kib = 8;
     spec.scratchpad.banks = 8;
     spec.scratchpad.bank_width_bytes = 32;
@@ -49,15 +55,28 @@ fn pass(r: &ProgramRun) -> String {
     format!("PASS cycles={} lead={}", r.cycles + 1, r.first_engine + 2)
 }
 
-/// Checks `r` on the core under Icarus Verilog.
-fn check(name: &str, r: &ProgramRun) {
+/// `(run, lead)` cycles of `r` on the core under Icarus Verilog (bit-exact
+/// or the test fails), `None` without Icarus.
+fn verdict(name: &str, r: &ProgramRun) -> Option<(u64, u64)> {
     if !tool("iverilog") {
-        return;
+        return None;
     }
     let dir = scratch(name);
     let out = iverilog_files(&dir, &core_files(r).unwrap());
-    assert_eq!(out.trim(), pass(r), "{name}");
     let _ = std::fs::remove_dir_all(&dir);
+    let parsed = out.trim().strip_prefix("PASS cycles=").and_then(|rest| {
+        let (c, l) = rest.split_once(" lead=")?;
+        Some((c.parse().ok()?, l.parse().ok()?))
+    });
+    Some(parsed.unwrap_or_else(|| panic!("{name}: {out}")))
+}
+
+/// Checks `r` on the core under Icarus Verilog.
+fn check(name: &str, r: &ProgramRun) {
+    if let Some((cycles, lead)) = verdict(name, r) {
+        let got = format!("PASS cycles={cycles} lead={lead}");
+        assert_eq!(got, pass(r), "{name}");
+    }
 }
 
 fn int8_bytes(n: usize, seed: u32) -> Vec<u8> {
@@ -91,6 +110,26 @@ fn int8_program_with_loops_strides_and_transposes() {
     let a = arch(4, 4, 2);
     let r = run(&a, INT8_PROGRAM, &int8_bytes(2048, 7), &int8_bytes(1024, 3));
     check("int8", &r);
+    // Double-buffered, the program's two sequencer instructions between
+    // engine operations (`loop` after the first preload, `mm.stride` before
+    // the second) are free only where the model leaves the front end two
+    // cycles: after a preload that is R = 4 for P = 1 (exact), 1 for P >= 2,
+    // so there the core may take up to one cycle more for each.
+    for p in 1..=3 {
+        let a = buffered_arch(4, 4, p, Buffering::Double);
+        let r = run(&a, INT8_PROGRAM, &int8_bytes(2048, 7), &int8_bytes(1024, 3));
+        if p == 1 {
+            check(&format!("int8-double-p{p}"), &r);
+        } else if let Some((cycles, lead)) = verdict(&format!("int8-double-p{p}"), &r) {
+            assert_eq!(lead, r.first_engine as u64 + 2, "P={p}: lead");
+            let extra = cycles - (r.cycles + 1);
+            assert!(
+                (1..=2).contains(&extra),
+                "P={p}: {cycles} against the model's {} + 1",
+                r.cycles
+            );
+        }
+    }
 }
 
 /// Deterministic pseudo-random elements of `ty`'s input format (raw bits),
@@ -166,12 +205,58 @@ struct Fold {
     computes: Vec<(u32, bool, bool)>,
 }
 
-fn program(ty: PeType, folds: &[Fold]) -> String {
+/// How [`program`] lays out a fold's repetitions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// Address registers set before each preload, the computes in a loop.
+    Looped,
+    /// Every address register set at the start, the repetitions unrolled:
+    /// only engine operations follow, so the front end keeps ahead of a
+    /// double-buffered engine (`docs/rtl.md`).
+    Unrolled,
+}
+
+fn program(ty: PeType, folds: &[Fold], layout: Layout) -> String {
     let (t, acc) = match ty {
         PeType::Int8 => ("int8", "int32"),
         PeType::Bf16 => ("bf16", "fp32"),
     };
     let mut s = String::from(".queue matrix\n");
+    if layout == Layout::Unrolled {
+        // Fold f: B at r(4 + 2f), A at r(5 + 2f); repetition i of compute j
+        // reads A at +16 i + 0x100 j, as the looped layout's address step.
+        for f in 0..folds.len() {
+            s += &format!(
+                "    addr.set r{}, {}\n    addr.set r{}, {}\n",
+                4 + 2 * f,
+                0x1000 + 0x200 * f,
+                5 + 2 * f,
+                0x400 * f
+            );
+        }
+        for (f, fold) in folds.iter().enumerate() {
+            let (b, a) = (4 + 2 * f, 5 + 2 * f);
+            s += &format!(
+                "    mm.preload b=spad[r{b}]:{t}, k={}, n={}, transpose={}\n",
+                fold.k, fold.n, fold.b_tr
+            );
+            for i in 0..fold.reps {
+                for (j, (m, a_tr, accumulate)) in fold.computes.iter().enumerate() {
+                    let mode = if *accumulate {
+                        "accumulate"
+                    } else {
+                        "overwrite"
+                    };
+                    s += &format!(
+                        "    mm.compute a=spad[r{a}+{}]:{t}, c=acc[r3+{}]:{acc}, m={m}, transpose={a_tr}, mode={mode}\n",
+                        16 * i as usize + 0x100 * j,
+                        0x100 * j
+                    );
+                }
+            }
+        }
+        return s + "    halt\n";
+    }
     for (f, fold) in folds.iter().enumerate() {
         let Fold {
             k,
@@ -222,7 +307,7 @@ fn folds(rows: u32, cols: u32) -> impl Strategy<Value = Vec<Fold>> {
     prop::collection::vec(fold, 1..=3)
 }
 
-type Case = (PeType, (u32, u32, u32), Vec<Fold>, u64);
+type Case = (PeType, (u32, u32, u32), Buffering, Vec<Fold>, u64);
 
 fn cases() -> impl Strategy<Value = Case> {
     (
@@ -230,19 +315,35 @@ fn cases() -> impl Strategy<Value = Case> {
         2u32..=6,
         2u32..=6,
         1u32..=3,
+        prop::sample::select(vec![Buffering::Single, Buffering::Double]),
     )
-        .prop_flat_map(|(ty, r, c, p)| (Just(ty), Just((r, c, p)), folds(r, c), any::<u64>()))
+        .prop_flat_map(|(ty, r, c, p, b)| {
+            (
+                Just(ty),
+                Just((r, c, p)),
+                Just(b),
+                folds(r, c),
+                any::<u64>(),
+            )
+        })
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(10))]
+    #![proptest_config(ProptestConfig::with_cases(12))]
 
     #[test]
     fn random_programs_match_the_simulator_bit_for_bit_and_cycle_for_cycle(
-        (ty, (r, c, p), f, seed) in cases()
+        (ty, (r, c, p), b, f, seed) in cases()
     ) {
-        let a = arch(r, c, p);
-        let src = program(ty, &f);
+        let a = buffered_arch(r, c, p, b);
+        // Single buffering runs the looped layout exactly, double buffering
+        // the unrolled one (sequencer instructions between engine operations
+        // cost the core cycles the double-buffered model does not leave).
+        let layout = match b {
+            Buffering::Single => Layout::Looped,
+            Buffering::Double => Layout::Unrolled,
+        };
+        let src = program(ty, &f, layout);
         let run = run(&a, &src, &spad_bytes(ty, seed), &acc_bytes(ty, seed));
         check(&format!("prop-{seed:x}"), &run);
     }
@@ -270,6 +371,16 @@ fn bf16_program_accumulates_with_the_simulators_rounding() {
         &acc_bytes(PeType::Bf16, 11),
     );
     check("bf16", &r);
+    for p in 1..=3 {
+        let a = buffered_arch(4, 4, p, Buffering::Double);
+        let r = run(
+            &a,
+            BF16_PROGRAM,
+            &spad_bytes(PeType::Bf16, 11),
+            &acc_bytes(PeType::Bf16, 11),
+        );
+        check(&format!("bf16-double-p{p}"), &r);
+    }
 }
 
 #[test]
@@ -335,17 +446,22 @@ fn verilator_lints_every_core_clean() {
         return;
     }
     let dir = scratch("lint");
-    for (r, c, p) in [(2, 2, 1), (4, 4, 2), (3, 5, 3), (5, 2, 1), (8, 8, 2)] {
+    let single = [(2, 2, 1), (4, 4, 2), (3, 5, 3), (5, 2, 1), (8, 8, 2)]
+        .map(|(r, c, p)| (r, c, p, Buffering::Single));
+    let double =
+        [(2, 2, 1), (4, 4, 2), (3, 5, 3), (3, 5, 1)].map(|(r, c, p)| (r, c, p, Buffering::Double));
+    for (r, c, p, b) in single.into_iter().chain(double) {
         for ty in PeType::ALL {
             let shape = tessera_rtl::core::CoreShape {
                 depths: [8, 8, 8],
                 vector_depth: 2,
                 hbm_bytes: 4096,
             };
-            let files = tessera_rtl::core::core_sources(&arch(r, c, p), ty, shape).unwrap();
+            let files =
+                tessera_rtl::core::core_sources(&buffered_arch(r, c, p, b), ty, shape).unwrap();
             let names = write_files(&dir, &files);
             if let Err(e) = verilator_lint(&dir, &core_module_name(ty), &names) {
-                panic!("{ty:?} {r}x{c} P={p}:\n{e}");
+                panic!("{ty:?} {r}x{c} P={p} {b:?}:\n{e}");
             }
         }
     }
@@ -384,8 +500,12 @@ fn unsupported_programs_name_the_instruction() {
             "matrix#1 addr.step: level 0 is an open loop",
         ),
         (
-            ".queue vector\n    v.shape rows=1, cols=1\n    halt\n",
-            "queue vector: the generated core has no vector unit yet",
+            ".queue vector\n    v.shape rows=1, cols=1\n    v.causal dst=spad[r0]:fp32, a=spad[r0]:fp32, fill=f0, row=0, col=0\n    halt\n",
+            "vector#1 v.causal: not in the vector subset the core runs",
+        ),
+        (
+            ".queue vector\n    v.un op=exp, dst=spad[r0]:fp32, a=spad[r0]:fp32\n    halt\n",
+            "vector#0 v.un exp: the ISA defines it as libm",
         ),
         (
             ".queue load\n    dma.load dst=spad[r0], src=hbm[r0], rows=2, row_bytes=4, planes=1, transpose=2\n    halt\n",

@@ -18,7 +18,7 @@ use tessera::cosim::{core_files, run_program_hbm, ProgramRun};
 use tessera_isa::asm::assemble;
 use tessera_isa::Arch;
 use tessera_rtl::core::core_module_name;
-use tessera_rtl::pe::PeType;
+use tessera_rtl::pe::{Buffering, PeType};
 
 mod hdl;
 use hdl::{iverilog_files, scratch, tool, verilator_lint, write_files};
@@ -37,13 +37,25 @@ fn arch_engines(rows: u32, cols: u32, engines: u32) -> Arch {
 
 /// As [`arch`] with `stages` per PE, `engines` DMA engines and HBM
 /// (bandwidth in GB/s, latency in ns) at 100 MHz.
-fn arch_dma(rows: u32, cols: u32, stages: u32, engines: u32, (bw, lat): (f64, f64)) -> Arch {
+fn arch_dma(rows: u32, cols: u32, stages: u32, engines: u32, hbm: (f64, f64)) -> Arch {
+    buffered_arch_dma(rows, cols, stages, engines, hbm, Buffering::Single)
+}
+
+/// As [`arch_dma`] with `buffering` weights.
+fn buffered_arch_dma(
+    rows: u32,
+    cols: u32,
+    stages: u32,
+    engines: u32,
+    (bw, lat): (f64, f64),
+    buffering: Buffering,
+) -> Arch {
     let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
     spec.name = format!("dma-{rows}x{cols}");
     spec.array.rows = rows;
     spec.array.cols = cols;
     spec.array.pe_pipeline_stages = stages;
-    spec.array.double_buffered_weights = false;
+    spec.array.double_buffered_weights = buffering == Buffering::Double;
     spec.scratchpad.size_kib = 8;
     spec.scratchpad.banks = 8;
     spec.scratchpad.bank_width_bytes = 32;
@@ -365,6 +377,15 @@ proptest! {
 fn int8_tiled_gemm_matches_the_simulator() {
     let r = gemm_run(&arch(4, 4), PeType::Int8, (10, 7, 9), 5, 1);
     check("int8", &r);
+}
+
+#[test]
+fn int8_tiled_gemm_matches_the_simulator_with_double_buffered_weights() {
+    for stages in 1..=3 {
+        let a = buffered_arch_dma(4, 4, stages, 1, (3.2, 120.0), Buffering::Double);
+        let r = gemm_run(&a, PeType::Int8, (10, 7, 9), 5, 1);
+        check(&format!("int8-double-p{stages}"), &r);
+    }
 }
 
 #[test]

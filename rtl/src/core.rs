@@ -8,10 +8,11 @@
 //! from [`tessera_isa::INSTRUCTIONS`], the sub-fields of tile operands from
 //! encoding probe values, so nothing is re-typed.
 //!
-//! Timing (`docs/timing.md`, single-buffered weights): the front end decodes
-//! one instruction per cycle into a queue of engine operations, running
-//! ahead of the engine; a preload starts when the last compute has drained
-//! and takes R cycles; a compute starts when the weights are in and the
+//! Timing (`docs/timing.md`): the front end decodes one instruction per
+//! cycle into a queue of engine operations, running ahead of the engine; a
+//! preload takes R cycles and starts when the last compute has drained
+//! (single-buffered weights) or as the double-buffered rules allow
+//! ([`crate::core_weights`]); a compute starts when the weights are in and the
 //! previous compute's rows have all entered, streams M rows and its last
 //! result leaves the array M + P R + C - 2 cycles after it starts; the
 //! accumulator write of each result takes one more cycle. Engine operations
@@ -60,7 +61,7 @@ fn pe_type(t: tessera_isa::DType) -> Option<PeType> {
 /// most [`WALK_LIMIT`] instructions each), so every address is checked.
 ///
 /// # Errors
-/// A program with vector instructions, an instruction outside the subset
+/// A vector instruction the engine refuses ([`crate::vec_engine::walk_vector`]), an instruction outside the subset
 /// of its queue (the message names it, e.g. `load#3 dma.load: ...`), operands
 /// of a type with no processing element or of two types, A or B outside the
 /// scratchpad, C outside the accumulator, result rows that overlap, an
@@ -75,11 +76,7 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
             "array.dataflow: only weight-stationary arrays are generated".into(),
         ));
     }
-    if arch.spec().array.double_buffered_weights {
-        return Err(RtlError::Unsupported(
-            "array.double_buffered_weights: the generated core has single-buffered weights; set it to false".into(),
-        ));
-    }
+    let double = Buffering::of(arch) == Buffering::Double;
     let vector = crate::vec_engine::walk_vector(p)?;
     let mut hbm_end = 0u64;
     let load = walk_dma(p, Queue::Load, &mut hbm_end)?;
@@ -138,6 +135,16 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
             | Op::MmStride { .. } => {}
             Op::AddrStep { level, .. } => open_level(&fe, site, mn, level.get())?,
             Op::MmPreload { b, .. } => {
+                if double && inst.signal.iter().next().is_some() {
+                    // With double buffering a preload may end before the
+                    // compute issued ahead of it; in-order completion would
+                    // then delay its signal, which the core does not do.
+                    return Err(unsupported(
+                        site,
+                        mn,
+                        "signals a token: with array.double_buffered_weights the core does not delay a preload's signal until the compute before it completes; signal from the compute instead".into(),
+                    ));
+                }
                 if b.addr.space != Space::Spad {
                     return Err(unsupported(
                         site,
@@ -541,7 +548,8 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
     } else {
         "        rd = {spad[a + SA_ONE], spad[a]};".to_string()
     };
-    let subs: Vec<(&str, String)> = vec![
+    let mut subs: Vec<(&str, String)> = crate::core_weights::weight_subs(Buffering::of(arch), r, p);
+    subs.extend([
         ("@TY@", ty.name().into()),
         ("@MODULE@", core_module_name(ty)),
         ("@ARRAY@", ty.array_module()),
@@ -641,7 +649,7 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
                 "    localparam [SA-1:0] SA_ONE = 1;\n".into()
             },
         ),
-    ];
+    ]);
     let mut v = CORE_TEMPLATE.to_string();
     for (k, val) in subs {
         v = v.replace(k, &val);
@@ -669,14 +677,14 @@ pub fn core_sources(
             format!("{}.v", ty.pe_module()),
             format!(
                 "{header}{}",
-                pe(ty, arch.pe_stages(), Buffering::Single)?.to_verilog()
+                pe(ty, arch.pe_stages(), Buffering::of(arch))?.to_verilog()
             ),
         ),
         (
             format!("{}.v", ty.array_module()),
             format!(
                 "{header}{}",
-                array(ty, arch.rows(), arch.cols(), Buffering::Single).to_verilog()
+                array(ty, arch.rows(), arch.cols(), Buffering::of(arch)).to_verilog()
             ),
         ),
     ];
@@ -913,7 +921,7 @@ module @MODULE@ #(
     wire [47:0] p_str = (sb != 48'd0) ? sb : (p_tr ? p_k : p_n) * ES;
     wire [47:0] p_rstep = p_tr ? ES : p_str;
     wire [47:0] p_cstep = p_tr ? p_str : ES;
-    wire [47:0] p_first = p_ea + (p_k - 48'd1) * p_rstep;
+@P_FIRST@
     // mm.compute: A's first row, steps between rows and columns; C's first row and row step.
     wire [47:0] c_m = {32'd0, @CMP_M@};
     wire c_tr = @CMP_TR@;
@@ -1014,8 +1022,8 @@ module @MODULE@ #(
     reg [15:0] a_sig, b_sig;
     reg started;
     wire h_valid = q_count != 3'd0 && (q_wait[q_head] & ~tok_pos) == 16'd0;
-    wire go_pre = h_valid && q_pre[q_head] && pre_left <= 16'd1 && str_left <= 16'd1 && drain_left <= 32'd1;
-    wire go_cmp = h_valid && !q_pre[q_head] && pre_left <= 16'd1 && str_left <= 16'd1;
+@DB_REGS@    wire go_pre = h_valid && q_pre[q_head] && pre_left <= 16'd1 && @PRE_FREE@;
+    wire go_cmp = h_valid && !q_pre[q_head] && @W_READY@ && str_left <= 16'd1;
     // A preload signals the cycle before its last; a compute two cycles before
     // its last row writes its last column (see EARLY in the generator).
     // (Both are visible the cycle the timing model ends the instruction.)
@@ -1027,7 +1035,7 @@ module @MODULE@ #(
         end
     endgenerate
     assign go = go_pre | go_cmp;
-    always @(posedge clk) begin
+@DB_COUNTERS@    always @(posedge clk) begin
         if (rst) begin
             pre_left <= 16'd0;
             str_left <= 16'd0;
@@ -1039,7 +1047,7 @@ module @MODULE@ #(
             if (go_pre) begin
                 b_sig <= q_sig[q_head];
                 pre_left <= R;
-                b_row <= R - 1;
+                b_row <= @B_ROW0@;
                 b_ptr <= q_addr[q_head];
                 b_rstep <= q_rstep[q_head];
                 b_cstep <= q_cstep[q_head];
@@ -1047,8 +1055,7 @@ module @MODULE@ #(
                 b_n <= q_n[q_head];
             end else if (pre_left != 16'd0) begin
                 pre_left <= pre_left - 16'd1;
-                b_row <= b_row - 16'd1;
-                if (b_row < b_k) b_ptr <= b_ptr - b_rstep;
+@B_STEP@
             end
             if (go_cmp) begin
                 str_left <= q_m[q_head];
@@ -1073,18 +1080,11 @@ module @MODULE@ #(
         end
     end
 
-    // Weights: rows >= k and columns >= n get the identity weight.
-    wire w_shift = pre_left != 16'd0;
-    wire [C*W-1:0] w_top;
-    wire [R*W-1:0] a_left;
+@W_FEED@    wire [R*W-1:0] a_left;
     wire [C*32-1:0] p_bottom;
     wire [C*W-1:0] unused_w_bottom;
     wire [R*W-1:0] unused_a_right;
     generate
-        for (g = 0; g < C; g = g + 1) begin : g_wcol
-            localparam [SA-1:0] CI = g;
-            assign w_top[g*W +: W] = (b_row < b_k && g < b_n) ? rd(b_ptr + CI * b_cstep) : PAD;
-        end
         // A: row r of the array reads A[i][r] (0 for r >= k), delayed by P*r cycles.
         for (g = 0; g < R; g = g + 1) begin : g_arow
             localparam [SA-1:0] RI = g;
@@ -1105,8 +1105,7 @@ module @MODULE@ #(
     endgenerate
     @ARRAY@ #(.ROWS(R), .COLS(C)) u_array (
         .clk(clk),
-        .w_shift(w_shift),
-        .w_top(w_top),
+@ARRAY_W_PORTS@        .w_top(w_top),
         .w_bottom(unused_w_bottom),
         .a_left(a_left),
         .a_right(unused_a_right),

@@ -24,6 +24,7 @@ pub mod array;
 pub mod array_os;
 pub mod core;
 pub mod core_tb;
+mod core_weights;
 pub mod dma;
 pub mod fp32_add;
 pub mod fp32_cmp;

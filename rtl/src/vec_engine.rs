@@ -474,18 +474,21 @@ const VEC_TEMPLATE: &str = r#"
     // (i, j) + n elements along the rows of a tile of `cols` columns (n <= VL).
     function [95:0] v_step(input [47:0] i, input [47:0] j, input [47:0] cols, input [47:0] n);
         integer s;
-        reg [47:0] ii, jj;
+        reg [47:0] ii, jj, sn;
     begin
         ii = i;
         jj = j;
-        for (s = 0; s < VL; s = s + 1)
-            if (s < n) begin
+        sn = 48'd0;
+        for (s = 0; s < VL; s = s + 1) begin
+            if (sn < n) begin
                 jj = jj + 48'd1;
                 if (jj == cols) begin
                     jj = 48'd0;
                     ii = ii + 48'd1;
                 end
             end
+            sn = sn + 48'd1;
+        end
         v_step = {ii, jj};
     end
     endfunction
@@ -588,7 +591,7 @@ const VEC_TEMPLATE: &str = r#"
                 v_k <= 48'd0;
                 v_comb <= 1'b0;
                 for (vl = 0; vl < VL; vl = vl + 1)
-                    {v_pi[vl*48 +: 48], v_pj[vl*48 +: 48]} <= v_step(48'd0, 48'd0, v_cols, vl);
+                    {v_pi[vl*48 +: 48], v_pj[vl*48 +: 48]} <= v_step(48'd0, 48'd0, v_cols, {16'd0, vl[31:0]});
             end
         end
     end
@@ -600,7 +603,7 @@ const VEC_TEMPLATE: &str = r#"
     wire [VS-1:0] v_sbad;
     wire [VS*32-1:0] v_sy, v_sw;
     wire v_issue = v_gleft != 48'd0;
-    wire [VL*32-1:0] v_araw;
+    wire [31:0] v_araw;
     wire [VL*48-1:0] v_dad, v_wad;
     wire [VL-1:0] v_won;
     wire [VL*32-1:0] v_wz;
@@ -622,7 +625,9 @@ const VEC_TEMPLATE: &str = r#"
             assign v_dad[g*48 +: 48] = d_ad;
             assign v_wad[g*48 +: 48] = v_db + (v_rcols ? 48'd0 : o_w) * v_dst + (v_rcols ? o_w : 48'd0) * v_des;
             assign v_lane_on[g] = v_issue && LI < v_wq && v_e + LI < v_nq;
-@FETCH@            assign v_araw[g*32 +: 32] = a_raw;
+@FETCH@            if (g == 0) begin : g_fl
+                assign v_araw = a_raw;
+            end
             tessera_vec_widen u_wa (.raw(a_raw), .ty(v_aty), .z(v_af[g*32 +: 32]));
             wire [31:0] b_f;
             tessera_vec_widen u_wb (.raw(b_raw), .ty(v_bty), .z(b_f));
@@ -670,6 +675,7 @@ const VEC_TEMPLATE: &str = r#"
             for (vbk = 0; vbk < 4; vbk = vbk + 1) begin : g_byte
                 localparam [47:0] BI = vbk;
                 wire [47:0] x = ad + BI;
+                wire unused_vx = ^x;
                 assign v_we[g*4 + vbk] = v_won[g] && BI < v_des;
                 assign v_wsa[(g*4 + vbk)*SA +: SA] = x[SA-1:0];
                 assign v_wca[(g*4 + vbk)*(AA+2) +: AA+2] = x[AA+1:0];
