@@ -392,9 +392,9 @@ pub fn run_program(p: Program, spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
 ///
 /// # Errors
 /// A program the core does not run, `hbm` larger than the HBM, a simulator
-/// error, or a program whose matrix queue waits for scratchpad banks (the
-/// core's scratchpad model has a port per array row and column, so it
-/// cannot reproduce bank stalls).
+/// error, or a program whose matrix or vector queue waits for memory banks
+/// (the core's scratchpad model has a port per array row and column and the
+/// vector engine one per lane, so it cannot reproduce bank stalls).
 pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
     let mut core = core_program(&p).map_err(|e| anyhow!("{e}"))?;
     core.hbm_bytes = core.hbm_bytes.max((hbm.len() as u64).next_multiple_of(4));
@@ -425,11 +425,14 @@ pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Resul
         .map(|(start, _)| start + 2)
         .max()
         .unwrap_or(0);
-    let stall = t.engines[Queue::Matrix.index()].memory_wait;
-    if stall > 0 {
-        return Err(anyhow!(
-            "the matrix queue waits {stall} cycles for scratchpad banks, which the core does not model; use more banks or narrower operands"
-        ));
+    for q in [Queue::Matrix, Queue::Vector] {
+        let stall = t.engines[q.index()].memory_wait;
+        if stall > 0 {
+            return Err(anyhow!(
+                "the {} queue waits {stall} cycles for scratchpad or accumulator banks, which the core does not model; use more banks or narrower operands",
+                q.name()
+            ));
+        }
     }
     let first_engine = p
         .queue(Queue::Matrix)
