@@ -70,9 +70,9 @@ pub struct RtlArgs {
     /// Target clock for place and route in MHz (default: the hardware's clock).
     #[arg(long, value_name = "MHZ")]
     pub freq: Option<f64>,
-    /// A program (`.tsr` or `.s`; load, matrix and store queues, no vector
-    /// queue) for the generated core; without it each input type's core runs
-    /// a built-in test program.
+    /// A program (`.tsr` or `.s`; load, matrix, vector and store queues,
+    /// the subset of `docs/rtl.md`) for the generated core; without it each
+    /// input type's core runs a built-in test program.
     #[arg(long, value_name = "FILE.tsr")]
     pub program: Option<PathBuf>,
     /// Raw bytes the scratchpad starts with (from address 0) for `--program`.

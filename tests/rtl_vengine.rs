@@ -1,17 +1,19 @@
 //! The generated core's vector queue against the simulators: the tiled
 //! matmul example shrunk to the test array (load, matrix, vector cast of
 //! the accumulator tile, store), int8 and bf16; a program that exercises
-//! every built vector instruction form on random data with specials; both
-//! run on the functional simulator and on the core under Icarus Verilog,
-//! the final accumulator and HBM bit-exact (NaN by class). Cycles: the
-//! core's `run` + 1 equals the timing model's total and `lead` is the
-//! first `dma.load`'s index + 1, as for the DMA core, when every vector
-//! instruction takes the model's count (`docs/rtl.md`); a reduction slower
-//! than the model is bounded by its extra cycles. Mutated cores must fail;
-//! Verilator lints the core with the vector engine.
+//! every built vector instruction form on data with specials; both run on
+//! the functional simulator and on the core under Icarus Verilog, the final
+//! accumulator and HBM bit-exact (NaN by class). Cycles against the timing
+//! model as `docs/rtl.md` states them: the tiled matmul's run + 1 = model +
+//! 2 (its trailing `nop wait` and `halt`), the forms program at the top of
+//! the verdict's range (model + 1 + the reductions' extra cycles). Mutated
+//! cores must fail; Verilator lints the core with the vector engine;
+//! `tessera rtl --program` runs the tiled matmul.
 //!
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1`.
+
+use std::process::Command;
 
 use tessera::cosim::{core_files, run_program_hbm, ProgramRun};
 use tessera_isa::asm::assemble;
@@ -392,4 +394,73 @@ fn mutated_vector_engines_fail() {
         });
         assert!(out.contains("FAIL"), "a mutated core ({name}) passed:\n{out}");
     }
+}
+
+/// `tessera rtl --program` runs the shrunk tiled matmul with its cast on a
+/// 2x2 bf16 description and reports the core's verdict as passed; a
+/// refused vector instruction is one `error:` line naming it.
+#[test]
+fn tessera_rtl_runs_the_tiled_matmul_with_its_cast() {
+    if !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("vcli");
+    let mut spec = arch(2, 2).spec().clone();
+    spec.array.input_types = vec![tessera_isa::DType::Bf16];
+    // The array's fold testbench puts B at 0x4000.
+    spec.scratchpad.size_kib = 32;
+    let toml = dir.join("hw.toml");
+    std::fs::write(&toml, Arch::new(spec).unwrap().to_toml()).unwrap();
+    let src = tiled_matmul(2, PeType::Bf16);
+    let prog = dir.join("tiled.s");
+    std::fs::write(&prog, &src).unwrap();
+    let mut hbm = elements(PeType::Bf16, 16, 3);
+    hbm.resize(0x400, 0);
+    hbm.extend(elements(PeType::Bf16, 16, 4));
+    let hbm_file = dir.join("hbm.bin");
+    std::fs::write(&hbm_file, &hbm).unwrap();
+    let tessera = || {
+        Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(["rtl", "--hw"])
+            .arg(&toml)
+            .arg("--out")
+            .arg(dir.join("out"))
+            .args(["--pnr", "skip", "--program"])
+            .arg(&prog)
+            .arg("--hbm")
+            .arg(&hbm_file)
+            .output()
+            .unwrap()
+    };
+    let out = tessera();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("out/report.json")).unwrap())
+            .unwrap();
+    let core = &report["cores"][0];
+    assert_eq!(core["rtl_simulation"]["status"], "passed", "{core}");
+    let model = core["timing_model_cycles"].as_u64().unwrap();
+    let verdict = core["rtl_simulation"]["output"].as_str().unwrap().trim();
+    assert_eq!(verdict, core["expected_verdict"], "{core}");
+    // The trailing `nop wait=t5` and `halt`: run + 1 = model + 2.
+    assert!(
+        verdict.starts_with(&format!("PASS cycles={} lead=", model + 1)),
+        "{core}"
+    );
+    let bad = src.replacen("v.un op=copy", "v.un op=exp", 1);
+    assert_ne!(bad, src);
+    std::fs::write(&prog, bad).unwrap();
+    let out = tessera();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("error:") && err.contains("v.un exp: the ISA defines it as libm"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
