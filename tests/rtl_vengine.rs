@@ -291,11 +291,14 @@ fn forms_run(lanes: u32) -> ProgramRun {
     spad.extend(fp32_values(64, 2)); // 0x100: fp32, 8 x 8
     spad.extend(elements(PeType::Bf16, 64, 3)); // 0x200: bf16
     let mask: Vec<u8> = (0..32u32)
-        .flat_map(|i| match i % 3 {
-            0 => 0u32,
-            1 => 0x8000_0000,
-            _ => 0x3f80_0000 + i,
-        }.to_le_bytes())
+        .flat_map(|i| {
+            match i % 3 {
+                0 => 0u32,
+                1 => 0x8000_0000,
+                _ => 0x3f80_0000 + i,
+            }
+            .to_le_bytes()
+        })
         .collect();
     spad.resize(0x300, 0);
     spad.extend(mask); // 0x300: fp32 mask with +0 and -0
@@ -392,7 +395,10 @@ fn mutated_vector_engines_fail() {
             assert!(t.contains(from), "{name}: the mutation must apply");
             t.replace(from, to)
         });
-        assert!(out.contains("FAIL"), "a mutated core ({name}) passed:\n{out}");
+        assert!(
+            out.contains("FAIL"),
+            "a mutated core ({name}) passed:\n{out}"
+        );
     }
 }
 
