@@ -170,9 +170,13 @@ pub fn walk_vector(p: &Program) -> Result<VectorQueue, RtlError> {
     })
 }
 
+/// An instruction field that fills an operand role: `(mnemonic, field, bit
+/// offset of the tile inside it)`.
+type RoleField = (&'static str, &'static str, u32);
+
 /// The operand roles of the engine and, per role, the instruction fields
-/// that fill it: `(mnemonic, field, bit offset of the tile inside it)`.
-const ROLES: [(&str, &[(&str, &str, u32)]); 4] = [
+/// that fill it.
+const ROLES: [(&str, &[RoleField]); 4] = [
     (
         "d",
         &[
@@ -225,7 +229,7 @@ fn mux(arms: &[(u8, String)], dflt: &str) -> String {
 }
 
 /// Declarations of one role's operand fields: `v_<r>_reg`, `_off`, `_sp`, `_ty`.
-fn role_wires(role: &str, fields: &[(&str, &str, u32)]) -> String {
+fn role_wires(role: &str, fields: &[RoleField]) -> String {
     let [sp, reg, off, ty] = tile_sub();
     let at = |(m, f, o): (&str, &str, u32), (l, b): (u32, u32)| (field(m, f).0 + o + l, b);
     let arms = |sub: (u32, u32), ext: &dyn Fn((u32, u32)) -> String| -> Vec<(u8, String)> {
