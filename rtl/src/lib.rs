@@ -21,6 +21,7 @@ pub mod array;
 pub mod array_os;
 pub mod core;
 pub mod core_tb;
+pub mod dsp_model;
 pub mod fp32_add;
 pub mod fpga;
 pub mod pe;

@@ -31,7 +31,6 @@
 //! ([`crate::pipeline::Datapath::accumulator_items`]) registers them on the
 //! product alone.
 
-use crate::arith::{mul8_first_half, mul8_second_half, Operands};
 use crate::pipeline::{carry, Datapath, Segment};
 use crate::verilog::Item;
 
@@ -114,12 +113,11 @@ pub fn datapath() -> Datapath {
         n("s0_a_m", 8, "{s0_a_e != 8'd0, s0_a_f}"),
         n("s0_w_m", 8, "{s0_w_e != 8'd0, s0_w_f}"),
     ]);
-    s0.extend(mul8_first_half(
-        "s0_mul",
-        "s0_a_m",
-        "s0_w_m",
-        Operands::Unsigned,
+    s0.push(Item::Comment(
+        "The exact 16-bit mantissa product: a hard multiplier on ECP5 (MULT18X18D), unsigned."
+            .into(),
     ));
+    s0.push(n("s0_mul", 16, "s0_a_m * s0_w_m"));
     s0.extend([
         n("s0_ms", 24, "{s0_c_e != 8'd0, s0_c_f}"),
         Item::Comment(
@@ -149,10 +147,7 @@ pub fn datapath() -> Datapath {
     let special = || [carry("nan", 1), carry("inf", 1), carry("inf_s", 1)];
     let common = |v: &mut Vec<crate::pipeline::Carry>| v.extend(special());
     let mut out0 = vec![
-        carry("mul_q0", 16),
-        carry("mul_q1", 16),
-        carry("mul_q2", 16),
-        carry("mul_q3", 16),
+        carry("mul", 16),
         carry("ms", 24),
         carry("tp", 10),
         carry("ts", 10),
@@ -166,7 +161,7 @@ pub fn datapath() -> Datapath {
         "segment 1: the exact product mantissa, normalised (subnormal inputs give leading zeros)"
             .into(),
     )];
-    s1.extend(mul8_second_half("s1_mul", "s1_ma"));
+    s1.push(n("s1_ma", 16, "s1_mul"));
     s1.push(n("s1_ea", 10, "10'd1023"));
     norm_step(&mut s1, 1, ("a", "b"), 16, 8);
     norm_step(&mut s1, 1, ("b", "c"), 16, 4);
@@ -190,7 +185,7 @@ pub fn datapath() -> Datapath {
 
     let s2 = vec![
         Item::Comment(
-            "segment 2: special values; window top; align both operands to it, lost bits become sticky".into(),
+            "segment 2: special values; the operand with the higher top is `big`, the other is aligned to it, lost bits become sticky".into(),
         ),
         n(
             "s2_nan",
@@ -199,21 +194,26 @@ pub fn datapath() -> Datapath {
         ),
         n("s2_inf", 1, "~s2_nan & (s2_pinf | s2_c_inf)"),
         n("s2_inf_s", 1, "s2_pinf ? s2_sp : s2_cs"),
-        n("s2_t", 10, "(s2_pz || s2_ts >= s2_tpn) ? s2_ts : s2_tpn"),
-        n("s2_dp", 10, "s2_t - s2_tpn"),
-        n("s2_ds", 10, "s2_t - s2_ts"),
-        n("s2_pf", 31, "{s2_mp, 15'd0}"),
-        n("s2_pa", 31, "s2_pf >> s2_dp"),
-        n("s2_pl", 1, "|(s2_pf & ~({31{1'b1}} << s2_dp))"),
-        n("s2_pw", 31, "{s2_pa[30:1], s2_pa[0] | s2_pl}"),
-        n("s2_cf", 31, "{s2_ms, 7'd0}"),
-        n("s2_ca", 31, "s2_cf >> s2_ds"),
-        n("s2_cl", 1, "|(s2_cf & ~({31{1'b1}} << s2_ds))"),
-        n("s2_cw", 31, "{s2_ca[30:1], s2_ca[0] | s2_cl}"),
+        Item::Comment(
+            "A zero product is never `big`; then its shift distance is irrelevant.".into(),
+        ),
+        n("s2_dc", 11, "{1'b0, s2_ts} - {1'b0, s2_tpn}"),
+        n("s2_cbig", 1, "s2_pz | ~s2_dc[10]"),
+        n("s2_t", 10, "s2_cbig ? s2_ts : s2_tpn"),
+        n("s2_d", 10, "s2_cbig ? s2_dc[9:0] : s2_tpn - s2_ts"),
+        n("s2_sd", 5, "(s2_d > 10'd27) ? 5'd27 : s2_d[4:0]"),
+        n("s2_pf", 27, "{s2_mp, 11'd0}"),
+        n("s2_cf", 27, "{s2_ms, 3'd0}"),
+        n("s2_big", 27, "s2_cbig ? s2_cf : s2_pf"),
+        n("s2_sm", 27, "s2_cbig ? s2_pf : s2_cf"),
+        n("s2_sa", 27, "s2_sm >> s2_sd"),
+        n("s2_sl", 1, "|(s2_sm & ~({27{1'b1}} << s2_sd))"),
+        n("s2_sw", 27, "{s2_sa[26:1], s2_sa[0] | s2_sl}"),
     ];
     let mut out2 = vec![
-        carry("pw", 31),
-        carry("cw", 31),
+        carry("big", 27),
+        carry("sw", 27),
+        carry("cbig", 1),
         carry("t", 10),
         carry("sp", 1),
         carry("cs", 1),
@@ -222,56 +222,58 @@ pub fn datapath() -> Datapath {
 
     let s3 = vec![
         Item::Comment(
-            "segment 3: signed-magnitude add; an exact zero is +0 unless both are -0".into(),
+            "segment 3: signed-magnitude add, one adder with carry-in for big +/- small; an exact zero is +0 unless both are -0".into(),
         ),
         n("s3_sub", 1, "s3_sp ^ s3_cs"),
-        n("s3_sum", 32, "{1'b0, s3_pw} + {1'b0, s3_cw}"),
-        n("s3_pmc", 32, "{1'b0, s3_pw} - {1'b0, s3_cw}"),
-        n("s3_cmp", 32, "{1'b0, s3_cw} - {1'b0, s3_pw}"),
         n(
-            "s3_m",
-            32,
-            "~s3_sub ? s3_sum : (s3_pmc[31] ? s3_cmp : s3_pmc)",
+            "s3_as1",
+            29,
+            "{1'b0, s3_big, 1'b1} + {s3_sub, s3_sw ^ {27{s3_sub}}, s3_sub}",
         ),
+        n("s3_as", 28, "s3_as1[28:1]"),
+        n("s3_neg", 1, "s3_sub & s3_as[27]"),
+        n("s3_smb", 28, "{1'b0, s3_sw} - {1'b0, s3_big}"),
+        n("s3_m", 28, "s3_neg ? s3_smb : s3_as"),
+        n("s3_bs", 1, "s3_cbig ? s3_cs : s3_sp"),
         n(
             "s3_sign",
             1,
-            "~s3_sub ? s3_sp : (s3_pmc[31] ? s3_cs : ((s3_pmc == 32'd0) ? 1'b0 : s3_sp))",
+            "~s3_sub ? s3_sp : (s3_neg ? ~s3_bs : ((s3_as1 == 29'd0) ? 1'b0 : s3_bs))",
         ),
-        Item::Comment("Biased exponent of window bit 31.".into()),
+        Item::Comment("Biased exponent of window bit 27.".into()),
         n("s3_e", 10, "s3_t - 10'd141"),
     ];
-    let mut out3 = vec![carry("m", 32), carry("e", 10), carry("sign", 1)];
+    let mut out3 = vec![carry("m", 28), carry("e", 10), carry("sign", 1)];
     common(&mut out3);
 
     let mut s4 = vec![Item::Comment(
         "segment 4: normalise left by 16, 8 while the exponent stays >= 1".into(),
     )];
-    s4.extend([n("s4_ma", 32, "s4_m"), n("s4_ea", 10, "s4_e")]);
-    norm_step(&mut s4, 4, ("a", "b"), 32, 16);
-    norm_step(&mut s4, 4, ("b", "c"), 32, 8);
-    s4.extend([n("s4_mo", 32, "s4_mc"), n("s4_eo", 10, "s4_ec")]);
-    let mut out4 = vec![carry("mo", 32), carry("eo", 10), carry("sign", 1)];
+    s4.extend([n("s4_ma", 28, "s4_m"), n("s4_ea", 10, "s4_e")]);
+    norm_step(&mut s4, 4, ("a", "b"), 28, 16);
+    norm_step(&mut s4, 4, ("b", "c"), 28, 8);
+    s4.extend([n("s4_mo", 28, "s4_mc"), n("s4_eo", 10, "s4_ec")]);
+    let mut out4 = vec![carry("mo", 28), carry("eo", 10), carry("sign", 1)];
     common(&mut out4);
 
     let mut s5 = vec![Item::Comment(
         "segment 5: normalise left by 4, 2, 1 while the exponent stays >= 1".into(),
     )];
-    s5.extend([n("s5_ma", 32, "s5_mo"), n("s5_ea", 10, "s5_eo")]);
-    norm_step(&mut s5, 5, ("a", "b"), 32, 4);
-    norm_step(&mut s5, 5, ("b", "c"), 32, 2);
-    norm_step(&mut s5, 5, ("c", "d"), 32, 1);
-    s5.extend([n("s5_mf", 32, "s5_md"), n("s5_ef", 10, "s5_ed")]);
-    let mut out5 = vec![carry("mf", 32), carry("ef", 10), carry("sign", 1)];
+    s5.extend([n("s5_ma", 28, "s5_mo"), n("s5_ea", 10, "s5_eo")]);
+    norm_step(&mut s5, 5, ("a", "b"), 28, 4);
+    norm_step(&mut s5, 5, ("b", "c"), 28, 2);
+    norm_step(&mut s5, 5, ("c", "d"), 28, 1);
+    s5.extend([n("s5_mf", 28, "s5_md"), n("s5_ef", 10, "s5_ed")]);
+    let mut out5 = vec![carry("mf", 28), carry("ef", 10), carry("sign", 1)];
     common(&mut out5);
 
     let s6 = vec![
         Item::Comment("segment 6: round to nearest even, pack, special values".into()),
-        n("s6_g", 1, "s6_mf[7]"),
-        n("s6_st", 1, "|s6_mf[6:0]"),
-        n("s6_up", 1, "s6_g & (s6_st | s6_mf[8])"),
-        n("s6_ex", 10, "s6_mf[31] ? s6_ef : 10'd0"),
-        n("s6_pack", 31, "{s6_ex[7:0], s6_mf[30:8]} + {30'd0, s6_up}"),
+        n("s6_g", 1, "s6_mf[3]"),
+        n("s6_st", 1, "|s6_mf[2:0]"),
+        n("s6_up", 1, "s6_g & (s6_st | s6_mf[4])"),
+        n("s6_ex", 10, "s6_mf[27] ? s6_ef : 10'd0"),
+        n("s6_pack", 31, "{s6_ex[7:0], s6_mf[26:4]} + {30'd0, s6_up}"),
         n("s6_big", 1, "s6_ex >= 10'd255"),
         n(
             "s6_res",
