@@ -9,25 +9,32 @@
 //! 0x7fc00000: the ISA says only that NaN stays NaN, so testbenches compare
 //! NaNs by class, every other result bit for bit.
 //!
-//! How it is exact: the 16-bit product mantissa and the 24-bit partial-sum
-//! mantissa are placed in a 51-bit window whose top is the larger operand's
-//! top bit (an exponent `t`, biased by 252 + 127 - 2 so that it is never
-//! negative); the other operand is shifted right with its lost bits ORed
-//! into bit 0 (the sticky bit). 50 window bits keep at least two bits
-//! between the final rounding position and the sticky bit in every case,
-//! including subnormal products, so the 52-bit sum rounds correctly. The
-//! sum is normalised left by at most the exponent budget (so subnormal
-//! results keep their scale), then rounded by adding the round bit to the
-//! packed exponent and fraction, which carries into the exponent and into
-//! infinity as IEEE 754 requires.
+//! How it is exact: the 16-bit product mantissa (an unsigned 8 x 8
+//! multiply, which ECP5 synthesis maps to a `MULT18X18D`) is normalised,
+//! then of the product and the 24-bit partial-sum mantissa the one with the
+//! higher top (an exponent `t`, biased by 268 so that it is never negative)
+//! is `big` and sits at the top of a 27-bit window; the other is shifted
+//! right by the exponent difference with its lost bits ORed into bit 0 (the
+//! sticky bit): one alignment shifter. 27 bits are 24 mantissa bits plus
+//! guard, round and sticky: an effective subtraction that loses bits to the
+//! sticky bit has an exponent difference of at least 2 and so cancels at
+//! most one leading bit, and with a difference of 0 or 1 nothing is lost
+//! (a subnormal partial sum as `big` fixes the rounding position at its own
+//! last bit, higher still). One adder forms `big + small` or `big - small`
+//! (carry-in through an extra low bit) and a second `small - big`, taken
+//! when the first is negative. The sum is normalised left by at most the
+//! exponent budget (so subnormal results keep their scale), then rounded by
+//! adding the round bit to the packed exponent and fraction, which carries
+//! into the exponent and into infinity as IEEE 754 requires.
 //!
-//! Seven segments: unpack and the first half of the partial-product tree;
-//! its second half and the shift amounts; special values and align; add; normalise by 32/16/8;
-//! normalise by 4/2/1; round and pack. Registered boundaries as P grows:
-//! before the normalisation, after the shift amounts, between the two
-//! normalisation halves, before the add, after the unpacking, before the
-//! rounding. Boundaries 0 and 1 carry nothing that mixes the product with
-//! the partial sum, so the output-stationary form
+//! Seven segments: unpack and the mantissa product; normalise the product;
+//! special values, swap and align; add; normalise by 16/8; normalise by
+//! 4/2/1; round and pack. Registered boundaries as P grows: after the add,
+//! after the product (the hard multiplier is slow), after the product
+//! normalisation, between the two normalisation halves, after the
+//! alignment, before the rounding. Boundaries
+//! 0 and 1 carry nothing that mixes the product with the partial sum, so
+//! the output-stationary form
 //! ([`crate::pipeline::Datapath::accumulator_items`]) registers them on the
 //! product alone.
 
@@ -288,7 +295,7 @@ pub fn datapath() -> Datapath {
             .zip([out0, out1, out2, out3, out4, out5, vec![]])
             .map(|(items, out)| Segment { items, out })
             .collect(),
-        cut_order: vec![3, 1, 4, 2, 0, 5],
+        cut_order: vec![3, 0, 1, 4, 2, 5],
         res_width: 32,
         product_cut_order: vec![1, 0],
         sum_carries: vec!["ms", "ts", "cs", "c_nan", "c_inf"],
