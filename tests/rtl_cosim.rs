@@ -447,6 +447,7 @@ fn ecp5_dsp_products_pass_post_synthesis_simulation() {
     }
     let dir = scratch("dsp");
     let (av, wv) = bf16_corners();
+    // The smallest array keeps the ECP5 synthesis short.
     let (av, wv) = (av[..12].to_vec(), wv[..4].to_vec());
     let Case { design, tb, cycles } = case(PeType::Bf16, (2, 2, 1), (6, 2, 2), av, wv);
     let files = write_design(&dir, &design);

@@ -28,8 +28,9 @@
 //! into the exponent and into infinity as IEEE 754 requires.
 //!
 //! Seven segments: unpack and the mantissa product; normalise the product;
-//! special values, swap and align; add; normalise by 16/8; normalise by
-//! 4/2/1; round and pack. Registered boundaries as P grows: after the add,
+//! special values, swap and align; add; count leading zeros (a balanced
+//! tree), shift = min(count, exponent - 1), shift by its 16 and 8; shift by
+//! its 4, 2, 1; round and pack. Registered boundaries as P grows: after the add,
 //! after the product (the hard multiplier is slow), after the product
 //! normalisation, between the two normalisation halves, after the
 //! alignment, before the rounding. Boundaries
@@ -82,28 +83,64 @@ fn unpack(items: &mut Vec<Item>, x: &str, src: &str, exp_hi: u32, frac_bits: u32
     ));
 }
 
-/// A left-normalisation step of the `w`-bit net by `k` bits: with a
-/// `budget` the shift happens only while the exponent stays at least 1, and
-/// the exponent net drops by `k`; without, a leading-zero step of the product.
-fn norm_step(items: &mut Vec<Item>, seg: u32, (from, to): (&str, &str), w: u32, k: u32) {
-    let (mi, ei, mo, eo) = (
+/// A leading-zero step of the `w`-bit net `s{seg}_m{from}` by `k` bits:
+/// `s{seg}_go{k}` says whether its top `k` bits are zero, and `s{seg}_m{to}`
+/// is it shifted left by `k` when they are.
+fn lz_step(items: &mut Vec<Item>, seg: u32, (from, to): (&str, &str), w: u32, k: u32) {
+    let (mi, mo, go) = (
         format!("s{seg}_m{from}"),
-        format!("s{seg}_e{from}"),
         format!("s{seg}_m{to}"),
-        format!("s{seg}_e{to}"),
+        format!("s{seg}_go{k}"),
     );
-    let go = format!("s{seg}_go{k}");
-    items.push(n(
-        &go,
-        1,
-        &format!("({mi}[{}:{}] == {k}'d0) && ({ei} > 10'd{k})", w - 1, w - k),
-    ));
+    items.push(n(&go, 1, &format!("{mi}[{}:{}] == {k}'d0", w - 1, w - k)));
     items.push(n(
         &mo,
         w,
         &format!("{go} ? {{{mi}[{}:0], {k}'d0}} : {mi}", w - 1 - k),
     ));
-    items.push(n(&eo, 10, &format!("{go} ? {ei} - 10'd{k} : {ei}")));
+}
+
+/// A leading-zero counter of a `2^levels`-bit value whose bit `j` is the
+/// expression `bit(j)`, as a balanced tree (pairs of bits, then pairs of
+/// pairs), so its depth is `levels` mux levels instead of a priority chain:
+/// returns the `levels`-bit count net, valid when the value is not zero
+/// (the caller pads it with a one).
+fn lzc(items: &mut Vec<Item>, p: &str, bit: &dyn Fn(u32) -> String, levels: u32) -> String {
+    // Level 1: bit pairs, count width 1.
+    let mut nodes: Vec<(String, String)> = (0..1u32 << (levels - 1))
+        .map(|i| {
+            let (z, c) = (format!("{p}_z1_{i}"), format!("{p}_c1_{i}"));
+            let (hi, lo) = (2 * i + 1, 2 * i);
+            // Zero flags are read by the parent's count only from a high
+            // child, so the lowest node of every level needs none.
+            if i != 0 {
+                items.push(n(&z, 1, &format!("~({} | {})", bit(hi), bit(lo))));
+            }
+            items.push(n(&c, 1, &format!("~{}", bit(hi))));
+            (z, c)
+        })
+        .collect();
+    for level in 2..=levels {
+        let top = level == levels;
+        nodes = nodes
+            .chunks(2)
+            .enumerate()
+            .map(|(i, pair)| {
+                let ((zl, cl), (zh, ch)) = (&pair[0], &pair[1]);
+                let (z, c) = (format!("{p}_z{level}_{i}"), format!("{p}_c{level}_{i}"));
+                if !top && i != 0 {
+                    items.push(n(&z, 1, &format!("{zh} & {zl}")));
+                }
+                items.push(n(
+                    &c,
+                    level,
+                    &format!("{zh} ? {{1'b1, {cl}}} : {{1'b0, {ch}}}"),
+                ));
+                (z, c)
+            })
+            .collect();
+    }
+    nodes.remove(0).1
 }
 
 /// The datapath of [`crate::pe::pe`] for bf16.
@@ -169,15 +206,18 @@ pub fn datapath() -> Datapath {
             .into(),
     )];
     s1.push(n("s1_ma", 16, "s1_mul"));
-    s1.push(n("s1_ea", 10, "10'd1023"));
-    norm_step(&mut s1, 1, ("a", "b"), 16, 8);
-    norm_step(&mut s1, 1, ("b", "c"), 16, 4);
-    norm_step(&mut s1, 1, ("c", "d"), 16, 2);
-    norm_step(&mut s1, 1, ("d", "e"), 16, 1);
+    lz_step(&mut s1, 1, ("a", "b"), 16, 8);
+    lz_step(&mut s1, 1, ("b", "c"), 16, 4);
+    lz_step(&mut s1, 1, ("c", "d"), 16, 2);
+    lz_step(&mut s1, 1, ("d", "e"), 16, 1);
     s1.extend([
         n("s1_mp", 16, "s1_me"),
-        Item::Comment("1023 - e1 is the product's leading-zero count.".into()),
-        n("s1_tpn", 10, "s1_tp - (10'd1023 - s1_ee)"),
+        Item::Comment("The product's leading-zero count lowers its top.".into()),
+        n(
+            "s1_tpn",
+            10,
+            "s1_tp - {6'd0, s1_go8, s1_go4, s1_go2, s1_go1}",
+        ),
     ]);
     let mut out1 = vec![
         carry("mp", 16),
@@ -208,13 +248,20 @@ pub fn datapath() -> Datapath {
         n("s2_cbig", 1, "s2_pz | ~s2_dc[10]"),
         n("s2_t", 10, "s2_cbig ? s2_ts : s2_tpn"),
         n("s2_d", 10, "s2_cbig ? s2_dc[9:0] : s2_tpn - s2_ts"),
-        n("s2_sd", 5, "(s2_d > 10'd27) ? 5'd27 : s2_d[4:0]"),
+        Item::Comment(
+            "A distance of 32 or more shifts everything into the sticky bit (27 to 31 do too): no compare.".into(),
+        ),
+        n("s2_dhi", 1, "|s2_d[9:5]"),
         n("s2_pf", 27, "{s2_mp, 11'd0}"),
         n("s2_cf", 27, "{s2_ms, 3'd0}"),
         n("s2_big", 27, "s2_cbig ? s2_cf : s2_pf"),
         n("s2_sm", 27, "s2_cbig ? s2_pf : s2_cf"),
-        n("s2_sa", 27, "s2_sm >> s2_sd"),
-        n("s2_sl", 1, "|(s2_sm & ~({27{1'b1}} << s2_sd))"),
+        n("s2_sa", 27, "s2_dhi ? 27'd0 : (s2_sm >> s2_d[4:0])"),
+        n(
+            "s2_sl",
+            1,
+            "s2_dhi ? |s2_sm : |(s2_sm & ~({27{1'b1}} << s2_d[4:0]))",
+        ),
         n("s2_sw", 27, "{s2_sa[26:1], s2_sa[0] | s2_sl}"),
     ];
     let mut out2 = vec![
@@ -254,23 +301,45 @@ pub fn datapath() -> Datapath {
     common(&mut out3);
 
     let mut s4 = vec![Item::Comment(
-        "segment 4: normalise left by 16, 8 while the exponent stays >= 1".into(),
+        "segment 4: shift = min(leading zeros, exponent - 1), so subnormal results keep their scale; shift by its 16 and 8".into(),
     )];
-    s4.extend([n("s4_ma", 28, "s4_m"), n("s4_ea", 10, "s4_e")]);
-    norm_step(&mut s4, 4, ("a", "b"), 28, 16);
-    norm_step(&mut s4, 4, ("b", "c"), 28, 8);
-    s4.extend([n("s4_mo", 28, "s4_mc"), n("s4_eo", 10, "s4_ec")]);
-    let mut out4 = vec![carry("mo", 28), carry("eo", 10), carry("sign", 1)];
+    // The sum padded with ones to 32 bits: an all-zero sum counts 28.
+    let padded = |j: u32| {
+        if j >= 4 {
+            format!("s4_m[{}]", j - 4)
+        } else {
+            "1'b1".to_string()
+        }
+    };
+    let lz = lzc(&mut s4, "s4_lz", &padded, 5);
+    s4.extend([
+        n("s4_lz", 5, &lz),
+        n("s4_room", 10, "s4_e - 10'd1"),
+        n(
+            "s4_sh",
+            5,
+            "({5'd0, s4_lz} > s4_room) ? s4_room[4:0] : s4_lz",
+        ),
+        n("s4_mb", 28, "s4_sh[4] ? {s4_m[11:0], 16'd0} : s4_m"),
+        n("s4_mo", 28, "s4_sh[3] ? {s4_mb[19:0], 8'd0} : s4_mb"),
+        n("s4_sl", 3, "s4_sh[2:0]"),
+        n("s4_eo", 10, "s4_e - {5'd0, s4_sh}"),
+    ]);
+    let mut out4 = vec![
+        carry("mo", 28),
+        carry("sl", 3),
+        carry("eo", 10),
+        carry("sign", 1),
+    ];
     common(&mut out4);
 
-    let mut s5 = vec![Item::Comment(
-        "segment 5: normalise left by 4, 2, 1 while the exponent stays >= 1".into(),
-    )];
-    s5.extend([n("s5_ma", 28, "s5_mo"), n("s5_ea", 10, "s5_eo")]);
-    norm_step(&mut s5, 5, ("a", "b"), 28, 4);
-    norm_step(&mut s5, 5, ("b", "c"), 28, 2);
-    norm_step(&mut s5, 5, ("c", "d"), 28, 1);
-    s5.extend([n("s5_mf", 28, "s5_md"), n("s5_ef", 10, "s5_ed")]);
+    let s5 = vec![
+        Item::Comment("segment 5: the rest of the shift, by 4, 2, 1".into()),
+        n("s5_mb", 28, "s5_sl[2] ? {s5_mo[23:0], 4'd0} : s5_mo"),
+        n("s5_mc", 28, "s5_sl[1] ? {s5_mb[25:0], 2'd0} : s5_mb"),
+        n("s5_mf", 28, "s5_sl[0] ? {s5_mc[26:0], 1'd0} : s5_mc"),
+        n("s5_ef", 10, "s5_eo"),
+    ];
     let mut out5 = vec![carry("mf", 28), carry("ef", 10), carry("sign", 1)];
     common(&mut out5);
 
