@@ -322,23 +322,22 @@ pub fn datapath() -> Datapath {
         ),
         n("s4_mb", 28, "s4_sh[4] ? {s4_m[11:0], 16'd0} : s4_m"),
         n("s4_mo", 28, "s4_sh[3] ? {s4_mb[19:0], 8'd0} : s4_mb"),
-        n("s4_sl", 3, "s4_sh[2:0]"),
-        n("s4_eo", 10, "s4_e - {5'd0, s4_sh}"),
     ]);
     let mut out4 = vec![
         carry("mo", 28),
-        carry("sl", 3),
-        carry("eo", 10),
+        carry("sh", 5),
+        carry("e", 10),
         carry("sign", 1),
     ];
     common(&mut out4);
 
     let s5 = vec![
-        Item::Comment("segment 5: the rest of the shift, by 4, 2, 1".into()),
-        n("s5_mb", 28, "s5_sl[2] ? {s5_mo[23:0], 4'd0} : s5_mo"),
-        n("s5_mc", 28, "s5_sl[1] ? {s5_mb[25:0], 2'd0} : s5_mb"),
-        n("s5_mf", 28, "s5_sl[0] ? {s5_mc[26:0], 1'd0} : s5_mc"),
-        n("s5_ef", 10, "s5_eo"),
+        Item::Comment("segment 5: the rest of the shift, by 4, 2, 1; the exponent".into()),
+        n("s5_mb", 28, "s5_sh[2] ? {s5_mo[23:0], 4'd0} : s5_mo"),
+        n("s5_mc", 28, "s5_sh[1] ? {s5_mb[25:0], 2'd0} : s5_mb"),
+        n("s5_mf", 28, "s5_sh[0] ? {s5_mc[26:0], 1'd0} : s5_mc"),
+        Item::Comment("The exponent follows the whole shift (here, off segment 4's path).".into()),
+        n("s5_ef", 10, "s5_e - {5'd0, s5_sh}"),
     ];
     let mut out5 = vec![carry("mf", 28), carry("ef", 10), carry("sign", 1)];
     common(&mut out5);
