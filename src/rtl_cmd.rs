@@ -31,8 +31,8 @@ use tessera_isa::{Arch, Dataflow};
 use tessera_rtl::array::{array_sources, pe_types};
 use tessera_rtl::array_os::{os_array_module, os_pe_module};
 use tessera_rtl::fpga::{
-    fmax_wrapper, parse_fmax, parse_stat, pnr_device, pnr_synth_script, yosys_script, Resources,
-    Target, FMAX_TOP,
+    cell_models_extra, fmax_wrapper, parse_fmax, parse_stat, pnr_device, pnr_synth_script,
+    yosys_script, Resources, Target, FMAX_TOP,
 };
 use tessera_rtl::pe::{Buffering, PeType};
 use tessera_rtl::sequence_tb::{sequence_testbench, ScheduledFold};
@@ -318,7 +318,12 @@ fn run_array(
     let (resources, post_sim) = if let Outcome::Passed(_) = synth {
         let stat_text = std::fs::read_to_string(dir.join(&stat)).with_context(|| stat.clone())?;
         let models = cosim::yosys_datdir().join(target.cell_models());
-        let post = simulate(dir, &[testbench.clone(), netlist.clone()], &[models])?;
+        let mut files = vec![testbench.clone(), netlist.clone()];
+        for (name, text) in cell_models_extra(target) {
+            write_atomic(&dir.join(name), text.as_bytes())?;
+            files.push(name.to_string());
+        }
+        let post = simulate(dir, &files, &[models])?;
         (Some(parse_stat(&stat_text)), post)
     } else {
         (None, Outcome::Skipped("no netlist".into()))

@@ -11,39 +11,20 @@
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1` (set by `scripts/test.sh`, hence by CI).
 
-use std::path::{Path, PathBuf};
+mod hdl;
+
+use std::path::Path;
 use std::process::Command;
+
+use hdl::{iverilog, run_iverilog, scratch, tool, verilator_lint, verilator_run, write_files};
 
 use proptest::prelude::*;
 use tessera_isa::Arch;
 use tessera_rtl::array::array_sources;
-use tessera_rtl::fpga::{parse_stat, yosys_script, Target};
+use tessera_rtl::fpga::{cell_models_extra, parse_stat, yosys_script, Target};
 use tessera_rtl::pe::{Buffering, PeType};
 use tessera_rtl::sequence_tb::{sequence_cycles, sequence_testbench, ScheduledFold};
 use tessera_rtl::testbench::{fold_cycles, fold_testbench, ArrayShape};
-
-fn tool(name: &str) -> bool {
-    let found = Command::new(name)
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success())
-        || Command::new(name).arg("-V").output().is_ok();
-    if !found {
-        assert!(
-            std::env::var_os("TESSERA_REQUIRE_TOOLS").is_none(),
-            "{name} is required (TESSERA_REQUIRE_TOOLS is set) but not installed; run scripts/test.sh"
-        );
-        eprintln!("skipped: {name} is not installed");
-    }
-    found
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("tessera-rtl-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
 
 fn arch(rows: u32, cols: u32, stages: u32) -> Arch {
     buffered_arch(rows, cols, stages, Buffering::Single)
@@ -58,50 +39,6 @@ fn buffered_arch(rows: u32, cols: u32, stages: u32, buffering: Buffering) -> Arc
     spec.array.double_buffered_weights = buffering == Buffering::Double;
     spec.scratchpad.size_kib = 256;
     Arch::new(spec).unwrap()
-}
-
-/// Writes the design files, returning their names.
-fn write_design(dir: &Path, design: &[(String, String)]) -> Vec<String> {
-    for (name, text) in design {
-        std::fs::write(dir.join(name), text).unwrap();
-    }
-    design.iter().map(|(n, _)| n.clone()).collect()
-}
-
-/// Compiles `sources` (relative to `dir`) with Icarus Verilog, runs the
-/// result, and returns its stdout.
-fn iverilog(dir: &Path, sources: &[String]) -> String {
-    let out = Command::new("iverilog")
-        .args([
-            "-g2005",
-            "-Wall",
-            "-DNO_ICE40_DEFAULT_ASSIGNMENTS",
-            "-o",
-            "sim.vvp",
-        ])
-        .args(sources)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "iverilog {sources:?}:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let run = Command::new("vvp")
-        .args(["-n", "sim.vvp"])
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&run.stdout).into_owned()
-}
-
-/// Writes design and testbench, runs Icarus Verilog, returns stdout.
-fn run_iverilog(dir: &Path, design: &[(String, String)], tb: &str) -> String {
-    std::fs::write(dir.join("tb.v"), tb).unwrap();
-    let mut sources = vec!["tb.v".to_string()];
-    sources.extend(write_design(dir, design));
-    iverilog(dir, &sources)
 }
 
 /// One fold's design (only `ty`'s files), testbench and the timing model's cycles.
@@ -156,42 +93,21 @@ fn verilator_lints_every_array_size_clean() {
         (8, 8, 2, Buffering::Double),
         (3, 5, 8, Buffering::Double),
     ] {
-        let files = write_design(&dir, &array_sources(&buffered_arch(r, c, p, b)).unwrap());
+        let files = write_files(&dir, &array_sources(&buffered_arch(r, c, p, b)).unwrap());
         for ty in PeType::ALL {
-            let out = Command::new("verilator")
-                .args(["--lint-only", "-Wall", "--top-module", &ty.array_module()])
-                .args(&files)
-                .current_dir(&dir)
-                .output()
-                .unwrap();
-            assert!(
-                out.status.success(),
-                "{ty:?} {r}x{c} P={p} {b:?}:\n{}",
-                String::from_utf8_lossy(&out.stderr)
-            );
+            if let Err(e) = verilator_lint(&dir, &ty.array_module(), &files) {
+                panic!("{ty:?} {r}x{c} P={p} {b:?}:\n{e}");
+            }
         }
     }
     // The place-and-route wrapper lints clean too.
     let w = tessera_rtl::fpga::fmax_wrapper(PeType::Bf16, 3, 2).to_verilog();
     std::fs::write(dir.join("tessera_fmax_top.v"), w).unwrap();
-    let files = write_design(&dir, &array_sources(&arch(3, 2, 2)).unwrap());
-    let out = Command::new("verilator")
-        .args([
-            "--lint-only",
-            "-Wall",
-            "--top-module",
-            "tessera_fmax_top",
-            "tessera_fmax_top.v",
-        ])
-        .args(&files)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "wrapper:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut files = write_files(&dir, &array_sources(&arch(3, 2, 2)).unwrap());
+    files.push("tessera_fmax_top.v".to_string());
+    if let Err(e) = verilator_lint(&dir, "tessera_fmax_top", &files) {
+        panic!("wrapper:\n{e}");
+    }
 }
 
 fn int8() -> impl Strategy<Value = u16> {
@@ -344,33 +260,10 @@ fn verilator_runs_the_same_testbench() {
     let dir = scratch("verilator");
     let (av, wv) = bf16_corners();
     let Case { design, tb, cycles } = case(PeType::Bf16, (4, 4, 2), (6, 4, 4), av, wv);
-    let files = write_design(&dir, &design);
+    let mut files = vec!["tb.v".to_string()];
     std::fs::write(dir.join("tb.v"), tb).unwrap();
-    let build = Command::new("verilator")
-        .args([
-            "--binary",
-            "--timing",
-            "-Wno-fatal",
-            "--top-module",
-            "tb",
-            "-Mdir",
-            "obj",
-            "tb.v",
-        ])
-        .args(&files)
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    assert!(
-        build.status.success(),
-        "verilator:\n{}",
-        String::from_utf8_lossy(&build.stderr)
-    );
-    let run = Command::new(dir.join("obj/Vtb"))
-        .current_dir(&dir)
-        .output()
-        .unwrap();
-    let out = String::from_utf8_lossy(&run.stdout);
+    files.extend(write_files(&dir, &design));
+    let out = verilator_run(&dir, &files);
     assert!(
         out.lines().any(|l| l == format!("PASS cycles={cycles}")),
         "{out}"
@@ -387,7 +280,7 @@ fn synthesised_netlists_pass_the_same_testbench() {
     let av: Vec<u16> = (0..8 * 4).map(|i| (i * 53 % 256) as u16).collect();
     let wv: Vec<u16> = (0..4 * 4).map(|i| (i * 29 % 256) as u16).collect();
     let Case { design, tb, cycles } = case(PeType::Int8, (4, 4, 2), (8, 4, 4), av, wv);
-    let files = write_design(&dir, &design);
+    let files = write_files(&dir, &design);
     std::fs::write(dir.join("tb.v"), &tb).unwrap();
     for target in [Target::Generic, Target::Ice40] {
         let (stat, netlist) = (format!("stat_{target}.txt"), format!("netlist_{target}.v"));
@@ -431,6 +324,67 @@ fn synthesised_netlists_pass_the_same_testbench() {
             out.lines().any(|l| l == format!("PASS cycles={cycles}")),
             "{target} netlist:\n{out}"
         );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The bf16 mantissa product on ECP5 hard multipliers: Yosys maps it to
+/// `MULT18X18D` (one per processing element), and the mapped netlist, with
+/// the primitive's model, passes the corner testbench; the same netlist with
+/// one product bit flipped in the model fails it, so the DSP outputs are
+/// really exercised.
+#[test]
+fn ecp5_dsp_products_pass_post_synthesis_simulation() {
+    if !tool("yosys") || !tool("iverilog") {
+        return;
+    }
+    let dir = scratch("dsp");
+    let (av, wv) = bf16_corners();
+    // The smallest array keeps the ECP5 synthesis short.
+    let (av, wv) = (av[..12].to_vec(), wv[..4].to_vec());
+    let Case { design, tb, cycles } = case(PeType::Bf16, (2, 2, 1), (6, 2, 2), av, wv);
+    let files = write_files(&dir, &design);
+    std::fs::write(dir.join("tb.v"), &tb).unwrap();
+    let (stat, netlist) = ("stat.txt".to_string(), "netlist.v".to_string());
+    let script = yosys_script(
+        Target::Ecp5,
+        &PeType::Bf16.array_module(),
+        &files,
+        &stat,
+        &netlist,
+    );
+    std::fs::write(dir.join("synth.ys"), script).unwrap();
+    let out = Command::new("yosys")
+        .args(["-q", "-s", "synth.ys"])
+        .current_dir(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "yosys:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let res = parse_stat(&std::fs::read_to_string(dir.join(&stat)).unwrap());
+    assert_eq!(res.dsps, 4, "one MULT18X18D per PE: {res:?}");
+    let models = tessera::cosim::yosys_datdir().join(Target::Ecp5.cell_models());
+    let extra = cell_models_extra(Target::Ecp5);
+    assert_eq!(extra.len(), 1);
+    let (name, model) = &extra[0];
+    let flipped = model.replace("= prod[35:0];", "= prod[35:0] ^ 36'd8;");
+    assert_ne!(&flipped, model, "the mutation must apply");
+    for (text, verdict) in [(model, "PASS"), (&flipped, "FAIL")] {
+        std::fs::write(dir.join(name), text).unwrap();
+        let out = iverilog(
+            &dir,
+            &[
+                "tb.v".to_string(),
+                netlist.clone(),
+                name.to_string(),
+                models.to_string_lossy().into_owned(),
+            ],
+        );
+        let pass = out.lines().any(|l| l == format!("PASS cycles={cycles}"));
+        assert_eq!(pass, verdict == "PASS", "{verdict} expected:\n{out}");
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -26,6 +26,7 @@ pub mod core;
 pub mod core_tb;
 mod core_weights;
 pub mod dma;
+pub mod dsp_model;
 pub mod fp32_add;
 pub mod fp32_cmp;
 pub mod fp32_divsqrt;
