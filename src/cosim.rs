@@ -348,9 +348,11 @@ pub fn run_program(p: Program, spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
 ///
 /// # Errors
 /// A program the core does not run, `hbm` larger than the HBM, a simulator
-/// error, or a program whose matrix queue waits for scratchpad banks (the
+/// error, a program whose matrix queue waits for scratchpad banks (the
 /// core's scratchpad model has a port per array row and column, so it
-/// cannot reproduce bank stalls).
+/// cannot reproduce bank stalls), or one with a DMA transfer the timing
+/// model ends by its on-chip bank cycles rather than its HBM bursts (the
+/// core's DMA engine times HBM bursts only).
 pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
     let mut core = core_program(&p).map_err(|e| anyhow!("{e}"))?;
     core.hbm_bytes = core.hbm_bytes.max((hbm.len() as u64).next_multiple_of(4));
@@ -370,6 +372,12 @@ pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Resul
     if stall > 0 {
         return Err(anyhow!(
             "the matrix queue waits {stall} cycles for scratchpad banks, which the core does not model; use more banks or narrower operands"
+        ));
+    }
+    if t.dma_bank_bound > 0 {
+        return Err(anyhow!(
+            "DMA transfers take {} cycles in all longer for on-chip banks than for their HBM bursts, which the core's DMA does not model; use more or wider banks",
+            t.dma_bank_bound
         ));
     }
     let first_engine = p

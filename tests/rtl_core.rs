@@ -503,8 +503,8 @@ fn unsupported_programs_name_the_instruction() {
             "queue vector: the generated core has no vector unit yet",
         ),
         (
-            ".queue load\n    dma.load dst=spad[r0], src=hbm[r0], rows=2, row_bytes=4, planes=1, transpose=2\n    halt\n",
-            "load#0 dma.load: transpose=2: the generated DMA copies rows untransposed",
+            ".queue load\n    dma.gather dst=spad[r0], table=hbm[r0], idx=spad[r1], rows=1, row_bytes=4\n    halt\n",
+            "load#0 dma.gather: not in the load subset",
         ),
         (
             ".queue store\n    dma.scatter_add table=hbm[r0], src=acc[r0], idx=spad[r0], rows=1, row_bytes=4\n    halt\n",

@@ -243,8 +243,8 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
     })
 }
 
-/// Walks DMA queue `q`: control instructions, `dma.hstride`, `dma.lstride`
-/// and untransposed `dma.load` / `dma.store`; records the end of the HBM it
+/// Walks DMA queue `q`: control instructions, `dma.hstride`, `dma.lstride`,
+/// `dma.load` and `dma.store` (any transpose); records the end of the HBM it
 /// touches in `hbm_end`. Returns the encoded queue (a lone `halt` if empty).
 fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlError> {
     let code = p.queue(q);
@@ -269,18 +269,7 @@ fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlEr
             | Op::DmaHbmStride { .. }
             | Op::DmaLocalStride { .. } => {}
             Op::AddrStep { level, .. } => open_level(&fe, site, mn, level.get())?,
-            Op::DmaLoad { transpose, .. } | Op::DmaStore { transpose, .. } => {
-                if transpose != tessera_isa::field::Transpose::None {
-                    return Err(unsupported(
-                        site,
-                        mn,
-                        format!(
-                            "transpose={}: the generated DMA copies rows untransposed",
-                            transpose.name()
-                        ),
-                    ));
-                }
-            }
+            Op::DmaLoad { .. } | Op::DmaStore { .. } => {}
             _ => {
                 return Err(unsupported(
                     site,

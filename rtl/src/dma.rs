@@ -84,6 +84,12 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
         Queue::Store => ("st", "dma.store", "src", "dst", "STORE_INIT"),
         _ => ("ld", "dma.load", "dst", "src", "LOAD_INIT"),
     };
+    // The counts describe the source box; a transpose gives the destination
+    // the transposed box (`@X@_d*`). Load: HBM is the source; store: the destination.
+    let (hbox, lbox) = match q {
+        Queue::Store => (("@X@_drows", "@X@_drb"), ("@X@_rows", "@X@_rb")),
+        _ => (("@X@_rows", "@X@_rb"), ("@X@_drows", "@X@_drb")),
+    };
     let rb = clog2(u64::from(Reg::COUNT));
     let (lsp, lreg, loff) = local_parts();
     let (hreg, hoff) = hbm_parts();
@@ -118,6 +124,11 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
         ("@ROWS@", zext_of("ins", field(m, "rows"), 48)),
         ("@RBYTES@", zext_of("ins", field(m, "row_bytes"), 48)),
         ("@PLANES@", zext_of("ins", field(m, "planes"), 48)),
+        ("@TCODE@", zext_of("ins", field(m, "transpose"), 2)),
+        ("@HROWS@", hbox.0.into()),
+        ("@HRB@", hbox.1.into()),
+        ("@LROWS@", lbox.0.into()),
+        ("@LRB@", lbox.1.into()),
         ("@HS_ROW@", zext_of("ins", field("dma.hstride", "row"), 48)),
         (
             "@HS_PLANE@",
@@ -165,10 +176,17 @@ const DMA_TEMPLATE: &str = r#"
     wire [47:0] @X@_rows = @ROWS@;
     wire [47:0] @X@_rb = @RBYTES@;
     wire [47:0] @X@_planes = @PLANES@;
-    wire [47:0] @X@_hrs = (@X@_hrow != 48'd0) ? @X@_hrow : @X@_rb;
-    wire [47:0] @X@_hps = (@X@_hplane != 48'd0) ? @X@_hplane : @X@_rows * @X@_hrs;
-    wire [47:0] @X@_lrs = (@X@_lrow != 48'd0) ? @X@_lrow : @X@_rb;
-    wire [47:0] @X@_lps = (@X@_lplane != 48'd0) ? @X@_lplane : @X@_rows * @X@_lrs;
+    // Transpose: element size E = 1 << sh bytes (code 1, 2, 3: E = 1, 2, 4);
+    // the destination box is (row_bytes / E) rows of rows x E bytes.
+    wire [1:0] @X@_tcode = @TCODE@;
+    wire @X@_tr = @X@_tcode != 2'd0;
+    wire [1:0] @X@_sh = @X@_tcode - {1'b0, @X@_tr};
+    wire [47:0] @X@_drows = @X@_tr ? @X@_rb >> @X@_sh : @X@_rows;
+    wire [47:0] @X@_drb = @X@_tr ? @X@_rows << @X@_sh : @X@_rb;
+    wire [47:0] @X@_hrs = (@X@_hrow != 48'd0) ? @X@_hrow : @HRB@;
+    wire [47:0] @X@_hps = (@X@_hplane != 48'd0) ? @X@_hplane : @HROWS@ * @X@_hrs;
+    wire [47:0] @X@_lrs = (@X@_lrow != 48'd0) ? @X@_lrow : @LRB@;
+    wire [47:0] @X@_lps = (@X@_lplane != 48'd0) ? @X@_lplane : @LROWS@ * @X@_lrs;
 
     // Issue: waited tokens at least 1, signalled ones below 255; a transfer
     // also needs a free engine; a control instruction that signals is a fence
@@ -201,14 +219,19 @@ const DMA_TEMPLATE: &str = r#"
         end
     end
 
-    // Engine: latency, then the box's bursts on the HBM bus, one every K cycles.
+    // Engine: latency, then the HBM-side box's bursts on the HBM bus, one
+    // every K cycles. It walks the HBM box (row r, byte x of the row); the
+    // on-chip byte is lr + x untransposed, else lr + (x >> sh) lrs + x mod E,
+    // where lr steps by E per HBM row (the element's place in its on-chip
+    // row) instead of by the on-chip row stride.
     reg [31:0] @X@_ready_at;
     reg [47:0] @X@_hr, @X@_hp, @X@_lr, @X@_lp, @X@_hrs_q, @X@_hps_q, @X@_lrs_q, @X@_lps_q;
-    reg [47:0] @X@_rb_q, @X@_rows_q, @X@_planes_q, @X@_o, @X@_r, @X@_p;
+    reg [47:0] @X@_rb_q, @X@_rows_q, @X@_planes_q, @X@_o, @X@_r, @X@_p, @X@_lstep_q;
     reg [15:0] @X@_sig_q;
     reg [KW-1:0] @X@_k;
+    reg @X@_tr_q;
+    reg [1:0] @X@_sh_q;
     wire [47:0] @X@_h = @X@_hr + @X@_o;
-    wire [47:0] @X@_l = @X@_lr + @X@_o;
     wire [47:0] @X@_room = BURST - {{(48-BB){1'b0}}, @X@_h[BB-1:0]};
     wire [47:0] @X@_rest = @X@_rb_q - @X@_o;
     wire [47:0] @X@_len = (@X@_rest < @X@_room) ? @X@_rest : @X@_room;
@@ -239,8 +262,11 @@ const DMA_TEMPLATE: &str = r#"
             @X@_hps_q <= @X@_hps;
             @X@_lrs_q <= @X@_lrs;
             @X@_lps_q <= @X@_lps;
-            @X@_rb_q <= @X@_rb;
-            @X@_rows_q <= @X@_rows;
+            @X@_rb_q <= @HRB@;
+            @X@_rows_q <= @HROWS@;
+            @X@_lstep_q <= @X@_tr ? 48'd1 << @X@_sh : @X@_lrs;
+            @X@_tr_q <= @X@_tr;
+            @X@_sh_q <= @X@_sh;
             @X@_planes_q <= @X@_planes;
             @X@_o <= 48'd0;
             @X@_r <= 48'd0;
@@ -270,7 +296,7 @@ const DMA_TEMPLATE: &str = r#"
                     end else begin
                         @X@_r <= @X@_r + 48'd1;
                         @X@_hr <= @X@_hr + @X@_hrs_q;
-                        @X@_lr <= @X@_lr + @X@_lrs_q;
+                        @X@_lr <= @X@_lr + @X@_lstep_q;
                     end
                 end
             end else if (@X@_k != {KW{1'b0}}) begin
@@ -286,7 +312,9 @@ const DMA_TEMPLATE: &str = r#"
         for (g = 0; g < BURST; g = g + 1) begin : g_@X@_lane
             localparam [47:0] LANE = g;
             wire [47:0] hx = @X@_h + LANE;
-            wire [47:0] lx = @X@_l + LANE;
+            wire [47:0] xo = @X@_o + LANE;
+            wire [47:0] mask = (48'd1 << @X@_sh_q) - 48'd1;
+            wire [47:0] lx = @X@_lr + (@X@_tr_q ? ((xo >> @X@_sh_q) * @X@_lrs_q) + (xo & mask) : xo);
             assign @X@_hb[g*HA +: HA] = hx[HA-1:0];
             assign @X@_lb[g*LW +: LW] = lx[LW-1:0];
             assign @X@_on[g] = @X@_copy && LANE < @X@_len;
