@@ -212,11 +212,14 @@ fn transfer_program(
     )
 }
 
+/// (rows, row_bytes, planes), E, HBM source, HBM strides, on-chip strides.
+type TransferCase = ((u64, u64, u64), u64, u64, (u64, u64), (u64, u64));
+
 /// Hand-written transposing loads and stores: E = 1, 2, 4, packed and
 /// strided, one to three planes, HBM boxes that start mid-burst and
 /// mid-element.
 fn transfer_runs() -> Vec<(String, ProgramRun)> {
-    let cases: &[((u64, u64, u64), u64, u64, (u64, u64), (u64, u64))] = &[
+    let cases: &[TransferCase] = &[
         ((4, 8, 1), 1, 0, (0, 0), (0, 0)),
         ((5, 12, 2), 1, 61, (20, 112), (8, 112)),
         ((3, 8, 1), 2, 0, (0, 0), (0, 0)),
@@ -273,8 +276,8 @@ fn mutated_transposes_fail() {
             assert!(t.contains(from), "{what}: pattern not in the core");
             t.replace(from, to)
         };
-        // Every mutant breaks at least one of the transfers (the 1-byte
-        // ones cannot tell a doubled element size from a swapped stride).
+        // Every mutant breaks at least one of the transfers (not every
+        // transfer takes every path: a store mutant spares the loads).
         let failed = runs.iter().any(|(name, r)| {
             let out = core_verdict(&format!("{name}-mutant"), r, &mutate);
             !out.lines().any(|l| l == r.expected_verdict())
@@ -310,4 +313,30 @@ fn verilator_lints_the_transposing_core_clean() {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A transfer the timing model ends by its on-chip bank cycles (16 one-byte
+/// rows 256 bytes apart, all in one bank: 16 cycles against one 2-cycle HBM
+/// burst, so 14 longer) is refused
+/// by the co-simulation: the core's DMA times HBM bursts only, so no
+/// verdict would be exact.
+#[test]
+fn a_transfer_bound_by_on_chip_banks_is_refused() {
+    let text = "\
+.queue load
+    dma.lstride row=256, plane=0
+    dma.load dst=spad[r0], src=hbm[r0], rows=1, row_bytes=16, planes=1, transpose=1, signal=t0
+    halt
+.queue matrix
+    mm.preload b=spad[r0]:int8, k=1, n=1, transpose=false, wait=t0
+    halt
+";
+    let p = assemble(text, "banks.s", Some(&arch(2, 2))).unwrap();
+    let e = run_program_hbm(p, &data(64, 1, 1), &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("DMA transfers take 14 cycles in all longer for on-chip banks"),
+        "{e}"
+    );
 }
