@@ -306,7 +306,7 @@ pub struct ProgramRun {
 
 impl ProgramRun {
     /// The verdict the core's testbench must print (`docs/rtl.md`). A
-    /// program with a `dma.load`: its first transfer starts in the last lead
+    /// program with a `dma.load` or `dma.gather`: its first transfer starts in the last lead
     /// cycle (lead = its index + 1) and the core then takes the model's total
     /// (run = model - 1). A matrix-only program: the core also counts the
     /// accumulator write of the last result (run = model + 1) and its lead-in
@@ -316,7 +316,7 @@ impl ProgramRun {
             .program
             .queue(Queue::Load)
             .iter()
-            .position(|i| i.op.mnemonic() == "dma.load");
+            .position(|i| matches!(i.op.mnemonic(), "dma.load" | "dma.gather"));
         match first_load {
             Some(i) => format!(
                 "PASS cycles={} lead={}",

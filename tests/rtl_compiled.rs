@@ -2,11 +2,12 @@
 //! and hand-written transposing transfers on the generated core: the
 //! kernels keep C transposed in the accumulator and store it with
 //! `dma.store ... transpose=4`, and transposed operands come in through
-//! `dma.load ... transpose=E`. Each program runs on the functional simulator
+//! `dma.load ... transpose=E`; and `dma.gather`. Each program runs on the functional simulator
 //! and on the core under Icarus Verilog; the final accumulator and HBM must
 //! be bit-exact and the verdict exactly `ProgramRun::expected_verdict`
 //! (`lead` = the first `dma.load`'s index + 1, `run` + 1 = the timing
-//! model's total). Mutated transposes must fail; Verilator lints the core.
+//! model's total). Mutated transposes and gathers must fail; Verilator
+//! lints the core; a transfer the model ends by its bank cycles is refused.
 //!
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1`.
@@ -339,4 +340,111 @@ fn a_transfer_bound_by_on_chip_banks_is_refused() {
         e.starts_with("DMA transfers take 14 cycles in all longer for on-chip banks"),
         "{e}"
     );
+}
+
+/// `dma.gather` cases: (indices, row_bytes, HBM row stride, on-chip row
+/// stride; strides 0 = packed).
+type GatherCase = (&'static [i32], u64, u64, u64);
+
+/// Gathers from a table at HBM 0x105 (eight rows) by `idx`, loaded to the
+/// scratchpad and the accumulator first: once into the scratchpad (stored
+/// back to HBM 0x1800 so the final HBM shows it) and once into the
+/// accumulator.
+fn gather_run(name: &str, (idx, rb, hs, ls): GatherCase, seed: u64) -> (String, ProgramRun) {
+    let n = idx.len();
+    let text = format!(
+        "\
+.queue load
+    addr.set r0, 0
+    addr.set r1, 4000
+    addr.set r4, 2048
+    dma.load dst=spad[r1], src=hbm[r0], rows=1, row_bytes={ib}, planes=1, transpose=none
+    dma.load dst=acc[r4], src=hbm[r0], rows=1, row_bytes={ib}, planes=1, transpose=none
+    dma.hstride row={hs}, plane=0
+    dma.lstride row={ls}, plane=0
+    addr.set r2, 0x105
+    addr.set r3, 1024
+    dma.gather dst=spad[r3], table=hbm[r2], idx=spad[r1], rows={n}, row_bytes={rb}
+    dma.gather dst=acc[r0+64], table=hbm[r2], idx=acc[r4], rows={n}, row_bytes={rb}, signal=t0
+    halt
+.queue matrix
+    addr.set r2, 0
+    addr.set r3, 3072
+    mm.preload b=spad[r2]:int8, k=1, n=1, transpose=false, wait=t0
+    mm.compute a=spad[r2]:int8, c=acc[r3]:int32, m=1, transpose=false, mode=overwrite, signal=t1
+    halt
+.queue store
+    dma.lstride row={ls}, plane=0
+    addr.set r0, 0x1800
+    addr.set r1, 1024
+    dma.store dst=hbm[r0], src=spad[r1], rows={n}, row_bytes={rb}, planes=1, transpose=none, wait=t1
+    halt
+",
+        ib = 4 * n
+    );
+    let p =
+        assemble(&text, "gather.s", Some(&arch(2, 2))).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut hbm: Vec<u8> = idx.iter().flat_map(|i| i.to_le_bytes()).collect();
+    hbm.resize(0x105, 0);
+    hbm.extend(data(0x1000 - 0x105, 1, seed));
+    let r = run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    (name.to_string(), r)
+}
+
+/// Negative indices (zero rows), repeats, packed and strided rows, rows
+/// of one and two bursts, a table that starts mid-burst.
+fn gather_runs() -> Vec<(String, ProgramRun)> {
+    let cases: [GatherCase; 3] = [
+        (&[3, -1, 0, 7, 3], 12, 0, 0),
+        (&[5, 1, -7, 1, 0, 6], 70, 80, 72),
+        (&[2, 0, -1], 8, 100, 16),
+    ];
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| gather_run(&format!("gather{i}"), c, i as u64 + 3))
+        .collect()
+}
+
+#[test]
+fn gathers_run_on_the_core() {
+    for (name, r) in gather_runs() {
+        check(&name, &r);
+    }
+}
+
+#[test]
+fn mutated_gathers_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let runs = gather_runs();
+    let mutants: [(&str, &str, &str); 3] = [
+        (
+            "negative index copies the table",
+            "wire ld_zero = ld_g_q && ld_kv[31];",
+            "wire ld_zero = 1'b0;",
+        ),
+        (
+            "gather bursts split at HBM boundaries",
+            "(ld_g_q ? {BB{1'b0}} : ld_h[BB-1:0])",
+            "ld_h[BB-1:0]",
+        ),
+        (
+            "index read one entry late",
+            "wire [47:0] ld_ix = ld_ia_q + {ld_r[45:0], 2'b00};",
+            "wire [47:0] ld_ix = ld_ia_q + {ld_r[45:0], 2'b00} + 48'd4;",
+        ),
+    ];
+    for (what, from, to) in mutants {
+        let mutate = |t: String| {
+            assert!(t.contains(from), "{what}: pattern not in the core");
+            t.replace(from, to)
+        };
+        let failed = runs.iter().any(|(name, r)| {
+            let out = core_verdict(&format!("{name}-mutant"), r, &mutate);
+            !out.lines().any(|l| l == r.expected_verdict())
+        });
+        assert!(failed, "mutant passed every gather: {what}");
+    }
 }

@@ -503,10 +503,6 @@ fn unsupported_programs_name_the_instruction() {
             "queue vector: the generated core has no vector unit yet",
         ),
         (
-            ".queue load\n    dma.gather dst=spad[r0], table=hbm[r0], idx=spad[r1], rows=1, row_bytes=4\n    halt\n",
-            "load#0 dma.gather: not in the load subset",
-        ),
-        (
             ".queue store\n    dma.scatter_add table=hbm[r0], src=acc[r0], idx=spad[r0], rows=1, row_bytes=4\n    halt\n",
             "store#0 dma.scatter_add: not in the store subset",
         ),
