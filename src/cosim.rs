@@ -309,7 +309,7 @@ pub struct ProgramRun {
 
 impl ProgramRun {
     /// The verdict the core's testbench must print (`docs/rtl.md`). A
-    /// program with a `dma.load`: its first transfer starts in the last lead
+    /// program with a `dma.load` or `dma.gather`: its first transfer starts in the last lead
     /// cycle (lead = its index + 1) and the core then takes the model's total
     /// (run = model - 1), or until its last queue's trailing control
     /// instruction and `halt` have run, one per cycle, if that is later
@@ -337,7 +337,7 @@ impl ProgramRun {
             .program
             .queue(Queue::Load)
             .iter()
-            .position(|i| i.op.mnemonic() == "dma.load");
+            .position(|i| matches!(i.op.mnemonic(), "dma.load" | "dma.gather"));
         match first_load {
             Some(i) => (
                 self.cycles.max(self.control_tail).saturating_sub(1),
@@ -392,9 +392,11 @@ pub fn run_program(p: Program, spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
 ///
 /// # Errors
 /// A program the core does not run, `hbm` larger than the HBM, a simulator
-/// error, or a program whose matrix or vector queue waits for memory banks
+/// error, a program whose matrix or vector queue waits for memory banks
 /// (the core's scratchpad model has a port per array row and column and the
-/// vector engine one per lane, so it cannot reproduce bank stalls).
+/// vector engine one per lane, so it cannot reproduce bank stalls), or one
+/// with a DMA transfer the timing model ends by its on-chip bank cycles
+/// rather than its HBM bursts (the core's DMA engine times HBM bursts only).
 pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Result<ProgramRun> {
     let mut core = core_program(&p).map_err(|e| anyhow!("{e}"))?;
     core.hbm_bytes = core.hbm_bytes.max((hbm.len() as u64).next_multiple_of(4));
@@ -433,6 +435,12 @@ pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Resul
                 q.name()
             ));
         }
+    }
+    if t.dma_bank_bound > 0 {
+        return Err(anyhow!(
+            "DMA transfers take {} cycles in all longer for on-chip banks than for their HBM bursts, which the core's DMA does not model; use more or wider banks",
+            t.dma_bank_bound
+        ));
     }
     let first_engine = p
         .queue(Queue::Matrix)

@@ -508,10 +508,6 @@ fn unsupported_programs_name_the_instruction() {
             "vector#0 v.un exp: the ISA defines it as libm",
         ),
         (
-            ".queue load\n    dma.load dst=spad[r0], src=hbm[r0], rows=2, row_bytes=4, planes=1, transpose=2\n    halt\n",
-            "load#0 dma.load: transpose=2: the generated DMA copies rows untransposed",
-        ),
-        (
             ".queue store\n    dma.scatter_add table=hbm[r0], src=acc[r0], idx=spad[r0], rows=1, row_bytes=4\n    halt\n",
             "store#0 dma.scatter_add: not in the store subset",
         ),

@@ -437,8 +437,8 @@ fn tessera_rtl_runs_a_dma_program_with_an_hbm_image() {
     std::fs::write(
         &prog,
         RELEASE_PROGRAM.replace(
-            "planes=1, transpose=none, signal=t0",
-            "planes=1, transpose=4, signal=t0",
+            "dma.store dst=hbm[r3+32], src=acc[r1], rows=2, row_bytes=8, planes=1, transpose=none, wait=t2",
+            "dma.scatter_add table=hbm[r3+32], src=acc[r1], idx=acc[r2], rows=2, row_bytes=8, wait=t2",
         ),
     )
     .unwrap();
@@ -447,7 +447,8 @@ fn tessera_rtl_runs_a_dma_program_with_an_hbm_image() {
     assert!(!out.status.success());
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("error:") && err.contains("load#1 dma.load: transpose=4"),
+        err.starts_with("error:")
+            && err.contains("store#5 dma.scatter_add: not in the store subset"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -242,8 +242,9 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
     })
 }
 
-/// Walks DMA queue `q`: control instructions, `dma.hstride`, `dma.lstride`
-/// and untransposed `dma.load` / `dma.store`; records the end of the HBM it
+/// Walks DMA queue `q`: control instructions, `dma.hstride`, `dma.lstride`,
+/// `dma.load` and `dma.store` (any transpose) and `dma.gather` (whose
+/// table the HBM image must cover: its rows depend on data); records the end of the HBM it
 /// touches in `hbm_end`. Returns the encoded queue (a lone `halt` if empty).
 fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlError> {
     let code = p.queue(q);
@@ -266,20 +267,10 @@ fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlEr
             | Op::ProfBegin { .. }
             | Op::ProfEnd { .. }
             | Op::DmaHbmStride { .. }
-            | Op::DmaLocalStride { .. } => {}
+            | Op::DmaLocalStride { .. }
+            | Op::DmaGather { .. } => {}
             Op::AddrStep { level, .. } => open_level(&fe, site, mn, level.get())?,
-            Op::DmaLoad { transpose, .. } | Op::DmaStore { transpose, .. } => {
-                if transpose != tessera_isa::field::Transpose::None {
-                    return Err(unsupported(
-                        site,
-                        mn,
-                        format!(
-                            "transpose={}: the generated DMA copies rows untransposed",
-                            transpose.name()
-                        ),
-                    ));
-                }
-            }
+            Op::DmaLoad { .. } | Op::DmaStore { .. } => {}
             _ => {
                 return Err(unsupported(
                     site,
@@ -292,7 +283,8 @@ fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlEr
             .checked_accesses(inst, &p.symbols, |s| p.arch.capacity(s).get())
             .map_err(|e| unsupported(site, mn, e.to_string()))?;
         for a in accesses {
-            if a.region.space == tessera_isa::program::MemSpace::Hbm {
+            // A gather's table extent depends on data (the HBM image covers it).
+            if a.region.space == tessera_isa::program::MemSpace::Hbm && !a.indirect {
                 if let Some(end) = a.region.end() {
                     *hbm_end = (*hbm_end).max(end);
                 }
@@ -892,7 +884,7 @@ module @MODULE@ #(
             if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_acc ? acc_byte(st_lb[b*LW +: AA+2]) : spad[st_lb[b*LW +: SA]];
     always @(posedge clk) begin
         for (b = 0; b < BURST; b = b + 1)
-            if (ld_on[b] && !ld_acc) spad[ld_lb[b*LW +: SA]] <= hbm[ld_hb[b*HA +: HA]];
+            if (ld_on[b] && !ld_acc) spad[ld_lb[b*LW +: SA]] <= ld_zero ? 8'd0 : hbm[ld_hb[b*HA +: HA]];
         for (b = 0; b < @VL@ * 4; b = b + 1)
             if (v_we[b] && !v_wacc) spad[v_wsa[b*SA +: SA]] <= v_wd[b*8 +: 8];
     end
@@ -1151,7 +1143,7 @@ module @MODULE@ #(
             if (wen[wc]) acc[widx[wc*AA +: AA]] <= wdata[wc*32 +: 32];
         for (b = 0; b < BURST; b = b + 1)
             if (ld_on[b] && ld_acc)
-                acc[ld_lb[b*LW + 2 +: AA]][{ld_lb[b*LW +: 2], 3'b000} +: 8] <= hbm[ld_hb[b*HA +: HA]];
+                acc[ld_lb[b*LW + 2 +: AA]][{ld_lb[b*LW +: 2], 3'b000} +: 8] <= ld_zero ? 8'd0 : hbm[ld_hb[b*HA +: HA]];
         for (b = 0; b < @VL@ * 4; b = b + 1)
             if (v_we[b] && v_wacc)
                 acc[v_wca[b*(AA+2) + 2 +: AA]][{v_wca[b*(AA+2) +: 2], 3'b000} +: 8] <= v_wd[b*8 +: 8];

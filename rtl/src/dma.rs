@@ -1,7 +1,9 @@
-//! The core's DMA queues: the load queue (`dma.load`, HBM to scratchpad or
-//! accumulator) and the store queue (`dma.store`, back to HBM), each a front
-//! end ([`crate::frontend`]) plus one transfer engine, emitted as a block of
-//! the core module by [`dma_block`].
+//! The core's DMA queues: the load queue (`dma.load` and `dma.gather`, HBM
+//! to scratchpad or accumulator) and the store queue (`dma.store`, back to
+//! HBM), each a front end ([`crate::frontend`]) plus one transfer engine,
+//! emitted as a block of the core module by [`dma_block`]. Transposing
+//! transfers walk the HBM-side box and scatter (or collect) on chip, so
+//! their bursts are the timing model's.
 //!
 //! Timing, as `sim/src/timing.rs` states it: a transfer starts when its
 //! waited tokens are in and an engine is free; its HBM data arrives
@@ -78,25 +80,39 @@ fn sub((lsb, _): (u32, u32), (l, b): (u32, u32)) -> (u32, u32) {
 /// `depth` words. It reads the core's `now`, `tok_pos`, `tok_full`,
 /// `<x>_eng_ok`, `<x>_bus_ok` and the memories' widths, and drives
 /// `<x>_take`, `<x>_give`, `<x>_cgive`, `<x>_copy`, `<x>_err` and the
-/// engine's state; the core's memory blocks do the copying.
+/// engine's state (the load queue also `ld_zero`: a gathered row with a
+/// negative index, and it reads `spad`/`acc` for the indices); the core's
+/// memory blocks do the copying.
 pub fn dma_block(q: Queue, depth: usize) -> String {
     let (x, m, local, hbm, init) = match q {
         Queue::Store => ("st", "dma.store", "src", "dst", "STORE_INIT"),
         _ => ("ld", "dma.load", "dst", "src", "LOAD_INIT"),
+    };
+    // The counts describe the source box; a transpose gives the destination
+    // the transposed box (`@X@_d*`). Load: HBM is the source; store: the destination.
+    let (hbox, lbox) = match q {
+        Queue::Store => (("@X@_drows", "@X@_drb"), ("@X@_rows", "@X@_rb")),
+        _ => (("@X@_rows", "@X@_rb"), ("@X@_drows", "@X@_drb")),
     };
     let rb = clog2(u64::from(Reg::COUNT));
     let (lsp, lreg, loff) = local_parts();
     let (hreg, hoff) = hbm_parts();
     let lf = field(m, local);
     let hf = field(m, hbm);
+    let gather = q == Queue::Load;
     let reg_of = |(l, b): (u32, u32)| format!("ins[{l} +: {b}]");
     // Instruction bits above every field this queue decodes.
-    let top = ["dma.hstride", "dma.lstride", m]
-        .iter()
-        .filter_map(|d| tessera_isa::inst::desc_of(d))
-        .flat_map(|d| d.fields.iter().map(|f| f.lsb + f.bits))
-        .max()
-        .unwrap_or(128);
+    let top = [
+        "dma.hstride",
+        "dma.lstride",
+        m,
+        if gather { "dma.gather" } else { m },
+    ]
+    .iter()
+    .filter_map(|d| tessera_isa::inst::desc_of(d))
+    .flat_map(|d| d.fields.iter().map(|f| f.lsb + f.bits))
+    .max()
+    .unwrap_or(128);
     let unused_top = if top < 128 {
         format!("    wire unused_@X@_top = ^ins[127:{top}];\n")
     } else {
@@ -118,6 +134,11 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
         ("@ROWS@", zext_of("ins", field(m, "rows"), 48)),
         ("@RBYTES@", zext_of("ins", field(m, "row_bytes"), 48)),
         ("@PLANES@", zext_of("ins", field(m, "planes"), 48)),
+        ("@TCODE@", zext_of("ins", field(m, "transpose"), 2)),
+        ("@HROWS@", hbox.0.into()),
+        ("@HRB@", hbox.1.into()),
+        ("@LROWS@", lbox.0.into()),
+        ("@LRB@", lbox.1.into()),
         ("@HS_ROW@", zext_of("ins", field("dma.hstride", "row"), 48)),
         (
             "@HS_PLANE@",
@@ -135,6 +156,8 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
         ("@SIGNAL@", zext_of("ins", crate::core::signal_span(), 16)),
         ("@UNUSED_TOP@", unused_top),
     ];
+    // The gather's pieces first: they hold placeholders of the list above.
+    let subs = gather_subs(gather, lreg, loff, lsp).into_iter().chain(subs);
     let mut v = DMA_TEMPLATE.to_string();
     for (k, val) in subs {
         v = v.replace(k, &val);
@@ -142,33 +165,108 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
     v.replace("ins[", &format!("{x}_ins[")).replace("@X@", x)
 }
 
+/// The load queue's `dma.gather` (`gather`), or the store queue's nothing:
+/// a third address port (the indices), the gather's counts, the row's
+/// HBM address from its index and the zero flag of a negative index.
+fn gather_subs(
+    gather: bool,
+    lreg: (u32, u32),
+    loff: (u32, u32),
+    lsp: (u32, u32),
+) -> Vec<(&'static str, String)> {
+    if !gather {
+        return vec![
+            ("@NP@", "2".into()),
+            ("@IREG@", String::new()),
+            ("@IS_G@", "1'b0".into()),
+            ("@G_ROWS@", "@ROWS@".into()),
+            ("@G_RBYTES@", "@RBYTES@".into()),
+            ("@GATHER@", String::new()),
+            ("@HROW@", "@X@_hr".into()),
+            ("@ROOM_OFF@", "@X@_h[BB-1:0]".into()),
+            ("@GO_G@", String::new()),
+        ];
+    }
+    let g = "dma.gather";
+    let idx = field(g, "idx");
+    let reg_of = |(l, b): (u32, u32)| format!("ins[{l} +: {b}]");
+    vec![
+        ("@NP@", "3".into()),
+        ("@IREG@", format!("{}, ", reg_of(sub(idx, lreg)))),
+        ("@IS_G@", format!("@X@_opc == 8'h{:02x}", opcode(g))),
+        ("@G_ROWS@", zext_of("ins", field(g, "rows"), 48)),
+        ("@G_RBYTES@", zext_of("ins", field(g, "row_bytes"), 48)),
+        (
+            "@GATHER@",
+            GATHER_TEMPLATE
+                .replace("@IOFF@", &sext48_of("ins", sub(idx, loff)))
+                .replace("@ISPACE@", &zext_of("ins", sub(idx, lsp), 1)),
+        ),
+        ("@HROW@", "@X@_hrg".into()),
+        ("@ROOM_OFF@", "(@X@_g_q ? {BB{1'b0}} : @X@_h[BB-1:0])".into()),
+        (
+            "@GO_G@",
+            "            @X@_g_q <= @X@_is_g;\n            @X@_ia_q <= @X@_iea;\n            @X@_iacc_q <= @X@_i_acc;\n".into(),
+        ),
+    ]
+}
+
+/// `dma.gather` in the load engine: row r's HBM address is the table's plus
+/// idx[r] x the HBM row stride, idx[r] read (int32) from the scratchpad or
+/// the accumulator as the row starts; a negative index writes zeros
+/// (`@X@_zero`); bursts split at `burst_bytes` from the row's start, as the
+/// timing model counts them (rows x ceil(row_bytes / burst)).
+const GATHER_TEMPLATE: &str = r#"    // dma.gather: the indices' address, and row r's index and HBM row.
+    wire [47:0] @X@_iea = @X@_ea[96 +: 48] + @IOFF@;
+    wire @X@_i_acc = @ISPACE@ == @ACC_BIT@;
+    reg @X@_g_q, @X@_iacc_q;
+    reg [47:0] @X@_ia_q;
+    wire [47:0] @X@_ix = @X@_ia_q + {@X@_r[45:0], 2'b00};
+    wire [47:0] @X@_ix1 = @X@_ix + 48'd1;
+    wire [47:0] @X@_ix2 = @X@_ix + 48'd2;
+    wire [47:0] @X@_ix3 = @X@_ix + 48'd3;
+    wire [31:0] @X@_kv = @X@_iacc_q ? acc[@X@_ix[AA+1:2]]
+        : {spad[@X@_ix3[SA-1:0]], spad[@X@_ix2[SA-1:0]], spad[@X@_ix1[SA-1:0]], spad[@X@_ix[SA-1:0]]};
+    wire unused_@X@_ix = ^{@X@_ix[47:AA+2], @X@_ix[1:0], @X@_ix1[47:SA], @X@_ix2[47:SA], @X@_ix3[47:SA], @X@_ix[47:SA], @X@_r[47:46]};
+    wire [47:0] @X@_hrg = @X@_g_q ? @X@_hp + {17'd0, @X@_kv[30:0]} * @X@_hrs_q : @X@_hr;
+    wire @X@_zero = @X@_g_q && @X@_kv[31];
+"#;
+
 const DMA_TEMPLATE: &str = r#"
     // -------------------------------------------------------------- @Q@ queue
     wire [127:0] @X@_ins;
     wire @X@_halted, @X@_ctrl, @X@_adv;
-    wire [2*48-1:0] @X@_ea;
-    @FRONTEND@ #(.IMEM_DEPTH(@DEPTH@), .IA(@IA@), .IMEM_INIT(@INIT@), .NP(2)) u_@X@_fe (
+    wire [@NP@*48-1:0] @X@_ea;
+    @FRONTEND@ #(.IMEM_DEPTH(@DEPTH@), .IA(@IA@), .IMEM_INIT(@INIT@), .NP(@NP@)) u_@X@_fe (
         .clk(clk), .rst(rst), .adv(@X@_adv), .ins(@X@_ins), .halted(@X@_halted), .ctrl(@X@_ctrl),
-        .ra({@HREG@, @LREG@}), .ea(@X@_ea));
+        .ra({@IREG@@HREG@, @LREG@}), .ea(@X@_ea));
     wire [7:0] @X@_opc = ins[0 +: 8];
     wire [15:0] @X@_wt = @WAIT@;
     wire [15:0] @X@_sg = @SIGNAL@;
     wire @X@_is_hs = @X@_opc == @OP_HS@;
     wire @X@_is_ls = @X@_opc == @OP_LS@;
-    wire @X@_is_x = @X@_opc == @OP_X@;
+    wire @X@_is_g = @IS_G@;
+    wire @X@_is_x = @X@_opc == @OP_X@ || @X@_is_g;
     wire @X@_known = @X@_ctrl | @X@_is_hs | @X@_is_ls | @X@_is_x;
 @UNUSED_TOP@    // Strides (0 = packed) and the box of the current instruction.
     reg [47:0] @X@_hrow, @X@_hplane, @X@_lrow, @X@_lplane;
     wire [47:0] @X@_hea = @X@_ea[48 +: 48] + @HOFF@;
     wire [47:0] @X@_lea = @X@_ea[0 +: 48] + @LOFF@;
     wire @X@_in_acc = @LSPACE@ == @ACC_BIT@;
-    wire [47:0] @X@_rows = @ROWS@;
-    wire [47:0] @X@_rb = @RBYTES@;
-    wire [47:0] @X@_planes = @PLANES@;
-    wire [47:0] @X@_hrs = (@X@_hrow != 48'd0) ? @X@_hrow : @X@_rb;
-    wire [47:0] @X@_hps = (@X@_hplane != 48'd0) ? @X@_hplane : @X@_rows * @X@_hrs;
-    wire [47:0] @X@_lrs = (@X@_lrow != 48'd0) ? @X@_lrow : @X@_rb;
-    wire [47:0] @X@_lps = (@X@_lplane != 48'd0) ? @X@_lplane : @X@_rows * @X@_lrs;
+    wire [47:0] @X@_rows = @X@_is_g ? @G_ROWS@ : @ROWS@;
+    wire [47:0] @X@_rb = @X@_is_g ? @G_RBYTES@ : @RBYTES@;
+    wire [47:0] @X@_planes = @X@_is_g ? 48'd1 : @PLANES@;
+    // Transpose: element size E = 1 << sh bytes (code 1, 2, 3: E = 1, 2, 4);
+    // the destination box is (row_bytes / E) rows of rows x E bytes.
+    wire [1:0] @X@_tcode = @X@_is_g ? 2'd0 : @TCODE@;
+    wire @X@_tr = @X@_tcode != 2'd0;
+    wire [1:0] @X@_sh = @X@_tcode - {1'b0, @X@_tr};
+    wire [47:0] @X@_drows = @X@_tr ? @X@_rb >> @X@_sh : @X@_rows;
+    wire [47:0] @X@_drb = @X@_tr ? @X@_rows << @X@_sh : @X@_rb;
+    wire [47:0] @X@_hrs = (@X@_hrow != 48'd0) ? @X@_hrow : @HRB@;
+    wire [47:0] @X@_hps = (@X@_hplane != 48'd0) ? @X@_hplane : @HROWS@ * @X@_hrs;
+    wire [47:0] @X@_lrs = (@X@_lrow != 48'd0) ? @X@_lrow : @LRB@;
+    wire [47:0] @X@_lps = (@X@_lplane != 48'd0) ? @X@_lplane : @LROWS@ * @X@_lrs;
 
     // Issue: waited tokens at least 1, signalled ones below 255; a transfer
     // also needs a free engine; a control instruction that signals is a fence
@@ -201,15 +299,20 @@ const DMA_TEMPLATE: &str = r#"
         end
     end
 
-    // Engine: latency, then the box's bursts on the HBM bus, one every K cycles.
+    // Engine: latency, then the HBM-side box's bursts on the HBM bus, one
+    // every K cycles. It walks the HBM box (row r, byte x of the row); the
+    // on-chip byte is lr + x untransposed, else lr + (x >> sh) lrs + x mod E,
+    // where lr steps by E per HBM row (the element's place in its on-chip
+    // row) instead of by the on-chip row stride.
     reg [31:0] @X@_ready_at;
     reg [47:0] @X@_hr, @X@_hp, @X@_lr, @X@_lp, @X@_hrs_q, @X@_hps_q, @X@_lrs_q, @X@_lps_q;
-    reg [47:0] @X@_rb_q, @X@_rows_q, @X@_planes_q, @X@_o, @X@_r, @X@_p;
+    reg [47:0] @X@_rb_q, @X@_rows_q, @X@_planes_q, @X@_o, @X@_r, @X@_p, @X@_lstep_q;
     reg [15:0] @X@_sig_q;
     reg [KW-1:0] @X@_k;
-    wire [47:0] @X@_h = @X@_hr + @X@_o;
-    wire [47:0] @X@_l = @X@_lr + @X@_o;
-    wire [47:0] @X@_room = BURST - {{(48-BB){1'b0}}, @X@_h[BB-1:0]};
+    reg @X@_tr_q;
+    reg [1:0] @X@_sh_q;
+@GATHER@    wire [47:0] @X@_h = @HROW@ + @X@_o;
+    wire [47:0] @X@_room = BURST - {{(48-BB){1'b0}}, @ROOM_OFF@};
     wire [47:0] @X@_rest = @X@_rb_q - @X@_o;
     wire [47:0] @X@_len = (@X@_rest < @X@_room) ? @X@_rest : @X@_room;
     wire @X@_eor = @X@_rest == @X@_len;
@@ -239,14 +342,17 @@ const DMA_TEMPLATE: &str = r#"
             @X@_hps_q <= @X@_hps;
             @X@_lrs_q <= @X@_lrs;
             @X@_lps_q <= @X@_lps;
-            @X@_rb_q <= @X@_rb;
-            @X@_rows_q <= @X@_rows;
+            @X@_rb_q <= @HRB@;
+            @X@_rows_q <= @HROWS@;
+            @X@_lstep_q <= @X@_tr ? 48'd1 << @X@_sh : @X@_lrs;
+            @X@_tr_q <= @X@_tr;
+            @X@_sh_q <= @X@_sh;
             @X@_planes_q <= @X@_planes;
             @X@_o <= 48'd0;
             @X@_r <= 48'd0;
             @X@_p <= 48'd0;
             @X@_sig_q <= @X@_sg;
-        end else if (@X@_fin) begin
+@GO_G@        end else if (@X@_fin) begin
             @X@_busy <= 1'b0;
             @X@_bus <= 1'b0;
             @X@_last <= 1'b0;
@@ -270,7 +376,7 @@ const DMA_TEMPLATE: &str = r#"
                     end else begin
                         @X@_r <= @X@_r + 48'd1;
                         @X@_hr <= @X@_hr + @X@_hrs_q;
-                        @X@_lr <= @X@_lr + @X@_lrs_q;
+                        @X@_lr <= @X@_lr + @X@_lstep_q;
                     end
                 end
             end else if (@X@_k != {KW{1'b0}}) begin
@@ -286,7 +392,9 @@ const DMA_TEMPLATE: &str = r#"
         for (g = 0; g < BURST; g = g + 1) begin : g_@X@_lane
             localparam [47:0] LANE = g;
             wire [47:0] hx = @X@_h + LANE;
-            wire [47:0] lx = @X@_l + LANE;
+            wire [47:0] xo = @X@_o + LANE;
+            wire [47:0] mask = (48'd1 << @X@_sh_q) - 48'd1;
+            wire [47:0] lx = @X@_lr + (@X@_tr_q ? ((xo >> @X@_sh_q) * @X@_lrs_q) + (xo & mask) : xo);
             assign @X@_hb[g*HA +: HA] = hx[HA-1:0];
             assign @X@_lb[g*LW +: LW] = lx[LW-1:0];
             assign @X@_on[g] = @X@_copy && LANE < @X@_len;

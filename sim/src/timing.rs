@@ -117,6 +117,10 @@ pub struct TimingReport {
     pub engines: [EngineCycles; 4],
     pub counters: Counters,
     pub regions: Vec<RegionTime>,
+    /// Cycles, summed over DMA transfers, by which a transfer's on-chip bank
+    /// cycles (`start + latency + bank cycles`) ended it later than its HBM
+    /// data did; 0 when the HBM side bounds every transfer.
+    pub dma_bank_bound: u64,
 }
 
 /// One executed instruction, for traces.
@@ -328,6 +332,7 @@ struct Machine<'p> {
     array: ArrayState,
     dma_free: Vec<u64>,
     hbm_bus_free: u64,
+    dma_bank_bound: u64,
     hbm_bytes_per_cycle: f64,
     latency: u64,
     counters: Counters,
@@ -364,6 +369,7 @@ pub fn run(
         array: ArrayState::default(),
         dma_free: vec![0; arch.spec().dma.engines as usize],
         hbm_bus_free: 0,
+        dma_bank_bound: 0,
         hbm_bytes_per_cycle: arch.hbm_bytes_per_cycle() / f64::from(arch.spec().chip.cores),
         latency: arch.hbm_latency_cycles().get(),
         counters: Counters::default(),
@@ -426,6 +432,7 @@ pub fn run(
         engines,
         counters: m.counters,
         regions: m.regions,
+        dma_bank_bound: m.dma_bank_bound,
     })
 }
 
@@ -498,9 +505,9 @@ impl Machine<'_> {
                 let data = ((hbm_bursts * burst) as f64 / self.hbm_bytes_per_cycle).ceil() as u64;
                 let bus_start = (start + self.latency).max(self.hbm_bus_free);
                 self.hbm_bus_free = bus_start + data;
-                let end = (bus_start + data)
-                    .max(start + self.latency + local)
-                    .max(start + 1);
+                let by_hbm = (bus_start + data).max(start + 1);
+                let end = by_hbm.max(start + self.latency + local);
+                self.dma_bank_bound += end - by_hbm;
                 self.dma_free[slot] = end;
                 (start, end, 0, Some(free))
             }

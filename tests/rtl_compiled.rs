@@ -1,0 +1,450 @@
+//! The compiler's own GEMM kernels (`tessera_compiler::gemm::gemm_kernel`)
+//! and hand-written transposing transfers on the generated core: the
+//! kernels keep C transposed in the accumulator and store it with
+//! `dma.store ... transpose=4`, and transposed operands come in through
+//! `dma.load ... transpose=E`; and `dma.gather`. Each program runs on the functional simulator
+//! and on the core under Icarus Verilog; the final accumulator and HBM must
+//! be bit-exact and the verdict exactly `ProgramRun::expected_verdict`
+//! (`lead` = the first `dma.load`'s index + 1, `run` + 1 = the timing
+//! model's total). Mutated transposes and gathers must fail; Verilator
+//! lints the core; a transfer the model ends by its bank cycles is refused.
+//!
+//! Tests that need a tool say so and pass when it is missing, unless
+//! `TESSERA_REQUIRE_TOOLS=1`.
+
+use tessera::cosim::{core_files, run_program_hbm, ProgramRun};
+use tessera_compiler::gemm::{gemm_kernel, CInit, GemmSpec, HbmMatrix, Layout};
+use tessera_isa::asm::assemble;
+use tessera_isa::{Arch, DType, Op, Queue};
+use tessera_rtl::core::core_module_name;
+use tessera_rtl::pe::PeType;
+
+mod hdl;
+use hdl::{iverilog_files, scratch, tool, verilator_lint, write_files};
+
+/// `rows` x `cols` array, 8 KiB scratchpad of 8 x 32-byte banks, 4 KiB
+/// accumulator; DMA as `fpga-8x8` (one engine, 64-byte bursts, 2 cycles per
+/// burst, 12 cycles latency).
+fn arch(rows: u32, cols: u32) -> Arch {
+    let mut spec = Arch::preset("fpga-8x8").unwrap().spec().clone();
+    spec.name = format!("compiled-{rows}x{cols}");
+    spec.array.rows = rows;
+    spec.array.cols = cols;
+    spec.scratchpad.size_kib = 8;
+    spec.scratchpad.banks = 8;
+    spec.scratchpad.bank_width_bytes = 32;
+    spec.accumulator.size_kib = 4;
+    Arch::new(spec).unwrap()
+}
+
+/// Deterministic bytes: for bf16 (`two_byte`) every element a normal number
+/// of moderate range; for fp32 (`four_byte`) small normal values; else any byte.
+fn data(len: usize, elem: usize, seed: u64) -> Vec<u8> {
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 32) as u32
+    };
+    let mut out = Vec::with_capacity(len);
+    while out.len() < len {
+        let x = next();
+        match elem {
+            2 => out.extend(
+                (((x & 0x8000) | ((120 + (x >> 16) % 16) << 7) | (x & 0x7f)) as u16).to_le_bytes(),
+            ),
+            4 => out.extend(((x & 0x807f_ffff) | ((120 + (x >> 24) % 16) << 23)).to_le_bytes()),
+            _ => out.push(x as u8),
+        }
+    }
+    out.truncate(len);
+    out
+}
+
+/// Runs `r` on the core; its verdict must be exactly the expected one.
+fn check(name: &str, r: &ProgramRun) {
+    if !tool("iverilog") {
+        return;
+    }
+    let out = core_verdict(name, r, &|t| t);
+    assert!(
+        out.lines().any(|l| l == r.expected_verdict()),
+        "{name}: expected {}, got:\n{out}",
+        r.expected_verdict()
+    );
+}
+
+/// The core's output on `r`'s files, after `mutate` on the core's source.
+fn core_verdict(name: &str, r: &ProgramRun, mutate: &dyn Fn(String) -> String) -> String {
+    let dir = scratch(name);
+    let files: Vec<(String, String)> = core_files(r)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            if n.starts_with("tessera_core_") {
+                (n, mutate(t))
+            } else {
+                (n, t)
+            }
+        })
+        .collect();
+    let out = iverilog_files(&dir, &files);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// Element sizes of the transposing transfers of queue `q`.
+fn transposes(r: &ProgramRun, q: Queue) -> Vec<u64> {
+    r.program
+        .queue(q)
+        .iter()
+        .filter_map(|i| match i.op {
+            Op::DmaLoad { transpose, .. } | Op::DmaStore { transpose, .. } => {
+                transpose.element_bytes()
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// One compiled GEMM: input type, (m, n, k), layouts of A and B, C's start.
+type GemmCase = (DType, (u64, u64, u64), (Layout, Layout), CInit);
+
+/// Builds and runs case `c` on `arch`: A at 0, B at 0x1000, C at 0x2000.
+fn gemm(arch: &Arch, (dt, (m, n, k), (la, lb), init): GemmCase, seed: u64) -> ProgramRun {
+    let out = tessera_compiler::gemm::accumulator_type(dt);
+    let mat = |addr, dtype, layout| HbmMatrix {
+        addr,
+        row_stride: 0,
+        dtype,
+        layout,
+    };
+    let spec = GemmSpec {
+        name: "g".into(),
+        m,
+        n,
+        k,
+        a: mat(0, dt, la),
+        b: mat(0x1000, dt, lb),
+        c: mat(0x2000, out, Layout::RowMajor),
+        c_init: init,
+    };
+    let p = gemm_kernel(arch, &spec).unwrap();
+    let e = dt.size_bytes() as usize;
+    let mut hbm = data((m * k) as usize * e, e, seed);
+    hbm.resize(0x1000, 0);
+    hbm.extend(data((k * n) as usize * e, e, seed ^ 0x55));
+    hbm.resize(0x2000, 0);
+    if init == CInit::AddToExisting {
+        hbm.extend(data((m * n) as usize * 4, 4, seed ^ 0xaa));
+    }
+    run_program_hbm(p, &hbm, &[], &[]).unwrap()
+}
+
+#[test]
+fn compiled_gemm_kernels_run_on_the_core() {
+    use Layout::{RowMajor as R, Transposed as T};
+    let cases: &[(u32, u32, GemmCase)] = &[
+        (4, 4, (DType::Int8, (10, 9, 7), (R, R), CInit::Zero)),
+        (4, 4, (DType::Bf16, (10, 9, 7), (R, R), CInit::Zero)),
+        (4, 4, (DType::Int8, (8, 8, 8), (R, R), CInit::AddToExisting)),
+        (4, 4, (DType::Bf16, (5, 6, 9), (R, R), CInit::AddToExisting)),
+        (4, 4, (DType::Int8, (6, 5, 7), (T, R), CInit::Zero)),
+        (4, 4, (DType::Bf16, (6, 5, 7), (R, T), CInit::AddToExisting)),
+        (4, 4, (DType::Int8, (7, 6, 5), (T, T), CInit::AddToExisting)),
+        (3, 5, (DType::Bf16, (7, 11, 4), (T, R), CInit::Zero)),
+        (3, 5, (DType::Int8, (9, 4, 6), (R, T), CInit::Zero)),
+    ];
+    let (mut loads, mut stores) = (0, 0);
+    for (i, &(rows, cols, case)) in cases.iter().enumerate() {
+        let r = gemm(&arch(rows, cols), case, i as u64 + 1);
+        loads += transposes(&r, Queue::Load).len();
+        stores += transposes(&r, Queue::Store).len();
+        check(&format!("gemm{i}"), &r);
+    }
+    // The kernels use both transposing paths.
+    assert!(loads > 0 && stores > 0, "{loads} {stores}");
+}
+
+/// A transposing load of a `rows` x `row_bytes` box (`planes` planes) with
+/// element size `e`, HBM strides `hs` and on-chip strides `ls` (row, plane;
+/// 0 = packed), from HBM `src`; then an untransposed store of the on-chip
+/// box as it landed (to 0x1000) and a transposing store back (to 0x1800,
+/// with the HBM strides), so the final HBM shows both directions. The
+/// matrix queue runs one small fold between them (the core needs one).
+fn transfer_program(
+    (rows, row_bytes, planes): (u64, u64, u64),
+    e: u64,
+    src: u64,
+    hs: (u64, u64),
+    ls: (u64, u64),
+) -> String {
+    let (drows, drb) = (row_bytes / e, rows * e);
+    let lrow = if ls.0 == 0 { drb } else { ls.0 };
+    let lplane = if ls.1 == 0 { drows * lrow } else { ls.1 };
+    format!(
+        "\
+.queue load
+    dma.hstride row={}, plane={}
+    dma.lstride row={}, plane={}
+    addr.set r0, {src}
+    addr.set r1, 256
+    dma.load dst=spad[r1], src=hbm[r0], rows={rows}, row_bytes={row_bytes}, planes={planes}, transpose={e}, signal=t0
+    halt
+.queue matrix
+    addr.set r2, 0
+    mm.preload b=spad[r2]:int8, k=1, n=1, transpose=false, wait=t0
+    mm.compute a=spad[r2]:int8, c=acc[r2]:int32, m=1, transpose=false, mode=overwrite, signal=t1
+    halt
+.queue store
+    dma.hstride row=0, plane=0
+    dma.lstride row={lrow}, plane={lplane}
+    addr.set r0, 0x1000
+    addr.set r1, 256
+    dma.store dst=hbm[r0], src=spad[r1], rows={drows}, row_bytes={drb}, planes={planes}, transpose=none, wait=t1
+    dma.hstride row={}, plane={}
+    dma.lstride row={}, plane={}
+    addr.set r0, 0x1800
+    dma.store dst=hbm[r0], src=spad[r1], rows={drows}, row_bytes={drb}, planes={planes}, transpose={e}
+    halt
+",
+        hs.0, hs.1, ls.0, ls.1, hs.0, hs.1, ls.0, ls.1
+    )
+}
+
+/// (rows, row_bytes, planes), E, HBM source, HBM strides, on-chip strides.
+type TransferCase = ((u64, u64, u64), u64, u64, (u64, u64), (u64, u64));
+
+/// Hand-written transposing loads and stores: E = 1, 2, 4, packed and
+/// strided, one to three planes, HBM boxes that start mid-burst and
+/// mid-element.
+fn transfer_runs() -> Vec<(String, ProgramRun)> {
+    let cases: &[TransferCase] = &[
+        ((4, 8, 1), 1, 0, (0, 0), (0, 0)),
+        ((5, 12, 2), 1, 61, (20, 112), (8, 112)),
+        ((3, 8, 1), 2, 0, (0, 0), (0, 0)),
+        ((6, 10, 3), 2, 33, (14, 96), (16, 96)),
+        ((9, 16, 1), 4, 0, (0, 0), (0, 0)),
+        ((3, 24, 2), 4, 50, (28, 90), (20, 128)),
+    ];
+    let a = arch(2, 2);
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, &(shape, e, src, hs, ls))| {
+            let text = transfer_program(shape, e, src, hs, ls);
+            let p = assemble(&text, "t.s", Some(&a)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            let hbm = data(0x1000, 1, i as u64 + 7);
+            let r = run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+            (format!("transfer{i}"), r)
+        })
+        .collect()
+}
+
+#[test]
+fn hand_written_transposing_transfers_run_on_the_core() {
+    for (name, r) in transfer_runs() {
+        check(&name, &r);
+    }
+}
+
+#[test]
+fn mutated_transposes_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let runs = transfer_runs();
+    let mutants: [(&str, &str, &str); 3] = [
+        (
+            "load element size doubled",
+            "ld_lstep_q <= ld_tr ? 48'd1 << ld_sh : ld_lrs;",
+            "ld_lstep_q <= ld_tr ? 48'd2 << ld_sh : ld_lrs;",
+        ),
+        (
+            "store row step the on-chip row stride",
+            "st_lstep_q <= st_tr ? 48'd1 << st_sh : st_lrs;",
+            "st_lstep_q <= st_lrs;",
+        ),
+        (
+            "store destination box untransposed",
+            "wire [47:0] st_drows = st_tr ? st_rb >> st_sh : st_rows;",
+            "wire [47:0] st_drows = st_rows;",
+        ),
+    ];
+    for (what, from, to) in mutants {
+        let mutate = |t: String| {
+            assert!(t.contains(from), "{what}: pattern not in the core");
+            t.replace(from, to)
+        };
+        // Every mutant breaks at least one of the transfers (not every
+        // transfer takes every path: a store mutant spares the loads).
+        let failed = runs.iter().any(|(name, r)| {
+            let out = core_verdict(&format!("{name}-mutant"), r, &mutate);
+            !out.lines().any(|l| l == r.expected_verdict())
+        });
+        assert!(failed, "mutant passed every transfer: {what}");
+    }
+}
+
+#[test]
+fn verilator_lints_the_transposing_core_clean() {
+    if !tool("verilator") {
+        return;
+    }
+    let dir = scratch("lint");
+    for (rows, cols) in [(4, 4), (3, 5)] {
+        let r = gemm(
+            &arch(rows, cols),
+            (
+                DType::Bf16,
+                (5, 6, 7),
+                (Layout::Transposed, Layout::RowMajor),
+                CInit::Zero,
+            ),
+            3,
+        );
+        for ty in PeType::ALL {
+            let shape = tessera_rtl::core::CoreShape::of(&r.core);
+            let files = tessera_rtl::core::core_sources(&r.program.arch, ty, shape).unwrap();
+            let names = write_files(&dir, &files);
+            if let Err(e) = verilator_lint(&dir, &core_module_name(ty), &names) {
+                panic!("{ty:?} {rows}x{cols}:\n{e}");
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A transfer the timing model ends by its on-chip bank cycles (16 one-byte
+/// rows 256 bytes apart, all in one bank: 16 cycles against one 2-cycle HBM
+/// burst, so 14 longer) is refused
+/// by the co-simulation: the core's DMA times HBM bursts only, so no
+/// verdict would be exact.
+#[test]
+fn a_transfer_bound_by_on_chip_banks_is_refused() {
+    let text = "\
+.queue load
+    dma.lstride row=256, plane=0
+    dma.load dst=spad[r0], src=hbm[r0], rows=1, row_bytes=16, planes=1, transpose=1, signal=t0
+    halt
+.queue matrix
+    mm.preload b=spad[r0]:int8, k=1, n=1, transpose=false, wait=t0
+    halt
+";
+    let p = assemble(text, "banks.s", Some(&arch(2, 2))).unwrap();
+    let e = run_program_hbm(p, &data(64, 1, 1), &[], &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("DMA transfers take 14 cycles in all longer for on-chip banks"),
+        "{e}"
+    );
+}
+
+/// `dma.gather` cases: (indices, row_bytes, HBM row stride, on-chip row
+/// stride; strides 0 = packed).
+type GatherCase = (&'static [i32], u64, u64, u64);
+
+/// Gathers from a table at HBM 0x105 (eight rows) by `idx`, loaded to the
+/// scratchpad and the accumulator first: once into the scratchpad (stored
+/// back to HBM 0x1800 so the final HBM shows it) and once into the
+/// accumulator.
+fn gather_run(name: &str, (idx, rb, hs, ls): GatherCase, seed: u64) -> (String, ProgramRun) {
+    let n = idx.len();
+    let text = format!(
+        "\
+.queue load
+    addr.set r0, 0
+    addr.set r1, 4000
+    addr.set r4, 2048
+    dma.load dst=spad[r1], src=hbm[r0], rows=1, row_bytes={ib}, planes=1, transpose=none
+    dma.load dst=acc[r4], src=hbm[r0], rows=1, row_bytes={ib}, planes=1, transpose=none
+    dma.hstride row={hs}, plane=0
+    dma.lstride row={ls}, plane=0
+    addr.set r2, 0x105
+    addr.set r3, 1024
+    dma.gather dst=spad[r3], table=hbm[r2], idx=spad[r1], rows={n}, row_bytes={rb}
+    dma.gather dst=acc[r0+64], table=hbm[r2], idx=acc[r4], rows={n}, row_bytes={rb}, signal=t0
+    halt
+.queue matrix
+    addr.set r2, 0
+    addr.set r3, 3072
+    mm.preload b=spad[r2]:int8, k=1, n=1, transpose=false, wait=t0
+    mm.compute a=spad[r2]:int8, c=acc[r3]:int32, m=1, transpose=false, mode=overwrite, signal=t1
+    halt
+.queue store
+    dma.lstride row={ls}, plane=0
+    addr.set r0, 0x1800
+    addr.set r1, 1024
+    dma.store dst=hbm[r0], src=spad[r1], rows={n}, row_bytes={rb}, planes=1, transpose=none, wait=t1
+    halt
+",
+        ib = 4 * n
+    );
+    let p =
+        assemble(&text, "gather.s", Some(&arch(2, 2))).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut hbm: Vec<u8> = idx.iter().flat_map(|i| i.to_le_bytes()).collect();
+    hbm.resize(0x105, 0);
+    hbm.extend(data(0x1000 - 0x105, 1, seed));
+    let r = run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    (name.to_string(), r)
+}
+
+/// Negative indices (zero rows), repeats, packed and strided rows, rows
+/// of one and two bursts, a table that starts mid-burst.
+fn gather_runs() -> Vec<(String, ProgramRun)> {
+    let cases: [GatherCase; 3] = [
+        (&[3, -1, 0, 7, 3], 12, 0, 0),
+        (&[5, 1, -7, 1, 0, 6], 70, 80, 72),
+        (&[2, 0, -1], 8, 100, 16),
+    ];
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| gather_run(&format!("gather{i}"), c, i as u64 + 3))
+        .collect()
+}
+
+#[test]
+fn gathers_run_on_the_core() {
+    for (name, r) in gather_runs() {
+        check(&name, &r);
+    }
+}
+
+#[test]
+fn mutated_gathers_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let runs = gather_runs();
+    let mutants: [(&str, &str, &str); 3] = [
+        (
+            "negative index copies the table",
+            "wire ld_zero = ld_g_q && ld_kv[31];",
+            "wire ld_zero = 1'b0;",
+        ),
+        (
+            "gather bursts split at HBM boundaries",
+            "(ld_g_q ? {BB{1'b0}} : ld_h[BB-1:0])",
+            "ld_h[BB-1:0]",
+        ),
+        (
+            "index read one entry late",
+            "wire [47:0] ld_ix = ld_ia_q + {ld_r[45:0], 2'b00};",
+            "wire [47:0] ld_ix = ld_ia_q + {ld_r[45:0], 2'b00} + 48'd4;",
+        ),
+    ];
+    for (what, from, to) in mutants {
+        let mutate = |t: String| {
+            assert!(t.contains(from), "{what}: pattern not in the core");
+            t.replace(from, to)
+        };
+        let failed = runs.iter().any(|(name, r)| {
+            let out = core_verdict(&format!("{name}-mutant"), r, &mutate);
+            !out.lines().any(|l| l == r.expected_verdict())
+        });
+        assert!(failed, "mutant passed every gather: {what}");
+    }
+}
