@@ -1,7 +1,8 @@
 //! The compiler's own GEMM kernels (`tessera_compiler::gemm::gemm_kernel`)
 //! and hand-written transposing transfers on the generated core: the
 //! kernels keep C transposed in the accumulator and store it with
-//! `dma.store ... transpose=4`, and transposed operands come in through
+//! `dma.store ... transpose=4` (or, for a bf16 C, cast it on the vector
+//! queue and store it with `transpose=2`), and transposed operands come in through
 //! `dma.load ... transpose=E`; and `dma.gather`. Each program runs on the functional simulator
 //! and on the core under Icarus Verilog; the final accumulator and HBM must
 //! be bit-exact and the verdict exactly `ProgramRun::expected_verdict`
@@ -112,8 +113,22 @@ fn transposes(r: &ProgramRun, q: Queue) -> Vec<u64> {
 type GemmCase = (DType, (u64, u64, u64), (Layout, Layout), CInit);
 
 /// Builds and runs case `c` on `arch`: A at 0, B at 0x1000, C at 0x2000.
-fn gemm(arch: &Arch, (dt, (m, n, k), (la, lb), init): GemmCase, seed: u64) -> ProgramRun {
-    let out = tessera_compiler::gemm::accumulator_type(dt);
+fn gemm(arch: &Arch, case: GemmCase, seed: u64) -> ProgramRun {
+    gemm_out(
+        arch,
+        case,
+        tessera_compiler::gemm::accumulator_type(case.0),
+        seed,
+    )
+}
+
+/// As [`gemm`] with C stored as `out`.
+fn gemm_out(
+    arch: &Arch,
+    (dt, (m, n, k), (la, lb), init): GemmCase,
+    out: DType,
+    seed: u64,
+) -> ProgramRun {
     let mat = |addr, dtype, layout| HbmMatrix {
         addr,
         row_stride: 0,
@@ -137,7 +152,8 @@ fn gemm(arch: &Arch, (dt, (m, n, k), (la, lb), init): GemmCase, seed: u64) -> Pr
     hbm.extend(data((k * n) as usize * e, e, seed ^ 0x55));
     hbm.resize(0x2000, 0);
     if init == CInit::AddToExisting {
-        hbm.extend(data((m * n) as usize * 4, 4, seed ^ 0xaa));
+        let c = out.size_bytes() as usize;
+        hbm.extend(data((m * n) as usize * c, c, seed ^ 0xaa));
     }
     run_program_hbm(p, &hbm, &[], &[]).unwrap()
 }
@@ -165,6 +181,37 @@ fn compiled_gemm_kernels_run_on_the_core() {
     }
     // The kernels use both transposing paths.
     assert!(loads > 0 && stores > 0, "{loads} {stores}");
+}
+
+/// bf16 GEMMs whose C is bf16: the kernel casts each finished fp32 block
+/// on the vector queue (`v.un copy` into the scratchpad) and stores the
+/// bf16 block with `transpose=2`, so load, matrix, vector and store queues
+/// all run, handing tiles over with tokens.
+#[test]
+fn compiled_gemm_kernels_with_a_bf16_output_run_their_cast_on_the_core() {
+    use Layout::{RowMajor as R, Transposed as T};
+    let cases: &[(u32, u32, GemmCase)] = &[
+        (4, 4, (DType::Bf16, (10, 9, 7), (R, R), CInit::Zero)),
+        (3, 5, (DType::Bf16, (7, 11, 4), (T, R), CInit::Zero)),
+        (4, 4, (DType::Bf16, (6, 5, 7), (R, T), CInit::AddToExisting)),
+    ];
+    for (i, &(rows, cols, case)) in cases.iter().enumerate() {
+        // Banks wide enough that the cast's tiles never wait for them (the
+        // core does not model bank stalls; `run_program_hbm` refuses them).
+        let mut spec = arch(rows, cols).spec().clone();
+        spec.scratchpad.banks = 16;
+        spec.accumulator.banks = 8;
+        let r = gemm_out(&Arch::new(spec).unwrap(), case, DType::Bf16, 40 + i as u64);
+        assert!(
+            r.program
+                .queue(Queue::Vector)
+                .iter()
+                .any(|i| i.op.mnemonic() == "v.un"),
+            "case {i}: the cast runs on the vector queue"
+        );
+        assert!(transposes(&r, Queue::Store).contains(&2), "case {i}");
+        check(&format!("gemm-bf16-out{i}"), &r);
+    }
 }
 
 /// A transposing load of a `rows` x `row_bytes` box (`planes` planes) with
