@@ -221,6 +221,23 @@ fn truncated_and_corrupted_containers_are_rejected() {
     assert_eq!(dir.names(), ["cut.tsr", "flip.tsr", "good.tsr"]);
 }
 
+/// The hardware descriptions shipped in `examples/hw` (used by the FPGA
+/// scripts and docs) stay valid.
+#[test]
+fn example_hardware_descriptions_check_clean() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/hw");
+    let mut n = 0;
+    for e in fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|e| e == "toml") {
+            let out = ok(tessera(&["hw", "check", p.to_str().unwrap()], &dir));
+            assert!(out.contains(": ok: "), "{out}");
+            n += 1;
+        }
+    }
+    assert!(n >= 1, "examples/hw holds no description");
+}
+
 #[test]
 fn invalid_hardware_toml_names_file_field_and_rule() {
     let dir = TempDir::new("bad-hw");
