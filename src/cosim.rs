@@ -303,7 +303,9 @@ pub struct ProgramRun {
     /// The model cycle by which the queues' trailing control instructions
     /// end on the core (0 when no queue ends with one).
     pub control_tail: u64,
-    /// Index of the first engine instruction (`mm.preload`) in the matrix queue.
+    /// Index of the first engine instruction in the matrix queue: the first
+    /// `mm.preload` (weight-stationary) or `mm.compute` (output-stationary,
+    /// whose preloads take no time).
     pub first_engine: usize,
 }
 
@@ -315,7 +317,8 @@ impl ProgramRun {
     /// instruction and `halt` have run, one per cycle, if that is later
     /// (run = [`ProgramRun::control_tail`] - 1). A matrix-only program: the core also counts the
     /// accumulator write of the last result (run = model + 1) and its lead-in
-    /// is the sequencer instructions before the first preload plus two.
+    /// is the sequencer instructions before the first engine instruction
+    /// ([`ProgramRun::first_engine`]) plus two.
     ///
     /// Vector instructions take the model's count, except reductions whose
     /// rounds are longer (`tessera_rtl::vec_engine::reduce_cycles`): then
@@ -442,10 +445,16 @@ pub fn run_program_hbm(p: Program, hbm: &[u8], spad: &[u8], acc: &[u8]) -> Resul
             t.dma_bank_bound
         ));
     }
+    // Weight-stationary: the first preload; output-stationary: the first
+    // compute (its preload binds B in the front end and takes no time).
+    let first_op = match p.arch.dataflow() {
+        Dataflow::WeightStationary => "mm.preload",
+        Dataflow::OutputStationary => "mm.compute",
+    };
     let first_engine = p
         .queue(Queue::Matrix)
         .iter()
-        .position(|i| i.op.mnemonic() == "mm.preload")
+        .position(|i| i.op.mnemonic() == first_op)
         .unwrap_or(0);
     Ok(ProgramRun {
         program: p,
@@ -501,7 +510,8 @@ pub fn core_files(run: &ProgramRun) -> Result<Vec<(String, String)>> {
 
 /// The core's built-in test program for `ty` on `arch`: a loop of two
 /// folds, each a full preload (k = rows, n = cols, the same B) and a compute
-/// of m = 2 x rows, that accumulate into one result (no sequencer
+/// of m = 2 x rows (output-stationary: k = 2 x rows and m = rows), that
+/// accumulate into one result (no sequencer
 /// instruction between engine operations, so the front end keeps ahead of
 /// double-buffered weights too), from deterministic scratchpad data (int8
 /// with -128 and 127; bf16 normals of moderate range with a zero, a
@@ -517,8 +527,13 @@ pub fn builtin_program(arch: &Arch, ty: PeType) -> Result<ProgramRun> {
         PeType::Bf16 => ("bf16", "fp32"),
     };
     let eb = ty.input_bits() as usize / 8;
-    let m = 2 * r;
-    let a_bytes = m * r * eb;
+    // A fold that fills the array: weight-stationary k = rows with m = 2 x
+    // rows; output-stationary m = rows with k = 2 x rows.
+    let (m, k) = match arch.dataflow() {
+        Dataflow::WeightStationary => (2 * r, r),
+        Dataflow::OutputStationary => (r, 2 * r),
+    };
+    let a_bytes = m * k * eb;
     let b_at = arch.scratchpad_bytes().get() as usize / 2;
     let src = format!(
         "\
@@ -528,7 +543,7 @@ pub fn builtin_program(arch: &Arch, ty: PeType) -> Result<ProgramRun> {
     addr.set r3, 0
     addr.step r2, 0, {a_bytes}
     loop 2, body_end
-    mm.preload b=spad[r1]:{t}, k={r}, n={c}, transpose=false
+    mm.preload b=spad[r1]:{t}, k={k}, n={c}, transpose=false
     mm.compute a=spad[r2]:{t}, c=acc[r3]:{acc}, m={m}, transpose=false, mode=accumulate
 body_end:
     halt
@@ -556,8 +571,8 @@ body_end:
             .flat_map(|x| x.to_le_bytes().into_iter().take(eb))
             .collect()
     };
-    let mut spad = bytes((0..2 * m * r).map(&mut elem).collect());
+    let mut spad = bytes((0..2 * m * k).map(&mut elem).collect());
     spad.resize(b_at, 0);
-    spad.extend(bytes((0..r * c).map(&mut elem).collect()));
+    spad.extend(bytes((0..k * c).map(&mut elem).collect()));
     run_program(p, &spad, &[])
 }

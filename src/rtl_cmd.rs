@@ -14,9 +14,10 @@
 //! model's plus the accumulator write.
 //!
 //! An output-stationary description gets the output-stationary array
-//! ([`tessera_rtl::array_os`]), its testbench and synthesis; the place-and-
-//! route wrapper and the matrix core are weight-stationary only, so those
-//! steps are reported as skipped (and `--program` is refused).
+//! ([`tessera_rtl::array_os`]), its testbench and synthesis, and the core
+//! with the output-stationary matrix engine ([`tessera_rtl::core_os`]); the
+//! place-and-route wrapper is weight-stationary only, so that step is
+//! reported as skipped.
 //! A description with double-buffered weights gets the double-buffered
 //! array (its testbench runs one fold with the compute at the earliest step
 //! the timing model allows) and core; the place-and-route wrapper drives a
@@ -423,9 +424,6 @@ fn pe_module(arch: &Arch, ty: PeType) -> String {
 
 fn run_cores(args: &RtlArgs, arch: &Arch, types: &[PeType]) -> Result<Vec<CoreRun>> {
     let dir = &args.out;
-    if arch.dataflow() == Dataflow::OutputStationary {
-        return Ok(Vec::new());
-    }
     match &args.program {
         Some(path) => {
             let p = crate::files::load_program(path, Some(arch))?;
@@ -476,12 +474,6 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         if !(f.is_finite() && f > 0.0 && f <= 2000.0) {
             bail!("--freq {f}: must be a clock in MHz between 0 and 2000");
         }
-    }
-    if arch.dataflow() == Dataflow::OutputStationary && args.program.is_some() {
-        bail!(
-            "{}: array.dataflow: --program needs the matrix core, which is generated for weight-stationary arrays only",
-            args.hw
-        );
     }
     let sources = array_sources(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;
     let types = pe_types(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;

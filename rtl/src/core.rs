@@ -17,6 +17,10 @@
 //! result leaves the array M + P R + C - 2 cycles after it starts; the
 //! accumulator write of each result takes one more cycle. Engine operations
 //! take their waited tokens when they start; see `docs/rtl.md` for signals.
+//!
+//! An output-stationary description gets the same memories, queues and
+//! front ends with [`crate::core_os`]'s matrix engine instead of the
+//! weight-stationary one ([`core_module`] selects it by `array.dataflow`).
 
 use tessera_isa::exec::Frontend;
 use tessera_isa::field::{Field, LocalAddr, Reg, SInt, Space, WriteMode, MAX_LOOP_DEPTH};
@@ -71,12 +75,11 @@ fn pe_type(t: tessera_isa::DType) -> Option<PeType> {
 /// generator refuses.
 pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
     let arch = &p.arch;
-    if arch.dataflow() != Dataflow::WeightStationary {
-        return Err(RtlError::Unsupported(
-            "array.dataflow: only weight-stationary arrays are generated".into(),
-        ));
+    let os = arch.dataflow() == Dataflow::OutputStationary;
+    if os {
+        crate::core_os::check_os_arch(arch)?;
     }
-    let double = Buffering::of(arch) == Buffering::Double;
+    let double = !os && Buffering::of(arch) == Buffering::Double;
     let vector = crate::vec_engine::walk_vector(p)?;
     let mut hbm_end = 0u64;
     let load = walk_dma(p, Queue::Load, &mut hbm_end)?;
@@ -203,7 +206,10 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
                 ))
             }
         }
-        if let Op::MmPreload { k, n, .. } = inst.op {
+        if os {
+            crate::core_os::check_os_shape(&inst.op, arch)
+                .map_err(|why| unsupported(site, mn, why))?;
+        } else if let Op::MmPreload { k, n, .. } = inst.op {
             if k.get() > u64::from(arch.rows()) || n.get() > u64::from(arch.cols()) {
                 return Err(unsupported(
                     site,
@@ -540,18 +546,47 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
     } else {
         "        rd = {spad[a + SA_ONE], spad[a]};".to_string()
     };
-    let mut subs: Vec<(&str, String)> = crate::core_weights::weight_subs(Buffering::of(arch), r, p);
+    let os = arch.dataflow() == Dataflow::OutputStationary;
+    let (engine, mut subs) = if os {
+        (
+            crate::core_os::OS_ENGINE,
+            crate::core_os::os_subs(early == 2),
+        )
+    } else {
+        let mut subs = crate::core_weights::weight_subs(Buffering::of(arch), r, p);
+        subs.extend([
+            (
+                "@PAD_LINE@",
+                format!(
+                    "    localparam [W-1:0] PAD = {w}'h{:x};",
+                    ty.identity_weight()
+                ),
+            ),
+            (
+                "@TAG_PARAM@",
+                "    // Tag of one streamed row: valid, accumulate, n, signal mask, word address of its C row.\n    localparam TW = 1 + 1 + 16 + 16 + AA;\n".into(),
+            ),
+            ("@DATAFLOW@", "weight-stationary".into()),
+        ]);
+        (WS_ENGINE, subs)
+    };
     subs.extend([
         ("@TY@", ty.name().into()),
         ("@MODULE@", core_module_name(ty)),
-        ("@ARRAY@", ty.array_module()),
+        (
+            "@ARRAY@",
+            if os {
+                crate::array_os::os_array_module(ty)
+            } else {
+                ty.array_module()
+            },
+        ),
         ("@R@", r.to_string()),
         ("@VL@", arch.spec().vector.lanes.to_string()),
         ("@C@", c.to_string()),
         ("@P@", p.to_string()),
         ("@W@", w.to_string()),
         ("@ES@", es.to_string()),
-        ("@PAD@", format!("{w}'h{:x}", ty.identity_weight())),
         ("@IMEM_DEPTH@", imem_depth.to_string()),
         ("@IMEM_AW@", imem_aw.to_string()),
         ("@SPAD_BYTES@", arch.scratchpad_bytes().get().to_string()),
@@ -642,7 +677,7 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
             },
         ),
     ]);
-    let mut v = CORE_TEMPLATE.to_string();
+    let mut v = format!("{CORE_HEAD}{engine}");
     for (k, val) in subs {
         v = v.replace(k, &val);
     }
@@ -664,22 +699,26 @@ pub fn core_sources(
         arch.name(),
         arch.fingerprint()
     );
-    let mut files = vec![
-        (
-            format!("{}.v", ty.pe_module()),
-            format!(
-                "{header}{}",
-                pe(ty, arch.pe_stages(), Buffering::of(arch))?.to_verilog()
+    let mut files = if arch.dataflow() == Dataflow::OutputStationary {
+        crate::core_os::os_array_files(arch, ty, &header)?
+    } else {
+        vec![
+            (
+                format!("{}.v", ty.pe_module()),
+                format!(
+                    "{header}{}",
+                    pe(ty, arch.pe_stages(), Buffering::of(arch))?.to_verilog()
+                ),
             ),
-        ),
-        (
-            format!("{}.v", ty.array_module()),
-            format!(
-                "{header}{}",
-                array(ty, arch.rows(), arch.cols(), Buffering::of(arch)).to_verilog()
+            (
+                format!("{}.v", ty.array_module()),
+                format!(
+                    "{header}{}",
+                    array(ty, arch.rows(), arch.cols(), Buffering::of(arch)).to_verilog()
+                ),
             ),
-        ),
-    ];
+        ]
+    };
     if ty == PeType::Bf16 {
         files.push((format!("{FP32_ADD}.v"), format!("{header}{}", fp32_add())));
     }
@@ -729,9 +768,12 @@ pub fn word_image(bytes: &[u8]) -> String {
     s
 }
 
-const CORE_TEMPLATE: &str = r#"// Core (@TY@): load, matrix and store queues with their front ends, 16
+/// The core up to its matrix engine: memories, tokens, the DMA and vector
+/// queues and the matrix queue's front end and operand decode. A matrix
+/// engine ([`WS_ENGINE`] or [`crate::core_os`]'s) completes the module.
+const CORE_HEAD: &str = r#"// Core (@TY@): load, matrix and store queues with their front ends, 16
 // dependency tokens, HBM (a byte memory sized to the program), the DMA
-// engines, a scratchpad, the @R@ x @C@ weight-stationary array (@P@
+// engines, a scratchpad, the @R@ x @C@ @DATAFLOW@ array (@P@
 // stage(s) per PE) and the accumulator memory.
 module @MODULE@ #(
     parameter IMEM_DEPTH = @IMEM_DEPTH@,
@@ -759,16 +801,14 @@ module @MODULE@ #(
 );
     localparam R = @R@, C = @C@, P = @P@, W = @W@, ES = @ES@;
     localparam SA = $clog2(SPAD_BYTES), AA = @ACC_AW@, HA = @HBM_AW@, LW = @LW@;
-@SA_ONE@    localparam [W-1:0] PAD = @PAD@;
+@SA_ONE@@PAD_LINE@
     localparam FD = 4;
     // DMA: bytes per burst (BB bits of offset), cycles per burst, HBM latency.
     localparam BURST = @BURST@, BB = @BB@, K = @K@, KW = @KW@;
     localparam [KW-1:0] ONE_K = 1, K_MINUS_1 = K - 1;
     localparam [31:0] LAT = @LAT@;
     localparam ENGINES = @ENGINES@;
-    // Tag of one streamed row: valid, accumulate, n, signal mask, word address of its C row.
-    localparam TW = 1 + 1 + 16 + 16 + AA;
-
+@TAG_PARAM@
     // ---------------------------------------------------------------- memories
     reg [7:0] spad [0:SPAD_BYTES-1];
     reg [31:0] acc [0:ACC_WORDS-1];
@@ -925,7 +965,12 @@ module @MODULE@ #(
     wire [47:0] c_cstep = c_tr ? c_str : ES;
     wire [47:0] c_cstr = (sc != 48'd0) ? sc : {32'd0, bn} * 4;
 
-    // Engine-operation queue.
+"#;
+
+/// The weight-stationary matrix engine: the engine-operation queue, the
+/// preload and compute sequencer, the array and its accumulator writes, and
+/// the core's completion and cycle counters (it follows [`CORE_HEAD`]).
+const WS_ENGINE: &str = r#"    // Engine-operation queue.
     reg [2:0] q_count;
     reg [1:0] q_head, q_tail;
     reg q_pre [0:FD-1];

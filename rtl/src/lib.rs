@@ -23,6 +23,7 @@ pub mod arith;
 pub mod array;
 pub mod array_os;
 pub mod core;
+pub mod core_os;
 pub mod core_tb;
 mod core_weights;
 pub mod dma;
