@@ -15,7 +15,8 @@
 //!
 //! An output-stationary description gets the output-stationary array
 //! ([`tessera_rtl::array_os`]), its testbench and synthesis, and the core
-//! with the output-stationary matrix engine ([`tessera_rtl::core_os`]); the
+//! with the output-stationary matrix engine ([`tessera_rtl::core_os`]; none
+//! with `array.double_buffered_weights`, whose `--program` is refused); the
 //! place-and-route wrapper is weight-stationary only, so that step is
 //! reported as skipped.
 //! A description with double-buffered weights gets the double-buffered
@@ -424,6 +425,12 @@ fn pe_module(arch: &Arch, ty: PeType) -> String {
 
 fn run_cores(args: &RtlArgs, arch: &Arch, types: &[PeType]) -> Result<Vec<CoreRun>> {
     let dir = &args.out;
+    if arch.dataflow() == Dataflow::OutputStationary
+        && tessera_rtl::core_os::check_os_arch(arch).is_err()
+    {
+        // No core for this description (`run` refuses `--program` for it).
+        return Ok(Vec::new());
+    }
     match &args.program {
         Some(path) => {
             let p = crate::files::load_program(path, Some(arch))?;
@@ -474,6 +481,14 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         if !(f.is_finite() && f > 0.0 && f <= 2000.0) {
             bail!("--freq {f}: must be a clock in MHz between 0 and 2000");
         }
+    }
+    // The output-stationary core's rules (checked again by the generator).
+    let os_core = match arch.dataflow() {
+        Dataflow::OutputStationary => tessera_rtl::core_os::check_os_arch(&arch),
+        Dataflow::WeightStationary => Ok(()),
+    };
+    if let (Err(e), Some(_)) = (&os_core, &args.program) {
+        bail!("{}: {e}", args.hw);
     }
     let sources = array_sources(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;
     let types = pe_types(&arch).map_err(|e| anyhow!("{}: {e}", args.hw))?;

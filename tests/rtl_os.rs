@@ -270,15 +270,52 @@ fn tessera_rtl_generates_and_checks_an_os_description() {
             .output()
             .unwrap()
     };
-    // The matrix core is weight-stationary only: refused before anything is written.
-    let refused = rtl(&["--program", "p.s"]);
+    // A double-buffered output-stationary description has no core: its
+    // `--program` is refused, naming the field, before anything is written.
+    let mut db = Arch::from_toml(&std::fs::read_to_string(&toml).unwrap()).unwrap().spec().clone();
+    db.array.double_buffered_weights = true;
+    let db_toml = dir.join("db.toml");
+    std::fs::write(&db_toml, Arch::new(db).unwrap().to_toml()).unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["rtl", "--hw"])
+        .arg(&db_toml)
+        .arg("--out")
+        .arg(dir.join("out"))
+        .args(["--program", "p.s"])
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&refused.stderr);
     assert!(
-        !refused.status.success() && err.contains("array.dataflow") && err.lines().count() == 1,
+        !refused.status.success()
+            && err.contains("array.double_buffered_weights")
+            && err.lines().count() == 1,
         "{err}"
     );
     assert!(!dir.join("out").exists());
-    let out = rtl(&[]);
+    // A program on the output-stationary core: several computes,
+    // overwrite then accumulate, a transposed A.
+    std::fs::write(
+        dir.join("p.s"),
+        "\
+.queue matrix
+    addr.set r1, 64
+    mm.preload b=spad[r1]:int8, k=5, n=3, transpose=false
+    mm.compute a=spad[r0]:int8, c=acc[r0]:int32, m=2, transpose=false, mode=overwrite
+    mm.compute a=spad[r0+16]:int8, c=acc[r0]:int32, m=2, transpose=true, mode=accumulate
+    halt
+",
+    )
+    .unwrap();
+    let spad: Vec<u8> = (0..128u32).map(|i| (i * 37 + 11) as u8).collect();
+    std::fs::write(dir.join("spad.bin"), spad).unwrap();
+    let program = dir.join("p.s");
+    let spad_file = dir.join("spad.bin");
+    let out = rtl(&[
+        "--program",
+        program.to_str().unwrap(),
+        "--spad",
+        spad_file.to_str().unwrap(),
+    ]);
     assert!(
         out.status.success(),
         "{}",
@@ -297,6 +334,12 @@ fn tessera_rtl_generates_and_checks_an_os_description() {
         assert_eq!(a[stage]["status"], "passed", "{stage}: {a}");
     }
     assert_eq!(a["place_and_route"]["status"], "skipped", "{a}");
-    assert_eq!(report["cores"], serde_json::json!([]));
+    let core = &report["cores"][0];
+    assert_eq!(core["top"], "tessera_core_int8", "{core}");
+    assert_eq!(core["rtl_simulation"]["status"], "passed", "{core}");
+    assert_eq!(
+        core["rtl_simulation"]["output"], core["expected_verdict"],
+        "{core}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,13 +25,15 @@ use crate::array_os::{os_array, os_pe};
 use crate::pe::{Buffering, PeType};
 use crate::RtlError;
 
-/// Refuses an output-stationary description the core is not generated for.
+/// Refuses an output-stationary description the core is not generated for
+/// ([`crate::core::core_program`] calls it; `tessera rtl` asks before it
+/// writes anything).
 ///
 /// # Errors
 /// `array.double_buffered_weights` set: an output-stationary array keeps
 /// no weights, and the timing model's output-stationary preload takes no
 /// time whatever that field says, so there is nothing to double-buffer.
-pub(crate) fn check_os_arch(arch: &Arch) -> Result<(), RtlError> {
+pub fn check_os_arch(arch: &Arch) -> Result<(), RtlError> {
     if Buffering::of(arch) == Buffering::Double {
         return Err(RtlError::Unsupported(
             "array.double_buffered_weights: an output-stationary array holds no weights, so the core generates no double-buffered output-stationary engine; set it to false".into(),
