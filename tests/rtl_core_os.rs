@@ -174,6 +174,7 @@ fn check(name: &str, r: &ProgramRun) {
         return;
     }
     let got = verdict(name, r, &|t| t);
+    eprintln!("{name}: {got} (timing model {} cycles)", r.cycles);
     if let Err(e) = r.verdict_matches(&got) {
         panic!("{name}: {e}");
     }
@@ -224,6 +225,7 @@ fn gemm_source(
     ty: PeType,
     (m, k, n): (usize, usize, usize),
     (mt, kt, nt): (usize, usize, usize),
+    waits_on: WaitsOn,
 ) -> String {
     let (t, acc) = match ty {
         PeType::Int8 => ("int8", "int32"),
@@ -268,8 +270,12 @@ fn gemm_source(
                 } else {
                     format!(", signal={}", sig.join("|"))
                 };
+                let (pre_wait, cmp_wait) = match waits_on {
+                    WaitsOn::Compute => (String::new(), format!(", wait={waits}")),
+                    WaitsOn::Preload => (format!(", wait={waits}"), String::new()),
+                };
                 mm += &format!(
-                    "    addr.set r1, {b_l}\n    addr.set r2, {buf}\n    addr.set r3, {acc_at}\n    mm.preload b=spad[r1]:{t}, k={rk}, n={rn}, transpose=false\n    mm.compute a=spad[r2]:{t}, c=acc[r3]:{acc}, m={rm}, transpose=false, mode={mode}, wait={waits}{sig}\n",
+                    "    addr.set r1, {b_l}\n    addr.set r2, {buf}\n    addr.set r3, {acc_at}\n    mm.preload b=spad[r1]:{t}, k={rk}, n={rn}, transpose=false{pre_wait}\n    mm.compute a=spad[r2]:{t}, c=acc[r3]:{acc}, m={rm}, transpose=false, mode={mode}{cmp_wait}{sig}\n",
                     b_l = buf + 0x200,
                 );
                 s += 1;
@@ -288,15 +294,26 @@ fn gemm_source(
     )
 }
 
+/// Which matrix instruction of a GEMM step waits for its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum WaitsOn {
+    /// The compute, which reads the operands: exact.
+    Compute,
+    /// The preload, as the weight-stationary programs do: each waiting
+    /// preload may cost the core up to two cycles (`docs/rtl.md`).
+    Preload,
+}
+
 fn gemm_run(
     arch: &Arch,
     ty: PeType,
     mkn: (usize, usize, usize),
     kt: usize,
+    waits_on: WaitsOn,
     seed: u64,
 ) -> ProgramRun {
     let tiles = (arch.rows() as usize, kt, arch.cols() as usize);
-    let src = gemm_source(ty, mkn, tiles);
+    let src = gemm_source(ty, mkn, tiles, waits_on);
     let p = assemble(&src, "gemm.s", Some(arch)).unwrap_or_else(|e| panic!("{e}\n{src}"));
     let (m, k, n) = mkn;
     let mut hbm = bytes(ty, m * k, seed);
@@ -312,7 +329,7 @@ fn tiled_gemms_with_dma_match_the_simulator() {
         (PeType::Int8, (4, 4, 2), (10, 13, 7), 8),
         (PeType::Bf16, (3, 5, 1), (7, 9, 11), 6),
     ] {
-        let r = gemm_run(&arch(rows, cols, p), ty, mkn, kt, 11);
+        let r = gemm_run(&arch(rows, cols, p), ty, mkn, kt, WaitsOn::Compute, 11);
         // With DMA: the first load starts in the last lead cycle and the
         // core then takes the model's total (run + 1 = model).
         let first_load = r
@@ -327,6 +344,46 @@ fn tiled_gemms_with_dma_match_the_simulator() {
         );
         check(&format!("gemm-{}-{rows}x{cols}", ty.name()), &r);
     }
+}
+
+#[test]
+fn a_preload_that_waits_costs_at_most_two_cycles() {
+    if !tool("iverilog") {
+        return;
+    }
+    let r = gemm_run(
+        &arch(4, 4, 2),
+        PeType::Int8,
+        (10, 13, 7),
+        8,
+        WaitsOn::Preload,
+        11,
+    );
+    let got = verdict("preload-waits", &r, &|t| t);
+    let (cycles, lead) = got
+        .strip_prefix("PASS cycles=")
+        .and_then(|rest| rest.split_once(" lead="))
+        .map(|(c, l)| (c.parse::<u64>().unwrap(), l.parse::<u64>().unwrap()))
+        .unwrap_or_else(|| panic!("{got}"));
+    let waiting = r
+        .program
+        .queue(tessera_isa::Queue::Matrix)
+        .iter()
+        .filter(|i| i.op.mnemonic() == "mm.preload" && i.wait.iter().next().is_some())
+        .count() as u64;
+    eprintln!(
+        "preload-waits: {got} (timing model {} cycles, {waiting} waiting preloads)",
+        r.cycles
+    );
+    assert_eq!(
+        lead.to_string(),
+        r.expected_verdict().rsplit('=').next().unwrap()
+    );
+    assert!(
+        cycles + 1 >= r.cycles && cycles + 1 <= r.cycles + 2 * waiting,
+        "{got} against the model's {} with {waiting} waiting preloads",
+        r.cycles
+    );
 }
 
 #[test]
@@ -383,7 +440,12 @@ fn verilator_lints_the_os_core_clean() {
     for (rows, cols) in [(2, 2), (4, 4)] {
         for ty in PeType::ALL {
             let a = arch(rows, cols, 2);
-            let src = gemm_source(ty, (5, 6, 5), (rows as usize, 3, cols as usize));
+            let src = gemm_source(
+                ty,
+                (5, 6, 5),
+                (rows as usize, 3, cols as usize),
+                WaitsOn::Compute,
+            );
             let p = assemble(&src, "gemm.s", Some(&a)).unwrap();
             let core = core_program(&p).unwrap();
             let files = core_sources(&a, ty, CoreShape::of(&core)).unwrap();

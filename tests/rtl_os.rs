@@ -272,7 +272,10 @@ fn tessera_rtl_generates_and_checks_an_os_description() {
     };
     // A double-buffered output-stationary description has no core: its
     // `--program` is refused, naming the field, before anything is written.
-    let mut db = Arch::from_toml(&std::fs::read_to_string(&toml).unwrap()).unwrap().spec().clone();
+    let mut db = Arch::from_toml(&std::fs::read_to_string(&toml).unwrap())
+        .unwrap()
+        .spec()
+        .clone();
     db.array.double_buffered_weights = true;
     let db_toml = dir.join("db.toml");
     std::fs::write(&db_toml, Arch::new(db).unwrap().to_toml()).unwrap();
