@@ -4,9 +4,10 @@
 //! with special values, and a tiled GEMM with the load and store queues,
 //! run on the functional simulator and on the core under Icarus Verilog.
 //! The accumulator (and HBM) must be bit-exact (NaN by class) and the
-//! verdict exactly `ProgramRun::expected_verdict`: matrix-only run = model
-//! + 1 and lead = first compute + 2, with DMA run + 1 = model and lead =
-//! first load + 1 (`docs/rtl.md`). Mutated cores must fail, Verilator lints
+//! verdict exactly `ProgramRun::expected_verdict`: matrix-only the run is
+//! the model's cycles plus one and lead the first compute's index plus
+//! two; with DMA the run is the model's minus one and lead the first
+//! load's index plus one (`docs/rtl.md`). Mutated cores must fail, Verilator lints
 //! the core (`-Wall`, no waivers), and the generator refuses a
 //! double-buffered output-stationary description by name.
 //!
@@ -380,7 +381,7 @@ fn a_preload_that_waits_costs_at_most_two_cycles() {
         r.expected_verdict().rsplit('=').next().unwrap()
     );
     assert!(
-        cycles + 1 >= r.cycles && cycles + 1 <= r.cycles + 2 * waiting,
+        (r.cycles..=r.cycles + 2 * waiting).contains(&(cycles + 1)),
         "{got} against the model's {} with {waiting} waiting preloads",
         r.cycles
     );
