@@ -10,6 +10,7 @@
 //! fold ([`testbench`], [`testbench_os`]) and for fold sequences on the
 //! timing model's schedule ([`sequence_tb`]), the core that runs a program's load, matrix and
 //! store queues with dependency tokens, HBM and DMA ([`core`], [`frontend`], [`dma`],
+//! and for an output-stationary array the matrix engine of [`core_os`],
 //! [`fp32_add`], [`core_tb`]), the FPGA flow's scripts and report parsers ([`fpga`]), and the
 //! vector unit's datapath: the lane ([`vec_lane`]), the special-function lane
 //! ([`vec_special`]), the reduction lane ([`vec_reduce`]), element
