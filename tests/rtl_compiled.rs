@@ -13,7 +13,7 @@
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1`.
 
-use tessera::cosim::{core_files, run_program_hbm, ProgramRun};
+use tessera::cosim::{run_program_hbm, ProgramRun};
 use tessera_compiler::gemm::{gemm_kernel, CInit, GemmSpec, HbmMatrix, Layout};
 use tessera_isa::asm::assemble;
 use tessera_isa::{Arch, DType, Op, Queue};
@@ -21,7 +21,7 @@ use tessera_rtl::core::core_module_name;
 use tessera_rtl::pe::PeType;
 
 mod hdl;
-use hdl::{iverilog_files, scratch, tool, verilator_lint, write_files};
+use hdl::{core_output, scratch, tool, verilator_lint, write_files};
 
 /// `rows` x `cols` array, 8 KiB scratchpad of 8 x 32-byte banks, 4 KiB
 /// accumulator; DMA as `fpga-8x8` (one engine, 64-byte bursts, 2 cycles per
@@ -78,21 +78,7 @@ fn check(name: &str, r: &ProgramRun) {
 
 /// The core's output on `r`'s files, after `mutate` on the core's source.
 fn core_verdict(name: &str, r: &ProgramRun, mutate: &dyn Fn(String) -> String) -> String {
-    let dir = scratch(name);
-    let files: Vec<(String, String)> = core_files(r)
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| {
-            if n.starts_with("tessera_core_") {
-                (n, mutate(t))
-            } else {
-                (n, t)
-            }
-        })
-        .collect();
-    let out = iverilog_files(&dir, &files);
-    let _ = std::fs::remove_dir_all(&dir);
-    out
+    core_output(name, r, mutate)
 }
 
 /// Element sizes of the transposing transfers of queue `q`.

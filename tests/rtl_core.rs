@@ -21,7 +21,10 @@ use tessera_rtl::core::core_module_name;
 use tessera_rtl::pe::{Buffering, PeType};
 
 mod hdl;
-use hdl::{iverilog_files, scratch, tool, verilator_lint, verilator_run, write_files};
+use hdl::{
+    core_output, iverilog_files, pass_cycles, scratch, tool, verilator_lint, verilator_run,
+    write_files,
+};
 
 /// A small hardware description: `rows` x `cols` array with `stages` per PE,
 /// single-buffered weights, 8 KiB of scratchpad in 8 banks of 32 bytes, 4
@@ -61,14 +64,8 @@ fn verdict(name: &str, r: &ProgramRun) -> Option<(u64, u64)> {
     if !tool("iverilog") {
         return None;
     }
-    let dir = scratch(name);
-    let out = iverilog_files(&dir, &core_files(r).unwrap());
-    let _ = std::fs::remove_dir_all(&dir);
-    let parsed = out.trim().strip_prefix("PASS cycles=").and_then(|rest| {
-        let (c, l) = rest.split_once(" lead=")?;
-        Some((c.parse().ok()?, l.parse().ok()?))
-    });
-    Some(parsed.unwrap_or_else(|| panic!("{name}: {out}")))
+    let out = core_output(name, r, &|t| t);
+    Some(pass_cycles(&out).unwrap_or_else(|| panic!("{name}: {out}")))
 }
 
 /// Checks `r` on the core under Icarus Verilog.

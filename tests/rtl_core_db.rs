@@ -12,13 +12,13 @@
 
 use std::process::Command;
 
-use tessera::cosim::{core_files, run_program, ProgramRun};
+use tessera::cosim::{run_program, ProgramRun};
 use tessera_isa::asm::assemble;
 use tessera_isa::{Arch, Queue};
 use tessera_rtl::pe::{Buffering, PeType};
 
 mod hdl;
-use hdl::{iverilog_files, scratch, tool};
+use hdl::{core_output, scratch, tool};
 
 /// `rows` x `cols` array, `stages` per PE, `buffering` weights, 8 KiB of
 /// scratchpad in 8 banks of 32 bytes, 4 KiB of accumulator.
@@ -93,21 +93,7 @@ fn verdict(name: &str, r: &ProgramRun, mutate: &dyn Fn(String) -> String) -> Opt
     if !tool("iverilog") {
         return None;
     }
-    let dir = scratch(name);
-    let files: Vec<(String, String)> = core_files(r)
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| {
-            if n.starts_with("tessera_core_") {
-                (n, mutate(t))
-            } else {
-                (n, t)
-            }
-        })
-        .collect();
-    let out = iverilog_files(&dir, &files);
-    let _ = std::fs::remove_dir_all(&dir);
-    Some(out.trim().to_string())
+    Some(core_output(name, r, mutate).trim().to_string())
 }
 
 /// The verdict a correct core prints (`docs/rtl.md`).

@@ -14,14 +14,14 @@
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1` (set by `scripts/test.sh`, hence by CI).
 
-use tessera::cosim::{core_files, run_program, run_program_hbm, ProgramRun};
+use tessera::cosim::{run_program, run_program_hbm, ProgramRun};
 use tessera_isa::asm::assemble;
 use tessera_isa::{Arch, Dataflow};
 use tessera_rtl::core::{core_module_name, core_program, core_sources, CoreShape};
 use tessera_rtl::pe::PeType;
 
 mod hdl;
-use hdl::{iverilog_files, scratch, tool, verilator_lint, write_files};
+use hdl::{core_output, scratch, tool, verilator_lint, write_files};
 
 /// An output-stationary `rows` x `cols` array with `stages` per PE, 8 KiB
 /// of scratchpad in 8 banks of 32 bytes, 4 KiB of accumulator, DMA as
@@ -152,21 +152,7 @@ fn run(arch: &Arch, ty: PeType, src: &str, seed: u64) -> ProgramRun {
 /// The core's verdict line on `r`'s files, with `mutate` applied to the
 /// core module (identity for a real run).
 fn verdict(name: &str, r: &ProgramRun, mutate: &dyn Fn(String) -> String) -> String {
-    let dir = scratch(name);
-    let files: Vec<(String, String)> = core_files(r)
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| {
-            if n.starts_with("tessera_core_") {
-                (n, mutate(t))
-            } else {
-                (n, t)
-            }
-        })
-        .collect();
-    let out = iverilog_files(&dir, &files);
-    let _ = std::fs::remove_dir_all(&dir);
-    out.trim().to_string()
+    core_output(name, r, mutate).trim().to_string()
 }
 
 /// Checks `r` bit-exact and cycle-exact on the core under Icarus Verilog.

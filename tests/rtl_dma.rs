@@ -14,14 +14,14 @@
 use std::process::Command;
 
 use proptest::prelude::*;
-use tessera::cosim::{core_files, run_program_hbm, ProgramRun};
+use tessera::cosim::{run_program_hbm, ProgramRun};
 use tessera_isa::asm::assemble;
 use tessera_isa::Arch;
 use tessera_rtl::core::core_module_name;
 use tessera_rtl::pe::{Buffering, PeType};
 
 mod hdl;
-use hdl::{iverilog_files, scratch, tool, verilator_lint, write_files};
+use hdl::{core_output, pass_cycles, scratch, tool, verilator_lint, write_files};
 
 /// `rows` x `cols` array, single-buffered weights, 8 KiB scratchpad, 4 KiB
 /// accumulator; DMA as `fpga-8x8` (one engine, 64-byte bursts, 2 cycles per
@@ -201,24 +201,8 @@ fn verdict(
     r: &ProgramRun,
     mutate: &dyn Fn(String) -> String,
 ) -> (String, Option<(u64, u64)>) {
-    let dir = scratch(name);
-    let files: Vec<(String, String)> = core_files(r)
-        .unwrap()
-        .into_iter()
-        .map(|(n, t)| {
-            if n.starts_with("tessera_core_") {
-                (n, mutate(t))
-            } else {
-                (n, t)
-            }
-        })
-        .collect();
-    let out = iverilog_files(&dir, &files);
-    let _ = std::fs::remove_dir_all(&dir);
-    let parsed = out.trim().strip_prefix("PASS cycles=").and_then(|rest| {
-        let (c, l) = rest.split_once(" lead=")?;
-        Some((c.parse().ok()?, l.parse().ok()?))
-    });
+    let out = core_output(name, r, mutate);
+    let parsed = pass_cycles(&out);
     (out, parsed)
 }
 

@@ -131,3 +131,37 @@ pub fn verilator_run(dir: &Path, sources: &[String]) -> String {
         .unwrap();
     String::from_utf8_lossy(&run.stdout).into_owned()
 }
+
+/// The core testbench's standard output for `run` under Icarus Verilog, with
+/// `mutate` applied to the core module's source (`|t| t` for a real run).
+/// The scratch directory is removed unless `KEEP` is set.
+pub fn core_output(
+    name: &str,
+    run: &tessera::cosim::ProgramRun,
+    mutate: &dyn Fn(String) -> String,
+) -> String {
+    let dir = scratch(name);
+    let files: Vec<(String, String)> = tessera::cosim::core_files(run)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            if n.starts_with("tessera_core_") {
+                (n, mutate(t))
+            } else {
+                (n, t)
+            }
+        })
+        .collect();
+    let out = iverilog_files(&dir, &files);
+    if std::env::var_os("KEEP").is_none() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    out
+}
+
+/// `(cycles, lead)` of a core testbench's `PASS cycles=N lead=L` line.
+pub fn pass_cycles(out: &str) -> Option<(u64, u64)> {
+    let rest = out.trim().strip_prefix("PASS cycles=")?;
+    let (c, l) = rest.split_once(" lead=")?;
+    Some((c.parse().ok()?, l.parse().ok()?))
+}
