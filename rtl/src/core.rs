@@ -571,6 +571,8 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
         (WS_ENGINE, subs)
     };
     subs.extend([
+        ("@MM_ISSUE@", MM_ISSUE.into()),
+        ("@MM_UNUSED@", MM_UNUSED.into()),
         ("@TY@", ty.name().into()),
         ("@MODULE@", core_module_name(ty)),
         (
@@ -970,6 +972,26 @@ module @MODULE@ #(
 /// The weight-stationary matrix engine: the engine-operation queue, the
 /// preload and compute sequencer, the array and its accumulator writes, and
 /// the core's completion and cycle counters (it follows [`CORE_HEAD`]).
+/// How both matrix engines issue from the matrix queue: an engine
+/// operation (`eng`) enters the engine's queue when it has room; a control
+/// instruction waits for the queued operations to start (and, if it signals,
+/// for the matrix unit to finish); tokens are taken when an operation starts.
+const MM_ISSUE: &str = r#"    wire mm_want = !rst && !error && !mm_halted && known && (mm_sg & tok_full) == 16'd0;
+    assign mm_adv = mm_want && (eng ? q_count != FD
+        : (mm_wt == 16'd0 || (q_count == 3'd0 && (mm_wt & ~tok_pos) == 16'd0)) && (mm_sg == 16'd0 || mm_idle));
+    wire mm_err = !rst && !mm_halted && !known;
+    wire push = mm_adv && eng;
+    wire go;
+    assign mm_cgive = (mm_adv && !eng) ? mm_sg : 16'd0;
+    assign mm_take = ((mm_adv && !eng) ? mm_wt : 16'd0) | (go ? q_wait[q_head] : 16'd0);"#;
+
+/// The matrix queue's decoded fields whose high bits checked programs leave
+/// zero (both engines).
+const MM_UNUSED: &str = r#"    // Address bits above the memories' sizes are zero in checked programs.
+    wire unused_bits = ^{p_first[47:SA], c_aea[47:SA], p_rstep[47:SA], p_cstep[47:SA],
+        c_rstep[47:SA], c_cstep[47:SA], c_cea[47:AA+2], c_cea[1:0], c_cstr[47:AA+2], c_cstr[1:0],
+        c_m[47:16], p_k[47:16], p_n[47:16], ins[127:40]};"#;
+
 const WS_ENGINE: &str = r#"    // Engine-operation queue.
     reg [2:0] q_count;
     reg [1:0] q_head, q_tail;
@@ -990,14 +1012,7 @@ const WS_ENGINE: &str = r#"    // Engine-operation queue.
     // Engine operations take their waited tokens when they start; a control
     // instruction waits for the queued ones to start first, and one that
     // signals waits for the matrix unit to finish.
-    wire mm_want = !rst && !error && !mm_halted && known && (mm_sg & tok_full) == 16'd0;
-    assign mm_adv = mm_want && (eng ? q_count != FD
-        : (mm_wt == 16'd0 || (q_count == 3'd0 && (mm_wt & ~tok_pos) == 16'd0)) && (mm_sg == 16'd0 || mm_idle));
-    wire mm_err = !rst && !mm_halted && !known;
-    wire push = mm_adv && eng;
-    wire go;
-    assign mm_cgive = (mm_adv && !eng) ? mm_sg : 16'd0;
-    assign mm_take = ((mm_adv && !eng) ? mm_wt : 16'd0) | (go ? q_wait[q_head] : 16'd0);
+@MM_ISSUE@
     always @(posedge clk) begin
         if (rst) begin
             sa <= 48'd0;
@@ -1044,10 +1059,7 @@ const WS_ENGINE: &str = r#"    // Engine-operation queue.
             q_count <= q_count + {2'd0, push} - {2'd0, go};
         end
     end
-    // Address bits above the memories' sizes are zero in checked programs.
-    wire unused_bits = ^{p_first[47:SA], c_aea[47:SA], p_rstep[47:SA], p_cstep[47:SA],
-        c_rstep[47:SA], c_cstep[47:SA], c_cea[47:AA+2], c_cea[1:0], c_cstr[47:AA+2], c_cstr[1:0],
-        c_m[47:16], p_k[47:16], p_n[47:16], ins[127:40]};
+@MM_UNUSED@
 
     // ------------------------------------------------------------------ engine
     reg [15:0] pre_left, str_left;

@@ -139,14 +139,7 @@ pub(crate) const OS_ENGINE: &str = r#"    // Compute queue: mm.preload binds B i
     // Computes take their waited tokens when they start; a control
     // instruction (a preload too) waits for the queued computes to start
     // first, and one that signals waits for the matrix unit to finish.
-    wire mm_want = !rst && !error && !mm_halted && known && (mm_sg & tok_full) == 16'd0;
-    assign mm_adv = mm_want && (eng ? q_count != FD
-        : (mm_wt == 16'd0 || (q_count == 3'd0 && (mm_wt & ~tok_pos) == 16'd0)) && (mm_sg == 16'd0 || mm_idle));
-    wire mm_err = !rst && !mm_halted && !known;
-    wire push = mm_adv && eng;
-    wire go;
-    assign mm_cgive = (mm_adv && !eng) ? mm_sg : 16'd0;
-    assign mm_take = ((mm_adv && !eng) ? mm_wt : 16'd0) | (go ? q_wait[q_head] : 16'd0);
+@MM_ISSUE@
     assign mm_pgive = 16'd0;
     always @(posedge clk) begin
         if (rst) begin
@@ -202,10 +195,7 @@ pub(crate) const OS_ENGINE: &str = r#"    // Compute queue: mm.preload binds B i
             q_count <= q_count + {2'd0, push} - {2'd0, go};
         end
     end
-    // Address bits above the memories' sizes are zero in checked programs.
-    wire unused_bits = ^{p_first[47:SA], c_aea[47:SA], p_rstep[47:SA], p_cstep[47:SA],
-        c_rstep[47:SA], c_cstep[47:SA], c_cea[47:AA+2], c_cea[1:0], c_cstr[47:AA+2], c_cstr[1:0],
-        c_m[47:16], p_k[47:16], p_n[47:16], ins[127:40]};
+@MM_UNUSED@
 
     // ------------------------------------------------------------------ engine
     // Fold step s runs the s-th cycle after its compute starts: while s < k
