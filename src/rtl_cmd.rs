@@ -558,6 +558,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         "design": design_files,
         "arrays": arrays,
         "cores": core_json,
+        "cores_not_generated": os_core.as_ref().err().map(ToString::to_string),
         "vector": vector.json(),
     });
     let mut json = serde_json::to_string_pretty(&report)?;
@@ -602,11 +603,8 @@ pub fn run(args: &RtlArgs) -> Result<()> {
             }
         }
     }
-    if cores.is_empty() {
-        let _ = writeln!(
-            md,
-            "\n## matrix core\n\n- not generated: the core is weight-stationary only"
-        );
+    if let Err(e) = &os_core {
+        let _ = writeln!(md, "\n## matrix core\n\n- not generated: {e}");
     }
     for c in &cores {
         let _ = writeln!(md, "\n## {} matrix core\n", c.ty.name());

@@ -344,5 +344,32 @@ fn tessera_rtl_generates_and_checks_an_os_description() {
         core["rtl_simulation"]["output"], core["expected_verdict"],
         "{core}"
     );
+    assert!(report["cores_not_generated"].is_null(), "{report}");
+    // Without `--program` the double-buffered description still gets its
+    // arrays, and both reports say why it has no core.
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(["rtl", "--hw"])
+        .arg(&db_toml)
+        .arg("--out")
+        .arg(dir.join("db"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("db/report.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        report["cores"].as_array().map(Vec::len),
+        Some(0),
+        "{report}"
+    );
+    let why = report["cores_not_generated"].as_str().unwrap_or_default();
+    assert!(why.starts_with("array.double_buffered_weights:"), "{why}");
+    let md = std::fs::read_to_string(dir.join("db/report.md")).unwrap();
+    assert!(md.contains(&format!("- not generated: {why}")), "{md}");
     let _ = std::fs::remove_dir_all(&dir);
 }
