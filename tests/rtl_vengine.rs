@@ -3,7 +3,9 @@
 //! the accumulator tile, store), int8 and bf16; a program that exercises
 //! every built vector instruction form on data with specials; both run on
 //! the functional simulator and on the core under Icarus Verilog, the final
-//! accumulator and HBM bit-exact (NaN by class). Cycles against the timing
+//! accumulator and HBM bit-exact (NaN by class); a program of `v.causal`,
+//! `v.gather` and `v.scatter_add` in both index modes, exact to the
+//! model's cycle. Cycles against the timing
 //! model as `docs/rtl.md` states them: the tiled matmul's run + 1 = model +
 //! 2 (its trailing `nop wait` and `halt`), the forms program at the top of
 //! the verdict's range (model + 1 + the reductions' extra cycles). Mutated
@@ -367,8 +369,8 @@ fn mutated_vector_engines_fail() {
         (
             "packed",
             &forms,
-            "v_a_str = (v_sa != 48'd0) ? v_sa : v_cols * v_es(v_a_ty)",
-            "v_a_str = (v_sa != 48'd0) ? v_sa : v_cols * v_es(v_d_ty)",
+            "v_a_str = (v_sa != 48'd0) ? v_sa : v_a_cols * v_es(v_a_ty)",
+            "v_a_str = (v_sa != 48'd0) ? v_sa : v_a_cols * v_es(v_d_ty)",
         ),
         (
             "axis",
@@ -455,4 +457,178 @@ fn tessera_rtl_runs_the_tiled_matmul_with_its_cast() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `v.causal`, `v.gather` and `v.scatter_add` in every index mode on a bf16
+/// core (its matrix queue computes one small fold, as [`FORMS`]): causal
+/// masks with the diagonal inside, above and below the tile (negative and
+/// positive positions, an fp32, a bf16 and a strided destination); row
+/// gathers from a scratchpad table (its first and last rows, a negative
+/// index) and from an accumulator table with strided rows and a strided
+/// index vector in the accumulator; element gathers (first and last
+/// column, a padding index of -100); row scatter-adds with an index
+/// repeated inside a lane group and across groups, at the table's ends,
+/// into an fp32 accumulator table and a bf16 scratchpad table (copied to
+/// the accumulator to be compared); an element scatter-add into a table
+/// whose rows overlap (row stride one element), so two rows of one group
+/// add to one element. Shapes 3x5, 5x1 and 4x3, so groups straddle rows
+/// and do not divide by 2 or 4 lanes. Results go to the accumulator.
+const INDEXED: &str = "\
+.spad TAB, 0x200, 160
+.spad BTAB, 0x380, 24
+.acc GTAB, 0xc00, 0x100
+.acc SCAT, 0x800, 0x78
+.acc SCAT1, 0x880, 0x18
+.queue matrix
+    addr.set r1, 0
+    mm.preload b=spad[r1]:bf16, k=2, n=2, transpose=false
+    mm.compute a=spad[r1+8]:bf16, c=acc[r1]:fp32, m=2, transpose=false, mode=overwrite
+    halt
+.queue vector
+    addr.set r7, 0x400
+    v.shape rows=3, cols=5
+    v.fset f3, -inf
+    v.causal dst=acc[r7]:fp32, a=spad[r0+0x100]:fp32, fill=f3, row=2, col=4
+    v.fset f4, -0.0
+    v.causal dst=acc[r7+64]:bf16, a=spad[r0+0x100]:fp32, fill=f4, row=-1, col=0
+    v.stride d=32, a=0, b=0, m=0
+    v.causal dst=acc[r7+96]:fp32, a=spad[r0+0x100]:fp32, fill=f3, row=5, col=2
+    v.stride d=0, a=0, b=0, m=0
+    v.gather mode=rows, dst=acc[r7+192]:fp32, table=spad[r0+0x200]:fp32, idx=spad[r0+0x300]
+    v.gather mode=elems, dst=acc[r7+256]:fp32, table=spad[r0+0x100]:fp32, idx=spad[r0+0x310]
+    addr.set r6, 0xc00
+    v.stride d=0, a=40, b=0, m=8
+    v.gather mode=rows, dst=acc[r7+288]:bf16, table=acc[r6]:fp32, idx=acc[r6+0x300]
+    v.stride d=0, a=0, b=0, m=0
+    v.scatter_add mode=rows, table=acc[r7+0x400]:fp32, src=spad[r0+0x100]:fp32, idx=spad[r0+0x320]
+    v.shape rows=5, cols=1
+    v.scatter_add mode=rows, table=acc[r7+0x480]:fp32, src=spad[r0+0x140]:fp32, idx=spad[r0+0x330]
+    v.shape rows=5, cols=5
+    v.stride d=4, a=0, b=0, m=0
+    v.scatter_add mode=elems, table=acc[r7+0x500]:fp32, src=spad[r0+0x180]:fp32, idx=spad[r0+0x340]
+    v.shape rows=4, cols=3
+    v.stride d=0, a=0, b=0, m=0
+    v.scatter_add mode=rows, table=spad[r0+0x380]:bf16, src=spad[r0+0x100]:fp32, idx=spad[r0+0x3c0]
+    v.un op=copy, dst=acc[r7+320]:bf16, a=spad[r0+0x380]:bf16
+    halt
+";
+
+/// Little-endian int32 indices.
+fn indices(ix: &[i32]) -> Vec<u8> {
+    ix.iter().flat_map(|i| i.to_le_bytes()).collect()
+}
+
+/// [`INDEXED`] run on `lanes` lanes from its images.
+fn indexed_run(lanes: u32) -> ProgramRun {
+    let a = arch(2, lanes);
+    let src = INDEXED;
+    let p = assemble(src, "indexed.s", Some(&a)).unwrap_or_else(|e| panic!("{e}\n{src}"));
+    let mut spad = elements(PeType::Bf16, 8, 1);
+    spad.resize(0x100, 0);
+    spad.extend(fp32_values(64, 5)); // 0x100: fp32 sources and the elems table
+    spad.extend(fp32_values(40, 6)); // 0x200: TAB, 8 rows x 5 fp32
+    spad.resize(0x300, 0);
+    spad.extend(indices(&[7, -1, 0])); // 0x300: rows gather, last and first rows
+    spad.resize(0x310, 0);
+    spad.extend(indices(&[4, -100, 0])); // 0x310: elems gather, last and first columns
+    spad.resize(0x320, 0);
+    spad.extend(indices(&[0, 5, 0])); // 0x320: rows scatter-add, 0 twice across groups
+    spad.resize(0x330, 0);
+    spad.extend(indices(&[2, 2, -1, 5, 2])); // 0x330: 2 twice in a group, then again
+    spad.resize(0x340, 0);
+    spad.extend(indices(&[1, 0, -1, 4, 0])); // 0x340: (0, 1) and (1, 0) are one element
+    spad.resize(0x380, 0);
+    spad.extend(elements(PeType::Bf16, 12, 7)); // 0x380: BTAB, 4 x 3 bf16
+    spad.resize(0x3c0, 0);
+    spad.extend(indices(&[3, 3, 3, 0])); // 0x3c0: row 3 three times
+    let mut acc = fp32_values(1024, 9);
+    // GTAB's index vector at 0xf00, every other int32 (m = 8).
+    acc[0xf00..0xf18].copy_from_slice(&indices(&[5, 77, 0, 77, -5, 77]));
+    run_program_hbm(p, &[], &spad, &acc).unwrap_or_else(|e| panic!("{e}\n{src}"))
+}
+
+#[test]
+fn causal_gather_and_scatter_add_run_bit_exact_in_model_cycles() {
+    if !tool("iverilog") {
+        return;
+    }
+    for lanes in [2, 4] {
+        let r = indexed_run(lanes);
+        assert_eq!(r.core.vector.extra_cycles, 0, "lanes {lanes}");
+        let (cycles, lead) = check(&format!("indexed-{lanes}"), &r);
+        // The vector queue is the critical path and its first engine
+        // instruction starts with the matrix queue's preload: exactly the
+        // matrix-only relation, run = model + 1.
+        assert_eq!((cycles, lead), (r.cycles + 1, 3), "lanes {lanes}");
+        assert_eq!(
+            r.expected_verdict(),
+            format!("PASS cycles={} lead=3", r.cycles + 1)
+        );
+    }
+}
+
+/// Mutated indexed paths must fail on [`INDEXED`]: `(lanes, name, from,
+/// to)` applied to the core's Verilog.
+#[test]
+fn mutated_indexed_vector_engines_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let runs = [(2, indexed_run(2)), (4, indexed_run(4))];
+    for (lanes, name, from, to) in [
+        // The causal mask one diagonal off: col + j >= row + i.
+        (
+            2,
+            "diagonal",
+            "$signed(v_ccol + pj) > $signed(v_crow + pi)",
+            "$signed(v_ccol + pj) >= $signed(v_crow + pi)",
+        ),
+        // A negative gather index reads the table instead of giving +0.
+        (
+            2,
+            "gather-negative",
+            "((v_gat && kneg) ? 32'd0 : a_f)",
+            "a_f",
+        ),
+        // A negative scatter-add index adds instead of being skipped.
+        (
+            4,
+            "scatter-negative",
+            "v_sca && v_lane_on[g] && !kneg",
+            "v_sca && v_lane_on[g]",
+        ),
+        // Scatter-add overwrites (-0 + src) instead of adding.
+        (
+            2,
+            "overwrite",
+            "(.x(v_sc_x",
+            "(.x(32'h80000000 | 32'h0 & v_sc_x",
+        ),
+        // A repeated index inside a group reads memory, not the earlier lane's sum.
+        (4, "no-forward", ") ? v_sc_n", ") && 1'b0 ? v_sc_n"),
+        // The index read from the next row.
+        (
+            2,
+            "index-row",
+            "wire [47:0] m_ad = v_mb + pi * v_mst",
+            "wire [47:0] m_ad = v_mb + (pi + 48'd1) * v_mst",
+        ),
+        // An `elems` gather indexing rows as well as columns.
+        (
+            2,
+            "elems-axis",
+            "((v_gat && !v_elm) ? kx : pi)",
+            "(v_gat ? kx : pi)",
+        ),
+    ] {
+        let r = &runs.iter().find(|(l, _)| *l == lanes).unwrap().1;
+        let (out, _) = verdict(&format!("vindex-{name}"), r, &|t: String| {
+            assert!(t.contains(from), "{name}: the mutation must apply");
+            t.replace(from, to)
+        });
+        assert!(
+            out.contains("FAIL"),
+            "a mutated core ({name}) passed:\n{out}"
+        );
+    }
 }
