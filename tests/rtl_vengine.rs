@@ -3,14 +3,16 @@
 //! the accumulator tile, store), int8 and bf16; a program that exercises
 //! every built vector instruction form on data with specials; both run on
 //! the functional simulator and on the core under Icarus Verilog, the final
-//! accumulator and HBM bit-exact (NaN by class); a program of `v.causal`,
-//! `v.gather` and `v.scatter_add` in both index modes, exact to the
-//! model's cycle. Cycles against the timing
-//! model as `docs/rtl.md` states them: the tiled matmul's run + 1 = model +
-//! 2 (its trailing `nop wait` and `halt`), the forms program at the top of
-//! the verdict's range (model + 1 + the reductions' extra cycles). Mutated
-//! cores must fail; Verilator lints the core with the vector engine;
-//! `tessera rtl --program` runs the tiled matmul.
+//! accumulator and HBM bit-exact (NaN by class). `v.causal`, `v.gather`
+//! and `v.scatter_add` in both index modes: a directed program, random
+//! programs on 1 to 8 lanes, an HBM round trip through their tokens, all
+//! exact to the model's cycle, and the compiler's NLL kernels (bit-exact,
+//! cycles bounded). Cycles against the timing model as `docs/rtl.md`
+//! states them: the tiled matmul's run + 1 = model + 2 (its trailing `nop
+//! wait` and `halt`), the forms program at the top of the verdict's range
+//! (model + 1 + the reductions' extra cycles). Mutated cores must fail;
+//! Verilator lints the core with the vector engine; `tessera rtl
+//! --program` runs the tiled matmul.
 //!
 //! Tests that need a tool say so and pass when it is missing, unless
 //! `TESSERA_REQUIRE_TOOLS=1`.

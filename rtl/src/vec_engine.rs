@@ -1,11 +1,12 @@
 //! The core's vector queue: a front end ([`crate::frontend`]) plus the
 //! vector engine that walks `v.bin`, `v.un`, `v.axpby`, `v.sel`,
 //! `v.causal`, `v.gather`, `v.scatter_add`, `v.reduce` and `v.fload` over a
-//! rows x cols tile (rows x 1 for `elems`-mode gathers and scatter-adds) of the scratchpad or the
-//! accumulator with the unit of [`crate::vec_unit`] (`vector.lanes` lanes,
-//! `vector.special_lanes` special-function lanes), emitted as a block of
-//! the core module by [`vec_block`]; [`walk_vector`] checks a program's
-//! vector queue against that subset.
+//! rows x cols tile (rows x 1 for `elems`-mode gathers and scatter-adds)
+//! of the scratchpad or the accumulator with the unit of
+//! [`crate::vec_unit`] (`vector.lanes` lanes, `vector.special_lanes`
+//! special-function lanes), emitted as a block of the core module by
+//! [`vec_block`]; [`walk_vector`] checks a program's vector queue against
+//! that subset.
 //!
 //! Timing, as `sim/src/timing.rs` states it: an engine instruction starts
 //! when its waited tokens are in and the previous one has ended, and takes
@@ -29,7 +30,8 @@
 //! (the lanes read ahead of the writes; [`walk_vector`] checks; a
 //! scatter-add's table is read and written as one layout, its source and
 //! index vector must not meet it), an index is read from memory in the
-//! cycle its element enters the lanes, and `v.shape`, `v.stride` and scalars are latched when an instruction starts.
+//! cycle its element enters the lanes, and `v.shape`, `v.stride` and
+//! scalars are latched when an instruction starts.
 
 use tessera_isa::exec::{AccessKind, Frontend};
 use tessera_isa::field::{Axis, Field, IndexMode, Reg, Space, VecBinOp, VecUnOp, WriteMode};
@@ -70,9 +72,8 @@ fn unsupported(site: Site, mnemonic: &str, why: String) -> RtlError {
 ///
 /// # Errors
 /// The `libm` operations ([`VecOp::lane_support`]), refused by name; a
-/// destination that overlaps
-/// a source with another layout; an `addr.step` on an open loop level; an
-/// address the simulator rejects.
+/// destination that overlaps a source with another layout; an `addr.step`
+/// on an open loop level; an address the simulator rejects.
 pub fn walk_vector(p: &Program) -> Result<VectorQueue, RtlError> {
     let code = p.queue(Queue::Vector);
     if code.len() > usize::from(u16::MAX) {
@@ -187,8 +188,7 @@ pub fn walk_vector(p: &Program) -> Result<VectorQueue, RtlError> {
 type RoleField = (&'static str, &'static str, u32);
 
 /// The operand roles of the engine and, per role, the instruction fields
-/// that fill it.
-/// `v.scatter_add`'s table is the `d` role (read and written, row stride
+/// that fill it. `v.scatter_add`'s table is the `d` role (read and written, row stride
 /// `d`), its source the `a` role; a gather's table is `a` (row stride
 /// `a`); the index vectors of both are `m` (row stride `m`).
 const ROLES: [(&str, &[RoleField]); 4] = [
