@@ -912,3 +912,22 @@ fn indexed_instructions_wait_and_signal_tokens_in_model_cycles() {
     });
     assert!(out.contains("FAIL"), "a core without waits passed:\n{out}");
 }
+
+/// Verilator runs [`INDEXED`] on 4 lanes to the same verdict as Icarus
+/// (a second simulator's reading of the scatter-add chain's combinational
+/// reads and same-cycle writes).
+#[test]
+fn verilator_runs_the_indexed_program() {
+    if !tool("verilator") {
+        return;
+    }
+    let dir = scratch("vindex-verilator");
+    let r = indexed_run(4);
+    let names = write_files(&dir, &tessera::cosim::core_files(&r).unwrap());
+    let out = hdl::verilator_run(&dir, &names);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("PASS") || l.starts_with("FAIL"));
+    assert_eq!(line, Some(r.expected_verdict().as_str()), "{out}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
