@@ -497,8 +497,8 @@ fn unsupported_programs_name_the_instruction() {
             "matrix#1 addr.step: level 0 is an open loop",
         ),
         (
-            ".queue vector\n    v.shape rows=1, cols=1\n    v.causal dst=spad[r0]:fp32, a=spad[r0]:fp32, fill=f0, row=0, col=0\n    halt\n",
-            "vector#1 v.causal: not in the vector subset the core runs",
+            ".queue vector\n    v.shape rows=2, cols=2\n    v.gather mode=rows, dst=spad[r0+4]:fp32, table=acc[r0]:fp32, idx=spad[r0]\n    halt\n",
+            "vector#1 v.gather: destination spad",
         ),
         (
             ".queue vector\n    v.un op=exp, dst=spad[r0]:fp32, a=spad[r0]:fp32\n    halt\n",

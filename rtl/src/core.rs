@@ -60,6 +60,27 @@ fn pe_type(t: tessera_isa::DType) -> Option<PeType> {
     PeType::ALL.into_iter().find(|p| p.dtype() == t)
 }
 
+/// Whether `op` occupies a DMA or vector engine (not a control or
+/// configuration instruction).
+fn runs_an_engine(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::DmaLoad { .. }
+            | Op::DmaStore { .. }
+            | Op::DmaGather { .. }
+            | Op::DmaScatterAdd { .. }
+            | Op::VBin { .. }
+            | Op::VUn { .. }
+            | Op::VAxpby { .. }
+            | Op::VReduce { .. }
+            | Op::VSel { .. }
+            | Op::VCausal { .. }
+            | Op::VGather { .. }
+            | Op::VScatterAdd { .. }
+            | Op::VFload { .. }
+    )
+}
+
 /// Checks that `p` runs on the generated core of its hardware description
 /// and returns its queues. The walk executes each queue's front end (at
 /// most [`WALK_LIMIT`] instructions each), so every address is checked.
@@ -72,7 +93,9 @@ fn pe_type(t: tessera_isa::DType) -> Option<PeType> {
 /// `addr.step` on a loop level that is open (the core keeps incremental loop
 /// terms), an address the simulator would reject, an HBM share the DMA
 /// cannot time ([`crate::dma::cycles_per_burst`]), or a design the array
-/// generator refuses.
+/// generator refuses. A program with no `mm.preload` runs on the core of the
+/// first of `array.input_types` with a processing element when another
+/// queue has engine work, and is refused otherwise.
 pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
     let arch = &p.arch;
     let os = arch.dataflow() == Dataflow::OutputStationary;
@@ -235,12 +258,35 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
             )));
         }
     }
-    let ty = ty.ok_or_else(|| {
-        RtlError::Unsupported("queue matrix: no mm.preload; nothing for the core to run".into())
-    })?;
+    // A program without matrix work (a vector kernel with its DMA) runs on
+    // the core of the description's first input type with a processing
+    // element; its matrix queue only runs control instructions.
+    let other_work = [Queue::Load, Queue::Store, Queue::Vector]
+        .iter()
+        .any(|&q| p.queue(q).iter().any(|i| runs_an_engine(&i.op)));
+    let ty = ty
+        .or_else(|| {
+            other_work
+                .then(|| {
+                    arch.spec()
+                        .array
+                        .input_types
+                        .iter()
+                        .find_map(|&t| pe_type(t))
+                })
+                .flatten()
+        })
+        .ok_or_else(|| {
+            RtlError::Unsupported("queue matrix: no mm.preload; nothing for the core to run".into())
+        })?;
+    let words = if code.is_empty() {
+        vec![tessera_isa::Instruction::new(Op::Halt {}).encode()]
+    } else {
+        code.iter().map(|i| i.encode()).collect()
+    };
     Ok(CoreProgram {
         ty,
-        words: code.iter().map(|i| i.encode()).collect(),
+        words,
         load,
         store,
         vector,

@@ -1,10 +1,12 @@
 //! The core's vector queue: a front end ([`crate::frontend`]) plus the
 //! vector engine that walks `v.bin`, `v.un`, `v.axpby`, `v.sel`,
-//! `v.reduce` and `v.fload` over a rows x cols tile of the scratchpad or the
-//! accumulator with the unit of [`crate::vec_unit`] (`vector.lanes` lanes,
-//! `vector.special_lanes` special-function lanes), emitted as a block of
-//! the core module by [`vec_block`]; [`walk_vector`] checks a program's
-//! vector queue against that subset.
+//! `v.causal`, `v.gather`, `v.scatter_add`, `v.reduce` and `v.fload` over a
+//! rows x cols tile (rows x 1 for `elems`-mode gathers and scatter-adds)
+//! of the scratchpad or the accumulator with the unit of
+//! [`crate::vec_unit`] (`vector.lanes` lanes, `vector.special_lanes`
+//! special-function lanes), emitted as a block of the core module by
+//! [`vec_block`]; [`walk_vector`] checks a program's vector queue against
+//! that subset.
 //!
 //! Timing, as `sim/src/timing.rs` states it: an engine instruction starts
 //! when its waited tokens are in and the previous one has ended, and takes
@@ -12,18 +14,27 @@
 //! and roots, one element for `v.fload`). Elementwise instructions take
 //! exactly that: element groups enter the lanes one per cycle from the
 //! cycle after the start, and each group is written `latency` cycles
-//! later. A reduction runs `ceil(outer / lanes)` rounds of `inner` steps
+//! later (`v.causal` and `v.gather` pass the fill, the table element or +0
+//! through the lanes' copy). A `v.scatter_add` group reads the table,
+//! adds in fp32 (`tessera_fp32_add`), rounds to the table's type and
+//! writes in the cycle it enters, so the next group reads the new values;
+//! lanes of one group that add to one element chain their adders in the
+//! simulator's order; its last `latency` cycles write nothing. A
+//! reduction runs `ceil(outer / lanes)` rounds of `inner` steps
 //! (plus a combine step with `mode=accumulate`) and writes each round the
 //! cycle after it; it takes the larger of that + 1 and the model's count
 //! ([`reduce_cycles`]). The engine signals its tokens the cycle before it
 //! ends, so a waiter starts the cycle the model ends the instruction.
 //!
 //! Invariants: a destination that overlaps a source is the same tile layout
-//! (the lanes read ahead of the writes; [`walk_vector`] checks), and
-//! `v.shape`, `v.stride` and scalars are latched when an instruction starts.
+//! (the lanes read ahead of the writes; [`walk_vector`] checks; a
+//! scatter-add's table is read and written as one layout, its source and
+//! index vector must not meet it), an index is read from memory in the
+//! cycle its element enters the lanes, and `v.shape`, `v.stride` and
+//! scalars are latched when an instruction starts.
 
 use tessera_isa::exec::{AccessKind, Frontend};
-use tessera_isa::field::{Axis, Field, Reg, Space, VecBinOp, VecUnOp, WriteMode};
+use tessera_isa::field::{Axis, Field, IndexMode, Reg, Space, VecBinOp, VecUnOp, WriteMode};
 use tessera_isa::{Arch, DType, Op, Program, Queue, Site};
 
 use crate::core::{clog2, field, opcode, sext48_of, zext_of};
@@ -60,10 +71,9 @@ fn unsupported(site: Site, mnemonic: &str, why: String) -> RtlError {
 /// instructions) and checks it is in the subset the engine runs.
 ///
 /// # Errors
-/// `v.causal`, `v.gather`, `v.scatter_add` and the `libm` operations
-/// ([`VecOp::lane_support`]), refused by name; a destination that overlaps
-/// a source with another layout; an `addr.step` on an open loop level; an
-/// address the simulator rejects.
+/// The `libm` operations ([`VecOp::lane_support`]), refused by name; a
+/// destination that overlaps a source with another layout; an `addr.step`
+/// on an open loop level; an address the simulator rejects.
 pub fn walk_vector(p: &Program) -> Result<VectorQueue, RtlError> {
     let code = p.queue(Queue::Vector);
     if code.len() > usize::from(u16::MAX) {
@@ -105,7 +115,10 @@ pub fn walk_vector(p: &Program) -> Result<VectorQueue, RtlError> {
             | Op::VBin { .. }
             | Op::VUn { .. }
             | Op::VAxpby { .. }
-            | Op::VSel { .. } => {}
+            | Op::VSel { .. }
+            | Op::VCausal { .. }
+            | Op::VGather { .. }
+            | Op::VScatterAdd { .. } => {}
             Op::VReduce { axis, mode, .. } => {
                 let (rows, cols) = (fe.vector.rows, fe.vector.cols);
                 let model = u64::from(v.latency_cycles) + (rows * cols).div_ceil(u64::from(v.lanes));
@@ -125,7 +138,7 @@ pub fn walk_vector(p: &Program) -> Result<VectorQueue, RtlError> {
                 return Err(unsupported(
                     site,
                     mn,
-                    "not in the vector subset the core runs (built: v.shape v.stride v.bin v.un v.axpby v.sel v.reduce v.fset v.fload)".into(),
+                    "not in the vector subset the core runs (built: v.shape v.stride v.bin v.un v.axpby v.sel v.reduce v.causal v.gather v.scatter_add v.fset v.fload)".into(),
                 ))
             }
         }
@@ -175,7 +188,9 @@ pub fn walk_vector(p: &Program) -> Result<VectorQueue, RtlError> {
 type RoleField = (&'static str, &'static str, u32);
 
 /// The operand roles of the engine and, per role, the instruction fields
-/// that fill it.
+/// that fill it. `v.scatter_add`'s table is the `d` role (read and written, row stride
+/// `d`), its source the `a` role; a gather's table is `a` (row stride
+/// `a`); the index vectors of both are `m` (row stride `m`).
 const ROLES: [(&str, &[RoleField]); 4] = [
     (
         "d",
@@ -185,6 +200,9 @@ const ROLES: [(&str, &[RoleField]); 4] = [
             ("v.axpby", "dst", 0),
             ("v.sel", "dst", 0),
             ("v.reduce", "dst", 0),
+            ("v.causal", "dst", 0),
+            ("v.gather", "dst", 0),
+            ("v.scatter_add", "table", 0),
         ],
     ),
     (
@@ -196,14 +214,35 @@ const ROLES: [(&str, &[RoleField]); 4] = [
             ("v.sel", "a", 0),
             ("v.reduce", "a", 0),
             ("v.fload", "src", 0),
+            ("v.causal", "a", 0),
+            ("v.gather", "table", 0),
+            ("v.scatter_add", "src", 0),
         ],
     ),
     (
         "b",
         &[("v.bin", "b", 2), ("v.axpby", "b", 2), ("v.sel", "b", 2)],
     ),
-    ("m", &[("v.sel", "mask", 0)]),
+    (
+        "m",
+        &[
+            ("v.sel", "mask", 0),
+            ("v.gather", "idx", 0),
+            ("v.scatter_add", "idx", 0),
+        ],
+    ),
 ];
+
+/// The element type of an operand that is an address, not a tile: the
+/// fp32 scalar of `v.fload`, the int32 index vectors of `v.gather` and
+/// `v.scatter_add`.
+fn fixed_type(mnemonic: &str, name: &str) -> Option<DType> {
+    match (mnemonic, name) {
+        ("v.fload", "src") => Some(DType::Fp32),
+        ("v.gather" | "v.scatter_add", "idx") => Some(DType::Int32),
+        _ => None,
+    }
+}
 
 /// Sub-fields of a tile: (space, reg, offset, dtype) as `(lsb, bits)`.
 fn tile_sub() -> [(u32, u32); 4] {
@@ -238,15 +277,11 @@ fn role_wires(role: &str, fields: &[RoleField]) -> String {
             .map(|&f| (opcode(f.0), ext(at(f, sub))))
             .collect()
     };
-    let fp32 = DType::Fp32.to_bits();
     let ty_arms: Vec<(u8, String)> = fields
         .iter()
-        .map(|&f| {
-            if f.0 == "v.fload" {
-                (opcode(f.0), format!("3'd{fp32}"))
-            } else {
-                (opcode(f.0), zext_of("v_ins", at(f, ty), 3))
-            }
+        .map(|&f| match fixed_type(f.0, f.1) {
+            Some(t) => (opcode(f.0), format!("3'd{}", t.to_bits())),
+            None => (opcode(f.0), zext_of("v_ins", at(f, ty), 3)),
         })
         .collect();
     format!(
@@ -293,6 +328,10 @@ pub fn vec_block(arch: &Arch, depth: usize) -> String {
         .map(|&(m, l)| (opcode(m), format!("v_ins[{} +: 3]", l + 2)))
         .collect();
     let red = "v.reduce";
+    let mode_arms: Vec<(u8, String)> = ["v.gather", "v.scatter_add"]
+        .iter()
+        .map(|m| (opcode(m), zext_of("v_ins", field(m, "mode"), 1)))
+        .collect();
     let subs: Vec<(&str, String)> = vec![
         ("@FRONTEND@", FRONTEND.into()),
         ("@DEPTH@", depth.to_string()),
@@ -349,25 +388,82 @@ pub fn vec_block(arch: &Arch, depth: usize) -> String {
             "@RECIP@",
             format!("{OP_BITS}'d{}", VecUnOp::Recip.to_bits()),
         ),
+        ("@FETCH_M@", fetch("m")),
         (
             "@FETCH@",
-            ["a", "b", "m", "d"].iter().map(|x| fetch(x)).collect(),
+            ["a", "b", "d"].iter().map(|x| fetch(x)).collect(),
         ),
         ("@ROWSRC@", "2'd1".into()),
+        ("@OP_CAUSAL@", format!("8'h{:02x}", opcode("v.causal"))),
+        ("@OP_GATHER@", format!("8'h{:02x}", opcode("v.gather"))),
+        (
+            "@OP_SCATTER@",
+            format!("8'h{:02x}", opcode("v.scatter_add")),
+        ),
+        ("@IDX_MODE@", mux(&mode_arms, "1'b0")),
+        ("@ELEMS@", format!("1'b{}", IndexMode::Elems.to_bits())),
+        ("@COPY@", format!("{OP_BITS}'d{}", VecUnOp::Copy.to_bits())),
+        (
+            "@CAUSAL_FILL@",
+            zext_of("v_ins", field("v.causal", "fill"), 3),
+        ),
+        ("@CAUSAL_ROW@", sext48_of("v_ins", field("v.causal", "row"))),
+        ("@CAUSAL_COL@", sext48_of("v_ins", field("v.causal", "col"))),
+        ("@SCATTER_CHAIN@", scatter_chain(v.lanes)),
         ("@COLSRC@", "2'd2".into()),
     ];
     let mut out = VEC_TEMPLATE.to_string();
     // The fetch text has placeholders of its own.
-    let (fetch_key, fetch_val) = subs
-        .iter()
-        .find(|(k, _)| *k == "@FETCH@")
-        .cloned()
-        .unwrap_or_default();
-    out = out.replace(fetch_key, &fetch_val);
+    for (fetch_key, fetch_val) in subs.iter().filter(|(k, _)| k.starts_with("@FETCH")) {
+        out = out.replace(fetch_key, fetch_val);
+    }
     for (k, val) in subs {
         out = out.replace(k, &val);
     }
     out
+}
+
+/// The read-add-write of a `v.scatter_add` group, lane by lane in the
+/// simulator's order: lane g adds its source element to the table
+/// element's old value (`tessera_fp32_add`, round to nearest even), rounds
+/// the sum to the table's type, and writes it at the end of the cycle, so
+/// the next group reads it from memory. Within a group, lane g's old value
+/// is the new value of the highest earlier lane that adds to the same
+/// element (read back as the table type, as the simulator's next read
+/// would), else memory's; only the last lane of a group that adds to an
+/// element writes it. A chain of up to `lanes` adders when every lane hits
+/// one element.
+fn scatter_chain(lanes: u32) -> String {
+    let hit =
+        |h: u32, g: u32| format!("v_sc_on[{h}] && v_sc_ad[{h}*48 +: 48] == v_sc_ad[{g}*48 +: 48]");
+    let mut s = String::from("    // Scatter-add: the read-add-write chain of a group.\n");
+    for g in 0..lanes {
+        let mut old = format!("v_sc_old[{g}*32 +: 32]");
+        for h in 0..g {
+            old = format!("({}) ? v_sc_n{h} : {old}", hit(h, g));
+        }
+        let later: Vec<String> = (g + 1..lanes).map(|h| format!("({})", hit(h, g))).collect();
+        let last = if later.is_empty() {
+            String::new()
+        } else {
+            format!(" && !({})", later.join(" || "))
+        };
+        s.push_str(&format!(
+            "    wire [31:0] v_sc_x{g} = {old};
+    wire [31:0] v_sc_s{g}, v_sc_z{g}, v_sc_n{g};
+    tessera_fp32_add u_sc_add{g} (.x(v_sc_x{g}), .y(v_sc_src[{g}*32 +: 32]), .z(v_sc_s{g}));
+    tessera_vec_narrow u_sc_nr{g} (.x(v_sc_s{g}), .ty(v_dty), .z(v_sc_z{g}));
+    tessera_vec_widen u_sc_wd{g} (.raw(v_sc_z{g}), .ty(v_dty), .z(v_sc_n{g}));
+    assign v_sc_z[{g}*32 +: 32] = v_sc_z{g};
+    assign v_sc_we[{g}] = v_sc_on[{g}]{last};
+"
+        ));
+    }
+    s.push_str(&format!(
+        "    wire unused_v_sc = ^v_sc_n{};\n",
+        lanes.saturating_sub(1)
+    ));
+    s
 }
 
 /// The raw bits of operand `x` of a lane: `es` bytes at its address `<x>_ad`
@@ -410,7 +506,15 @@ const VEC_TEMPLATE: &str = r#"
     wire v_is_fload = v_opc == @OP_FLOAD@;
     wire v_is_red = v_opc == @OP_RED@;
     wire v_is_elem = v_opc == @OP_BIN@ || v_opc == @OP_UN@ || v_opc == @OP_AXPBY@ || v_opc == @OP_SEL@;
-    wire v_eng = v_is_fload | v_is_red | v_is_elem;
+    wire v_is_causal = v_opc == @OP_CAUSAL@;
+    wire v_is_gather = v_opc == @OP_GATHER@;
+    wire v_is_scatter = v_opc == @OP_SCATTER@;
+    wire v_is_index = v_is_gather | v_is_scatter;
+    // An `elems` gather or scatter-add walks a rows x 1 tile: one element per row.
+    wire v_cur_elems = v_is_index && @IDX_MODE@ == @ELEMS@;
+    // Instructions that walk a tile's elements through the lanes group by group.
+    wire v_is_walk = v_is_elem | v_is_causal | v_is_index;
+    wire v_eng = v_is_fload | v_is_red | v_is_walk;
     wire v_known = v_ctrl | v_is_shape | v_is_stride | v_is_fset | v_eng;
     function [47:0] v_es(input [2:0] t);
     begin
@@ -430,12 +534,16 @@ const VEC_TEMPLATE: &str = r#"
     wire [47:0] v_a_ea = v_ea[48 +: 48] + v_a_off;
     wire [47:0] v_b_ea = v_ea[96 +: 48] + v_b_off;
     wire [47:0] v_m_ea = v_ea[144 +: 48] + v_m_off;
-    wire [47:0] v_d_str = (v_sd != 48'd0) ? v_sd : ((v_is_red && !v_cur_red_cols) ? 48'd1 : v_cols) * v_es(v_d_ty);
-    wire [47:0] v_a_str = (v_sa != 48'd0) ? v_sa : v_cols * v_es(v_a_ty);
+    // Packed row lengths: a gather's `elems` destination and a scatter-add's
+    // `elems` source are one column, index vectors one int32.
+    wire [47:0] v_tcols = v_cur_elems ? 48'd1 : v_cols;
+    wire [47:0] v_a_cols = (v_cur_elems && v_is_scatter) ? 48'd1 : v_cols;
+    wire [47:0] v_d_str = (v_sd != 48'd0) ? v_sd : ((v_is_red && !v_cur_red_cols) || (v_cur_elems && v_is_gather) ? 48'd1 : v_cols) * v_es(v_d_ty);
+    wire [47:0] v_a_str = (v_sa != 48'd0) ? v_sa : v_a_cols * v_es(v_a_ty);
     wire [47:0] v_b_str = (v_sb != 48'd0) ? v_sb : ((v_bkind == @COLSRC@) ? 48'd1 : v_cols) * v_es(v_b_ty);
-    wire [47:0] v_m_str = (v_sm != 48'd0) ? v_sm : v_cols * v_es(v_m_ty);
+    wire [47:0] v_m_str = (v_sm != 48'd0) ? v_sm : (v_is_index ? 48'd1 : v_cols) * v_es(v_m_ty);
     // Cycles: the model's latency + ceil(elements / lanes), a reduction's rounds if longer.
-    wire [47:0] v_n = v_rows * v_cols;
+    wire [47:0] v_n = v_rows * v_tcols;
     wire v_cur_special = (v_opc == @OP_BIN@ && @OPF@ == @DIV@) || (v_opc == @OP_UN@ && (@OPF@ == @SQRT@ || @OPF@ == @RSQRT@ || @OPF@ == @RECIP@));
     wire [47:0] v_width = v_cur_special ? VS48 : VL48;
     wire [47:0] v_groups = v_is_fload ? 48'd1 : (v_n + v_width - 48'd1) / v_width;
@@ -464,6 +572,11 @@ const VEC_TEMPLATE: &str = r#"
 
     // The instruction in flight, latched when it starts.
     reg [7:0] v_opq;
+    // v.causal: fill value and the sequence positions of row 0 and column 0;
+    // v.gather / v.scatter_add and their mode.
+    reg v_caus, v_gat, v_sca, v_elm;
+    reg [31:0] v_cfill;
+    reg [47:0] v_crow, v_ccol;
     reg [@OP_BITS@-1:0] v_opf;
     reg v_red, v_fl, v_racc, v_rcols, v_special;
     reg [1:0] v_rop, v_bk;
@@ -503,6 +616,10 @@ const VEC_TEMPLATE: &str = r#"
             v_gleft <= 48'd0;
             v_ract <= 1'b0;
             v_wr <= 1'b0;
+            v_caus <= 1'b0;
+            v_gat <= 1'b0;
+            v_sca <= 1'b0;
+            v_elm <= 1'b0;
             v_comb <= 1'b0;
             v_flrd <= 1'b0;
             v_rows <= 48'd1;
@@ -549,8 +666,16 @@ const VEC_TEMPLATE: &str = r#"
             if (v_go) begin
                 v_left <= v_dur;
                 v_sig_q <= v_sg;
-                v_opq <= v_opc;
-                v_opf <= @OPF@;
+                // v.causal and v.gather pass their chosen operand through the lanes' copy.
+                v_opq <= (v_is_causal || v_is_gather) ? @OP_UN@ : v_opc;
+                v_opf <= (v_is_causal || v_is_gather) ? @COPY@ : @OPF@;
+                v_caus <= v_is_causal;
+                v_gat <= v_is_gather;
+                v_sca <= v_is_scatter;
+                v_elm <= v_cur_elems;
+                v_cfill <= v_f[@CAUSAL_FILL@];
+                v_crow <= @CAUSAL_ROW@;
+                v_ccol <= @CAUSAL_COL@;
                 v_special <= v_cur_special;
                 v_red <= v_is_red;
                 v_fl <= v_is_fload;
@@ -581,11 +706,11 @@ const VEC_TEMPLATE: &str = r#"
                 v_bes <= v_es(v_b_ty);
                 v_mes <= v_es(v_m_ty);
                 v_nq <= v_n;
-                v_colsq <= v_cols;
+                v_colsq <= v_tcols;
                 v_outq <= v_outer;
                 v_inq <= v_inner;
                 v_wq <= v_width;
-                v_gleft <= v_is_elem ? v_groups : 48'd0;
+                v_gleft <= v_is_walk ? v_groups : 48'd0;
                 v_e <= 48'd0;
                 v_alpha <= v_f[@ALPHA@];
                 v_beta <= v_f[@BETA@];
@@ -595,7 +720,7 @@ const VEC_TEMPLATE: &str = r#"
                 v_k <= 48'd0;
                 v_comb <= 1'b0;
                 for (vl = 0; vl < VL; vl = vl + 1)
-                    {v_pi[vl*48 +: 48], v_pj[vl*48 +: 48]} <= v_step(48'd0, 48'd0, v_cols, {16'd0, vl[31:0]});
+                    {v_pi[vl*48 +: 48], v_pj[vl*48 +: 48]} <= v_step(48'd0, 48'd0, v_tcols, {16'd0, vl[31:0]});
             end
         end
     end
@@ -611,6 +736,9 @@ const VEC_TEMPLATE: &str = r#"
     wire [VL*48-1:0] v_dad, v_wad;
     wire [VL-1:0] v_won;
     wire [VL*32-1:0] v_wz;
+    wire [VL-1:0] v_sc_on, v_sc_we;
+    wire [VL*48-1:0] v_sc_ad;
+    wire [VL*32-1:0] v_sc_old, v_sc_src, v_sc_z;
     generate
         for (g = 0; g < VL; g = g + 1) begin : g_vlane
             localparam [47:0] LI = g;
@@ -618,13 +746,17 @@ const VEC_TEMPLATE: &str = r#"
             wire [47:0] pj = v_pj[g*48 +: 48];
             wire [47:0] o_cur = v_round * VL48 + LI;
             wire [47:0] o_w = v_wround * VL48 + LI;
-            wire [47:0] ei = v_red ? (v_rcols ? v_k : o_cur) : pi;
-            wire [47:0] ej = v_red ? (v_rcols ? o_cur : v_k) : pj;
-            wire [47:0] di = v_red ? (v_rcols ? 48'd0 : o_cur) : pi;
-            wire [47:0] dj = v_red ? (v_rcols ? o_cur : 48'd0) : pj;
+            // The index of row pi (v.gather, v.scatter_add), read first: it
+            // selects the table's row (`rows`) or column (`elems`).
+            wire [47:0] m_ad = v_mb + pi * v_mst + ((v_gat || v_sca) ? 48'd0 : pj) * v_mes;
+@FETCH_M@            wire [47:0] kx = {{16{m_raw[31]}}, m_raw};
+            wire kneg = m_raw[31];
+            wire [47:0] ei = v_red ? (v_rcols ? v_k : o_cur) : ((v_gat && !v_elm) ? kx : pi);
+            wire [47:0] ej = v_red ? (v_rcols ? o_cur : v_k) : ((v_gat && v_elm) ? kx : pj);
+            wire [47:0] di = v_red ? (v_rcols ? 48'd0 : o_cur) : ((v_sca && !v_elm) ? kx : pi);
+            wire [47:0] dj = v_red ? (v_rcols ? o_cur : 48'd0) : ((v_sca && v_elm) ? kx : pj);
             wire [47:0] a_ad = v_ab + ei * v_ast + ej * v_aes;
             wire [47:0] b_ad = v_bb + ((v_bk == @ROWSRC@) ? 48'd0 : pi) * v_bst + ((v_bk == @COLSRC@) ? 48'd0 : pj) * v_bes;
-            wire [47:0] m_ad = v_mb + pi * v_mst + pj * v_mes;
             wire [47:0] d_ad = v_db + di * v_dst + dj * v_des;
             assign v_dad[g*48 +: 48] = d_ad;
             assign v_wad[g*48 +: 48] = v_db + (v_rcols ? 48'd0 : o_w) * v_dst + (v_rcols ? o_w : 48'd0) * v_des;
@@ -632,7 +764,11 @@ const VEC_TEMPLATE: &str = r#"
 @FETCH@            if (g == 0) begin : g_fl
                 assign v_araw = a_raw;
             end
-            tessera_vec_widen u_wa (.raw(a_raw), .ty(v_aty), .z(v_af[g*32 +: 32]));
+            wire [31:0] a_f;
+            tessera_vec_widen u_wa (.raw(a_raw), .ty(v_aty), .z(a_f));
+            // v.causal: the fill where col + j > row + i; v.gather: +0 for a negative index.
+            wire masked = $signed(v_ccol + pj) > $signed(v_crow + pi);
+            assign v_af[g*32 +: 32] = (v_caus && masked) ? v_cfill : ((v_gat && kneg) ? 32'd0 : a_f);
             wire [31:0] b_f;
             tessera_vec_widen u_wb (.raw(b_raw), .ty(v_bty), .z(b_f));
             assign v_bf[g*32 +: 32] = (v_bk == @SCALAR@) ? v_bscalar : b_f;
@@ -646,10 +782,16 @@ const VEC_TEMPLATE: &str = r#"
             end else begin : g_nsp
                 assign v_wz[g*32 +: 32] = v_w[g*32 +: 32];
             end
+            // v.scatter_add: the lane's table element, its old value (as the
+            // table type reads), the source element; a negative index is skipped.
+            assign v_sc_on[g] = v_sca && v_lane_on[g] && !kneg;
+            assign v_sc_ad[g*48 +: 48] = d_ad;
+            assign v_sc_old[g*32 +: 32] = d_f;
+            assign v_sc_src[g*32 +: 32] = a_f;
             wire unused_v_lane = ^{a_raw_hi, b_raw_hi, m_raw_hi, d_raw_hi};
         end
     endgenerate
-    wire v_out_valid;
+@SCATTER_CHAIN@    wire v_out_valid;
     tessera_vec_unit #(.LANES(VL), .SPECIAL(VS)) u_vec (
         .clk(clk), .rst(rst), .in_valid(v_issue), .opcode(v_opq), .op(v_opf), .ty(v_dty),
         .a(v_af), .b(v_bf), .mask(v_mf), .alpha(v_alpha), .beta(v_beta),
@@ -657,13 +799,14 @@ const VEC_TEMPLATE: &str = r#"
         .red_en(v_ract), .red_start(v_ract && !v_comb && v_k == 48'd0), .red_combine(v_comb),
         .red_op(v_rop), .red_x(v_rx), .red_acc(v_racc_o), .s_bad(v_sbad), .s_y(v_sy), .s_w(v_sw));
     // Element writes follow their group through VLAT stages; a reduction
-    // round's results are written the cycle after its last step.
+    // round's results are written the cycle after its last step; a
+    // scatter-add group's at the end of the cycle that reads it.
     reg [VL-1:0] v_dl_on [0:VLAT-1];
     reg [VL*48-1:0] v_dl_ad [0:VLAT-1];
     integer vs;
     always @(posedge clk) begin
         for (vs = 0; vs < VLAT; vs = vs + 1) begin
-            v_dl_on[vs] <= rst ? {VL{1'b0}} : (vs == 0 ? v_lane_on : v_dl_on[vs == 0 ? 0 : vs - 1]);
+            v_dl_on[vs] <= rst ? {VL{1'b0}} : (vs == 0 ? (v_sca ? {VL{1'b0}} : v_lane_on) : v_dl_on[vs == 0 ? 0 : vs - 1]);
             v_dl_ad[vs] <= vs == 0 ? v_dad : v_dl_ad[vs == 0 ? 0 : vs - 1];
         end
     end
@@ -673,9 +816,10 @@ const VEC_TEMPLATE: &str = r#"
             localparam [47:0] LI = g;
             wire el = v_dl_on[VLAT-1][g];
             wire rw = v_wr && v_wround * VL48 + LI < v_outq;
-            assign v_won[g] = el | rw;
-            wire [47:0] ad = el ? v_dl_ad[VLAT-1][g*48 +: 48] : v_wad[g*48 +: 48];
-            wire [31:0] z = el ? v_wz[g*32 +: 32] : v_ry[g*32 +: 32];
+            wire sw = v_sc_we[g];
+            assign v_won[g] = el | rw | sw;
+            wire [47:0] ad = sw ? v_sc_ad[g*48 +: 48] : (el ? v_dl_ad[VLAT-1][g*48 +: 48] : v_wad[g*48 +: 48]);
+            wire [31:0] z = sw ? v_sc_z[g*32 +: 32] : (el ? v_wz[g*32 +: 32] : v_ry[g*32 +: 32]);
             for (vbk = 0; vbk < 4; vbk = vbk + 1) begin : g_byte
                 localparam [47:0] BI = vbk;
                 wire [47:0] x = ad + BI;
