@@ -481,3 +481,299 @@ fn mutated_gathers_fail() {
         assert!(failed, "mutant passed every gather: {what}");
     }
 }
+
+/// A `dma.scatter_add` case: indices, row_bytes, HBM row stride, on-chip
+/// row stride (strides 0 = packed), HBM cycles per burst (1 or 2) and the
+/// core's element type.
+type ScatterCase = (&'static [i32], u64, u64, u64, u32, PeType);
+
+/// HBM bytes of the scatter-add programs: indices at 0, the scratchpad
+/// source rows at 0x100, the accumulator's at 0x480, the table (eight rows)
+/// at 0x814, four bytes past a burst boundary.
+const SCATTER_HBM: usize = 0xc00;
+const SCATTER_TABLE: usize = 0x814;
+
+/// fp32 bytes for a scatter-add: a third specials (signed zeros, the
+/// smallest and largest subnormals, the largest finite value, infinities,
+/// NaNs, one and the next value after it), the rest normal numbers whose
+/// exponents lie within 8 of each other, so most sums round.
+fn fp32_data(count: usize, seed: u64) -> Vec<u8> {
+    const SPECIALS: [u32; 14] = [
+        0x0000_0000,
+        0x8000_0000,
+        0x0000_0001,
+        0x8000_0001,
+        0x007f_ffff,
+        0x807f_ffff,
+        0x7f7f_ffff,
+        0xff7f_ffff,
+        0x7f80_0000,
+        0xff80_0000,
+        0x7fc0_0000,
+        0xffa0_0001,
+        0x3f80_0000,
+        0x3f80_0001,
+    ];
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 32) as u32
+    };
+    (0..count)
+        .flat_map(|_| {
+            let x = next();
+            let w = if x % 3 == 0 {
+                SPECIALS[(x >> 8) as usize % SPECIALS.len()]
+            } else {
+                (x & 0x807f_ffff) | ((124 + (x >> 24) % 8) << 23)
+            };
+            w.to_le_bytes()
+        })
+        .collect()
+}
+
+/// Two scatter-adds into one table (eight rows at [`SCATTER_TABLE`], HBM row
+/// stride `hs`): first the scratchpad's rows by the scratchpad's indices,
+/// then the accumulator's rows by the accumulator's indices (the same
+/// list), so a row gets up to twice as many sums as its index repeats.
+/// The load queue brings indices and rows in; the matrix queue runs one
+/// small fold (the core needs one) between the loads and the store queue.
+/// Row 0 of the scratchpad's source cancels its table row's first element
+/// to +0, adds -0 to -0 and a negative subnormal to a positive one.
+fn scatter_run(name: &str, case: ScatterCase, seed: u64) -> (String, ProgramRun) {
+    let (idx, rb, hs, ls, k, ty) = case;
+    let n = idx.len();
+    let (b, c) = match ty {
+        PeType::Int8 => ("int8", "int32"),
+        PeType::Bf16 => ("bf16", "fp32"),
+    };
+    let text = format!(
+        "\
+.queue load
+    addr.set r0, 0
+    addr.set r1, 4000
+    addr.set r4, 2048
+    dma.load dst=spad[r1], src=hbm[r0], rows=1, row_bytes={ib}, planes=1, transpose=none
+    dma.load dst=acc[r4], src=hbm[r0], rows=1, row_bytes={ib}, planes=1, transpose=none
+    dma.hstride row={ls}, plane=0
+    dma.lstride row={ls}, plane=0
+    addr.set r2, 0x100
+    addr.set r3, 1024
+    dma.load dst=spad[r3], src=hbm[r2], rows={n}, row_bytes={rb}, planes=1, transpose=none
+    dma.load dst=acc[r0], src=hbm[r2+0x380], rows={n}, row_bytes={rb}, planes=1, transpose=none, signal=t0
+    halt
+.queue matrix
+    addr.set r2, 0
+    addr.set r3, 3072
+    mm.preload b=spad[r2]:{b}, k=1, n=1, transpose=false, wait=t0
+    mm.compute a=spad[r2]:{b}, c=acc[r3]:{c}, m=1, transpose=false, mode=overwrite, signal=t1
+    halt
+.queue store
+    dma.hstride row={hs}, plane=0
+    dma.lstride row={ls}, plane=0
+    addr.set r0, 0
+    addr.set r1, 4000
+    addr.set r2, {table:#x}
+    addr.set r3, 1024
+    addr.set r4, 2048
+    dma.scatter_add table=hbm[r2], src=spad[r3], idx=spad[r1], rows={n}, row_bytes={rb}, wait=t1
+    dma.scatter_add table=hbm[r2], src=acc[r0], idx=acc[r4], rows={n}, row_bytes={rb}
+    halt
+",
+        ib = 4 * n,
+        table = SCATTER_TABLE,
+    );
+    let mut spec = arch(2, 2).spec().clone();
+    spec.array.input_types = vec![ty.dtype()];
+    // 64-byte bursts: 3.2 GB/s at 100 MHz is 2 cycles a burst, 6.4 GB/s 1.
+    spec.hbm.bandwidth_gb_per_s = 3.2 * f64::from(3 - k);
+    let arch = Arch::new(spec).unwrap();
+    let p = assemble(&text, "scatter.s", Some(&arch)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut hbm: Vec<u8> = idx.iter().flat_map(|i| i.to_le_bytes()).collect();
+    hbm.resize(0x100, 0);
+    hbm.extend(fp32_data((SCATTER_HBM - 0x100) / 4, seed));
+    // Row 0's specials, against its table row as the transfer starts.
+    let put =
+        |hbm: &mut Vec<u8>, at: usize, w: u32| hbm[at..at + 4].copy_from_slice(&w.to_le_bytes());
+    let stride = if hs == 0 { rb } else { hs } as usize;
+    let t = SCATTER_TABLE + stride * usize::try_from(idx[0]).expect("idx[0] >= 0");
+    let x = u32::from_le_bytes(hbm[t..t + 4].try_into().unwrap());
+    put(&mut hbm, 0x100, x ^ 0x8000_0000);
+    put(&mut hbm, t + 4, 0x8000_0000);
+    put(&mut hbm, 0x104, 0x8000_0000);
+    put(&mut hbm, t + 8, 0x0000_0001);
+    put(&mut hbm, 0x108, 0x8000_0003);
+    let r = run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // The first sums are the specials' (the simulator agrees).
+    let word = |at: usize| u32::from_le_bytes(r.hbm_out[at..at + 4].try_into().unwrap());
+    if !idx[1..].contains(&idx[0]) {
+        assert_eq!(
+            (word(t), word(t + 4), word(t + 8)),
+            (0, 0x8000_0000, 0x8000_0002),
+            "{name}: the specials of row 0 (added twice)",
+        );
+    }
+    assert_ne!(r.hbm_in, r.hbm_out, "{name}: the table changes");
+    (name.to_string(), r)
+}
+
+/// Negative indices, repeats adjacent and far apart, the table's first and
+/// last rows; packed and strided rows of one and two bursts, all starting
+/// mid-burst (the table is 4 bytes past a burst boundary); 1 and 2 cycles a
+/// burst; int8 and bf16 cores.
+fn scatter_runs() -> Vec<(String, ProgramRun)> {
+    let cases: [ScatterCase; 5] = [
+        (&[3, -1, 0, 7, 3, 3], 12, 0, 0, 2, PeType::Int8),
+        (&[5, 5, 1, -7, 1, 0, 6], 72, 80, 80, 1, PeType::Int8),
+        (&[2, 2, 2, -1, 0], 16, 0, 32, 1, PeType::Int8),
+        (&[7, 0, 7, 7, -100], 64, 64, 0, 1, PeType::Bf16),
+        (&[6, 6, 4, 6, 1], 20, 24, 0, 2, PeType::Bf16),
+    ];
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| scatter_run(&format!("scatter{i}"), c, i as u64 + 11))
+        .collect()
+}
+
+#[test]
+fn scatter_adds_run_on_the_core() {
+    for (name, r) in scatter_runs() {
+        eprintln!(
+            "{name}: model {} cycles, {}",
+            r.cycles,
+            r.expected_verdict()
+        );
+        check(&name, &r);
+    }
+}
+
+/// `verilator --lint-only -Wall` of the scatter-add cases' cores (int8 and
+/// bf16, one and two cycles a burst), without waivers.
+#[test]
+fn verilator_lints_the_scatter_add_cores_clean() {
+    if !tool("verilator") {
+        return;
+    }
+    let dir = scratch("lint-scatter");
+    for (name, r) in scatter_runs() {
+        let files = tessera::cosim::core_files(&r).unwrap();
+        let names: Vec<String> = write_files(&dir, &files)
+            .into_iter()
+            .filter(|n| !n.starts_with("tb_"))
+            .collect();
+        if let Err(e) = verilator_lint(&dir, &core_module_name(r.core.ty), &names) {
+            panic!("{name}:\n{e}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The scatter-add verdict of `r` with `mutate` applied to the file named
+/// `file` (the core or its fp32 adder), `name` its scratch directory.
+fn scatter_verdict(
+    name: &str,
+    r: &ProgramRun,
+    file: &str,
+    mutate: &dyn Fn(String) -> String,
+) -> String {
+    let dir = scratch(name);
+    let files: Vec<(String, String)> = tessera::cosim::core_files(r)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            if n.starts_with(file) {
+                (n.clone(), mutate(t))
+            } else {
+                (n, t)
+            }
+        })
+        .collect();
+    let out = hdl::iverilog_files(&dir, &files);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// A change to a generated source's text.
+type Mutation = Box<dyn Fn(String) -> String>;
+
+/// Mutants of the read-modify-write that must fail on at least one case
+/// (the stale-row one only where a burst takes one cycle and a one-burst
+/// row's index repeats at once: scatter2 and scatter3).
+#[test]
+fn mutated_scatter_adds_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let runs = scatter_runs();
+    // A write that lands a cycle after its slot (a posted write without
+    // forwarding): with one cycle a burst, the next row's read slot reads
+    // the table before it, so an adjacent repeated index adds to a stale row.
+    let posted = |t: String| {
+        let write = "if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_sa_q ? st_sum[b*8 +: 8] : ";
+        let late = "reg [BURST-1:0] pw_on; reg [BURST*HA-1:0] pw_a; reg [BURST*8-1:0] pw_d;
+    always @(posedge clk) begin pw_on <= st_sa_q ? st_on : {BURST{1'b0}}; pw_a <= st_hb; pw_d <= st_sum; end
+    integer b;";
+        assert!(t.contains(write) && t.contains("    integer b;"));
+        t.replacen("    integer b;", late, 1).replace(
+            write,
+            "if (pw_on[b]) hbm[pw_a[b*HA +: HA]] <= pw_d[b*8 +: 8];\n            else if (st_on[b] && !st_sa_q) hbm[st_hb[b*HA +: HA]] <= ",
+        )
+    };
+    let replace = |from: &'static str, to: &'static str| {
+        move |t: String| {
+            assert!(t.contains(from), "pattern not in the source: {from}");
+            t.replace(from, to)
+        }
+    };
+    let mutants: Vec<(&str, &str, Mutation)> = vec![
+        (
+            "the source written without adding",
+            "tessera_core_",
+            Box::new(replace(
+                "st_sa_q ? st_sum[b*8 +: 8]",
+                "st_sa_q ? st_src[b*8 +: 8]",
+            )),
+        ),
+        (
+            "a negative index not skipped",
+            "tessera_core_",
+            Box::new(replace("(st_ph && !st_zero)", "st_ph")),
+        ),
+        (
+            "a repeated index reads a stale row",
+            "tessera_core_",
+            Box::new(posted),
+        ),
+        (
+            "the adder truncates instead of rounding to nearest even",
+            "tessera_fp32_add",
+            Box::new(replace(
+                "wire up = n[2] & (n[1] | n[0] | n[3]);",
+                "wire up = 1'b0;",
+            )),
+        ),
+        (
+            "scatter-add bursts split at HBM boundaries",
+            "tessera_core_",
+            Box::new(replace(
+                "(st_g_q ? {BB{1'b0}} : st_h[BB-1:0])",
+                "st_h[BB-1:0]",
+            )),
+        ),
+        (
+            "one bus slot a burst (no write slot)",
+            "tessera_core_",
+            Box::new(replace(" && (!st_sa_q || st_ph);", ";")),
+        ),
+    ];
+    for (what, file, mutate) in &mutants {
+        let failed = runs.iter().any(|(name, r)| {
+            let out = scatter_verdict(&format!("{name}-mutant"), r, file, mutate);
+            !out.lines().any(|l| l == r.expected_verdict())
+        });
+        assert!(failed, "mutant passed every scatter-add: {what}");
+    }
+}
