@@ -3,11 +3,12 @@
 //! kernels keep C transposed in the accumulator and store it with
 //! `dma.store ... transpose=4` (or, for a bf16 C, cast it on the vector
 //! queue and store it with `transpose=2`), and transposed operands come in through
-//! `dma.load ... transpose=E`; and `dma.gather`. Each program runs on the functional simulator
+//! `dma.load ... transpose=E`; `dma.gather`; and `dma.scatter_add` (fp32
+//! read-modify-write of HBM rows). Each program runs on the functional simulator
 //! and on the core under Icarus Verilog; the final accumulator and HBM must
 //! be bit-exact and the verdict exactly `ProgramRun::expected_verdict`
 //! (`lead` = the first `dma.load`'s index + 1, `run` + 1 = the timing
-//! model's total). Mutated transposes and gathers must fail; Verilator
+//! model's total). Mutated transposes, gathers and scatter-adds must fail; Verilator
 //! lints the core; a transfer the model ends by its bank cycles is refused.
 //!
 //! Tests that need a tool say so and pass when it is missing, unless

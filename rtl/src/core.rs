@@ -1,4 +1,5 @@
-//! The core: the load and store queues ([`crate::dma`]), the matrix queue
+//! The core: the load and store queues ([`crate::dma`]: copies, transposes,
+//! gathers and fp32 scatter-adds into HBM), the matrix queue
 //! (a [`crate::frontend`] instance, `mm.stride`, the bound operand), 16
 //! dependency tokens, HBM, a scratchpad model, the weight-stationary array and
 //! the accumulator memory (overwrite, and accumulate with wrapping int32 or
