@@ -778,3 +778,117 @@ fn mutated_scatter_adds_fail() {
         assert!(failed, "mutant passed every scatter-add: {what}");
     }
 }
+
+/// The compiler's node context for one `embedding_grad` node: dy, ids and
+/// the gradient table at fixed HBM addresses (no scratch, rotary tables or
+/// attention).
+struct EmbeddingPlaces(Arch, [u64; 3]);
+
+impl tessera_compiler::lower::vector_ops::Placement for EmbeddingPlaces {
+    fn addr(&self, v: tessera_compiler::ir::ValueId) -> u64 {
+        self.1[v.0]
+    }
+}
+
+impl tessera_compiler::lower::graph_ops::Context for EmbeddingPlaces {
+    fn scratch(&mut self, _bytes: u64) -> u64 {
+        unreachable!("embedding_grad takes no HBM scratch")
+    }
+    fn rope_tables(&self, _: f64, _: u64, _: u64, _: bool) -> Option<(u64, u64)> {
+        None
+    }
+    fn arch(&self) -> &Arch {
+        &self.0
+    }
+    fn attention_forward(
+        &mut self,
+        _: &tessera_compiler::lower::attention::AttentionSpec,
+    ) -> Result<tessera_isa::Program, tessera_compiler::error::LowerError> {
+        unreachable!("embedding_grad has no attention")
+    }
+}
+
+/// The compiler's own embedding-gradient kernel (`graph_ops::lower_node`
+/// on `embedding_grad`: table[ids[i]] += dy[i], negative ids skipped) for
+/// dy [2, 5, 6] and ids [2, 5] (-100 twice, 3 and 6 repeated) into a 7-row
+/// table, run on the core: its load and store queues as compiled
+/// (blocks of ids and dy rows loaded, `dma.scatter_add` from the
+/// scratchpad), with a matrix queue of one preload added (the core needs
+/// one; it touches nothing the kernel reads or writes). The table starts
+/// at zero, as the node's zero-fill kernel (on the vector queue) leaves it.
+#[test]
+fn the_compiled_embedding_gradient_runs_on_the_core() {
+    use tessera_compiler::ir::{Graph, Op as IrOp, TensorType};
+    let arch = arch(4, 4);
+    let mut g = Graph::new("embedding_grad");
+    let param = |g: &mut Graph, name: &str, shape: &[u64], dtype| {
+        g.push(
+            IrOp::Param {
+                name: name.into(),
+                ty: TensorType::new(shape, dtype),
+            },
+            &[],
+        )
+        .unwrap()
+    };
+    let dy = param(&mut g, "dy", &[2, 5, 6], DType::Fp32);
+    let ids = param(&mut g, "ids", &[2, 5], DType::Int32);
+    let out = g.push(IrOp::EmbeddingGrad { rows: 7 }, &[dy, ids]).unwrap();
+    let (dy_at, ids_at, table_at) = (0x0u64, 0x400u64, 0x800u64);
+    let mut cx = EmbeddingPlaces(arch.clone(), [dy_at, ids_at, table_at]);
+    let kernels = tessera_compiler::lower::graph_ops::lower_node(&g, out.0, &mut cx)
+        .unwrap()
+        .expect("embedding_grad is lowered here");
+    let scatter = kernels
+        .iter()
+        .find_map(|k| match k {
+            tessera_compiler::lower::Kernel::Program(p)
+                if p.queue(Queue::Store)
+                    .iter()
+                    .any(|i| matches!(i.op, Op::DmaScatterAdd { .. })) =>
+            {
+                Some(p)
+            }
+            _ => None,
+        })
+        .expect("a kernel that scatter-adds");
+    let text = format!(
+        "{}\n.queue matrix\n{}    addr.set r1, 0x1f00\n    mm.preload b=spad[r1]:int8, k=1, n=1, transpose=false\n    halt\n",
+        tessera_isa::disasm::disassemble(scatter),
+        // The preload starts after the kernel's first load, so the lead is that load's.
+        "    nop\n".repeat(8)
+    );
+    let p =
+        assemble(&text, "embedding_grad.s", Some(&arch)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let idx: [i32; 10] = [3, -100, 6, 6, 1, 2, 5, -100, 0, 3];
+    let mut hbm = fp32_data(60, 21);
+    hbm.resize(ids_at as usize, 0);
+    hbm.extend(idx.iter().flat_map(|i| i.to_le_bytes()));
+    hbm.resize(table_at as usize + 7 * 24, 0);
+    let r = run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_ne!(r.hbm_in, r.hbm_out, "the table changes");
+    if !tool("iverilog") {
+        return;
+    }
+    // Run: exactly the model's (run + 1 = model). Lead: the kernel's first
+    // load waits (`nop wait=t1`, load#w) for a token the store queue's
+    // first `nop signal=t1` (store#s) gives in its issue cycle s, visible
+    // at s + 1; the front ends issue one instruction a cycle, so the load
+    // (load#l) starts at max(l, s + 1 + l - w) and lead is that + 1 (the
+    // model runs the sequencer instructions in zero time, so the verdict's
+    // lead = l + 1 assumes no such wait).
+    let at = |q: Queue, f: &dyn Fn(&tessera_isa::Instruction) -> bool| {
+        r.program.queue(q).iter().position(f).unwrap() as u64
+    };
+    let t1 = |i: &tessera_isa::Instruction| i.op.mnemonic() == "nop";
+    let w = at(Queue::Load, &|i| t1(i) && i.wait.iter().next().is_some());
+    let s = at(Queue::Store, &|i| t1(i) && i.signal.iter().next().is_some());
+    let l = at(Queue::Load, &|i| i.op.mnemonic() == "dma.load");
+    let (run, _) = hdl::pass_cycles(&r.expected_verdict()).unwrap();
+    let out = core_verdict("embedding-grad", &r, &|t| t);
+    assert_eq!(
+        hdl::pass_cycles(&out),
+        Some((run, l.max(s + 1 + l - w) + 1)),
+        "{out}"
+    );
+}
