@@ -164,7 +164,6 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
         ("@OP_HS@", format!("8'h{:02x}", opcode("dma.hstride"))),
         ("@OP_LS@", format!("8'h{:02x}", opcode("dma.lstride"))),
         ("@OP_X@", format!("8'h{:02x}", opcode(m))),
-        ("@OP_SA@", format!("8'h{:02x}", opcode("dma.scatter_add"))),
         ("@FP32_ADD@", crate::fp32_add::FP32_ADD.into()),
         ("@WAIT@", zext_of("ins", crate::core::wait_span(), 16)),
         ("@SIGNAL@", zext_of("ins", crate::core::signal_span(), 16)),
@@ -222,6 +221,7 @@ fn scatter_subs(scatter: bool) -> Vec<(&'static str, String)> {
     if !scatter {
         return vec![
             ("@SCATTER@", String::new()),
+            ("@SCATTER_HEAD@", String::new()),
             ("@PH_LAST@", String::new()),
             ("@PH_HOLD@", String::new()),
             ("@ON_GATE@", String::new()),
@@ -229,6 +229,10 @@ fn scatter_subs(scatter: bool) -> Vec<(&'static str, String)> {
     }
     vec![
         ("@SCATTER@", SCATTER_TEMPLATE.into()),
+        (
+            "@SCATTER_HEAD@",
+            "    // A scatter-add in flight (the store engine's only indexed transfer)\n    // and its slot phase (0: read slot, 1: write slot).\n    wire @X@_sa_q = @X@_g_q;\n    reg @X@_ph;\n".into(),
+        ),
         ("@PH_LAST@", " && (!@X@_sa_q || @X@_ph)".into()),
         (
             "@PH_HOLD@",
@@ -270,19 +274,13 @@ const GATHER_TEMPLATE: &str = r#"    // Indexed transfer: the indices' address, 
 /// the write slot's copy cycle. Invariant: the write of a burst lands
 /// before the next read slot's copy cycle (at least one cycle later), so
 /// the read sees every earlier write of the transfer.
-const SCATTER_TEMPLATE: &str = r#"    // dma.scatter_add: slot phase, read-slot latches and the fp32 adders.
-    reg @X@_sa_q, @X@_ph;
+const SCATTER_TEMPLATE: &str = r#"    // dma.scatter_add: the slot phase, read-slot latches and the fp32 adders.
     reg [BURST*8-1:0] @X@_old, @X@_src;
     wire [BURST*8-1:0] @X@_sum;
     wire @X@_rd = @X@_copy && @X@_sa_q && !@X@_ph && !@X@_zero;
-    always @(posedge clk) begin
-        if (rst || @X@_go) begin
-            @X@_sa_q <= @X@_go && @X@_opc == @OP_SA@;
-            @X@_ph <= 1'b0;
-        end else if (@X@_copy && @X@_sa_q) begin
-            @X@_ph <= !@X@_ph;
-        end
-    end
+    always @(posedge clk)
+        if (rst || @X@_go) @X@_ph <= 1'b0;
+        else if (@X@_copy && @X@_sa_q) @X@_ph <= !@X@_ph;
     integer @X@_sb;
     always @(posedge clk)
         for (@X@_sb = 0; @X@_sb < BURST; @X@_sb = @X@_sb + 1)
@@ -376,7 +374,7 @@ const DMA_TEMPLATE: &str = r#"
     reg [KW-1:0] @X@_k;
     reg @X@_tr_q;
     reg [1:0] @X@_sh_q;
-@GATHER@    wire [47:0] @X@_h = @HROW@ + @X@_o;
+@GATHER@@SCATTER_HEAD@    wire [47:0] @X@_h = @HROW@ + @X@_o;
     wire [47:0] @X@_room = BURST - {{(48-BB){1'b0}}, @ROOM_OFF@};
     wire [47:0] @X@_rest = @X@_rb_q - @X@_o;
     wire [47:0] @X@_len = (@X@_rest < @X@_room) ? @X@_rest : @X@_room;
