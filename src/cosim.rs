@@ -10,11 +10,11 @@ use std::process::Command;
 use anyhow::{anyhow, Result};
 use tessera_isa::asm::assemble;
 use tessera_isa::program::MemSpace;
-use tessera_isa::{Arch, Dataflow, Program, Queue};
+use tessera_isa::{Arch, Dataflow, Op, Program, Queue};
 use tessera_rtl::core::{
     byte_image, core_program, core_sources, imem_image, word_image, CoreProgram, CoreShape,
 };
-use tessera_rtl::core_tb::{core_testbench, image_names, TbMemories};
+use tessera_rtl::core_tb::{core_testbench, image_names, HbmNan, TbMemories};
 use tessera_rtl::pe::PeType;
 use tessera_rtl::sequence_tb::ScheduledFold;
 use tessera_rtl::testbench::FoldCase;
@@ -487,6 +487,16 @@ pub fn core_files(run: &ProgramRun) -> Result<Vec<(String, String)>> {
         acc_aw: bits(words),
         hbm_bytes: run.core.hbm_bytes,
         hbm_aw: bits(run.core.hbm_bytes),
+        hbm_nan: if run
+            .program
+            .queue(Queue::Store)
+            .iter()
+            .any(|i| matches!(i.op, Op::DmaScatterAdd { .. }))
+        {
+            HbmNan::ByClass
+        } else {
+            HbmNan::Exact
+        },
     };
     files.push((
         format!("tb_core_{}.v", ty.name()),

@@ -3,11 +3,12 @@
 //! kernels keep C transposed in the accumulator and store it with
 //! `dma.store ... transpose=4` (or, for a bf16 C, cast it on the vector
 //! queue and store it with `transpose=2`), and transposed operands come in through
-//! `dma.load ... transpose=E`; and `dma.gather`. Each program runs on the functional simulator
+//! `dma.load ... transpose=E`; `dma.gather`; and `dma.scatter_add` (fp32
+//! read-modify-write of HBM rows). Each program runs on the functional simulator
 //! and on the core under Icarus Verilog; the final accumulator and HBM must
 //! be bit-exact and the verdict exactly `ProgramRun::expected_verdict`
 //! (`lead` = the first `dma.load`'s index + 1, `run` + 1 = the timing
-//! model's total). Mutated transposes and gathers must fail; Verilator
+//! model's total). Mutated transposes, gathers and scatter-adds must fail; Verilator
 //! lints the core; a transfer the model ends by its bank cycles is refused.
 //!
 //! Tests that need a tool say so and pass when it is missing, unless
@@ -480,4 +481,454 @@ fn mutated_gathers_fail() {
         });
         assert!(failed, "mutant passed every gather: {what}");
     }
+}
+
+/// A `dma.scatter_add` case: indices (the first non-negative), row_bytes
+/// (at least 12), HBM row stride, on-chip row stride (strides 0 = packed,
+/// at most 88), HBM cycles per burst (1, 2 or 4), HBM latency in cycles
+/// (at 100 MHz) and the core's element type.
+type ScatterCase<'a> = (&'a [i32], u64, u64, u64, u32, u32, PeType);
+
+/// HBM bytes of the scatter-add programs: indices at 0, the scratchpad
+/// source rows at 0x100, the accumulator's at 0x480, the table (eight rows)
+/// at 0x814, four bytes past a burst boundary.
+const SCATTER_HBM: usize = 0xc00;
+const SCATTER_TABLE: usize = 0x814;
+
+/// fp32 bytes for a scatter-add: a third specials (signed zeros, the
+/// smallest and largest subnormals, the largest finite value, infinities,
+/// NaNs, one and the next value after it), the rest normal numbers whose
+/// exponents lie within 8 of each other, so most sums round.
+fn fp32_data(count: usize, seed: u64) -> Vec<u8> {
+    const SPECIALS: [u32; 14] = [
+        0x0000_0000,
+        0x8000_0000,
+        0x0000_0001,
+        0x8000_0001,
+        0x007f_ffff,
+        0x807f_ffff,
+        0x7f7f_ffff,
+        0xff7f_ffff,
+        0x7f80_0000,
+        0xff80_0000,
+        0x7fc0_0000,
+        0xffa0_0001,
+        0x3f80_0000,
+        0x3f80_0001,
+    ];
+    let mut s = seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+    let mut next = move || {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        (s >> 32) as u32
+    };
+    (0..count)
+        .flat_map(|_| {
+            let x = next();
+            let w = if x % 3 == 0 {
+                SPECIALS[(x >> 8) as usize % SPECIALS.len()]
+            } else {
+                (x & 0x807f_ffff) | ((124 + (x >> 24) % 8) << 23)
+            };
+            w.to_le_bytes()
+        })
+        .collect()
+}
+
+/// Two scatter-adds into one table (eight rows at [`SCATTER_TABLE`], HBM row
+/// stride `hs`): first the scratchpad's rows by the scratchpad's indices,
+/// then the accumulator's rows by the accumulator's indices (the same
+/// list), so a row gets up to twice as many sums as its index repeats.
+/// The load queue brings indices and rows in; the matrix queue runs one
+/// small fold (the core needs one) between the loads and the store queue.
+/// Row 0 of the scratchpad's source cancels its table row's first element
+/// to +0, adds -0 to -0 and a negative subnormal to a positive one, and
+/// row 0 of the accumulator's adds -0 to each; where idx[0] does not
+/// repeat, the simulator's results must be +0, -0 and -2^-148.
+fn scatter_run(name: &str, case: ScatterCase, seed: u64) -> (String, ProgramRun) {
+    let (idx, rb, hs, ls, k, lat, ty) = case;
+    let n = idx.len();
+    let (b, c) = match ty {
+        PeType::Int8 => ("int8", "int32"),
+        PeType::Bf16 => ("bf16", "fp32"),
+    };
+    let text = format!(
+        "\
+.queue load
+    addr.set r0, 0
+    addr.set r1, 4000
+    addr.set r4, 2048
+    dma.load dst=spad[r1], src=hbm[r0], rows=1, row_bytes={ib}, planes=1, transpose=none
+    dma.load dst=acc[r4], src=hbm[r0], rows=1, row_bytes={ib}, planes=1, transpose=none
+    dma.hstride row={ls}, plane=0
+    dma.lstride row={ls}, plane=0
+    addr.set r2, 0x100
+    addr.set r3, 1024
+    dma.load dst=spad[r3], src=hbm[r2], rows={n}, row_bytes={rb}, planes=1, transpose=none
+    dma.load dst=acc[r0], src=hbm[r2+0x380], rows={n}, row_bytes={rb}, planes=1, transpose=none, signal=t0
+    halt
+.queue matrix
+    addr.set r2, 0
+    addr.set r3, 3072
+    mm.preload b=spad[r2]:{b}, k=1, n=1, transpose=false, wait=t0
+    mm.compute a=spad[r2]:{b}, c=acc[r3]:{c}, m=1, transpose=false, mode=overwrite, signal=t1
+    halt
+.queue store
+    dma.hstride row={hs}, plane=0
+    dma.lstride row={ls}, plane=0
+    addr.set r0, 0
+    addr.set r1, 4000
+    addr.set r2, {table:#x}
+    addr.set r3, 1024
+    addr.set r4, 2048
+    dma.scatter_add table=hbm[r2], src=spad[r3], idx=spad[r1], rows={n}, row_bytes={rb}, wait=t1
+    dma.scatter_add table=hbm[r2], src=acc[r0], idx=acc[r4], rows={n}, row_bytes={rb}
+    halt
+",
+        ib = 4 * n,
+        table = SCATTER_TABLE,
+    );
+    let mut spec = arch(2, 2).spec().clone();
+    spec.array.input_types = vec![ty.dtype()];
+    // 64-byte bursts: 6.4 GB/s at 100 MHz is 1 cycle a burst.
+    spec.hbm.bandwidth_gb_per_s = 6.4 / f64::from(k);
+    spec.hbm.latency_ns = 10.0 * f64::from(lat);
+    let arch = Arch::new(spec).unwrap();
+    let p = assemble(&text, "scatter.s", Some(&arch)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut hbm: Vec<u8> = idx.iter().flat_map(|i| i.to_le_bytes()).collect();
+    hbm.resize(0x100, 0);
+    hbm.extend(fp32_data((SCATTER_HBM - 0x100) / 4, seed));
+    // Row 0's specials, against its table row as the transfer starts.
+    let put =
+        |hbm: &mut Vec<u8>, at: usize, w: u32| hbm[at..at + 4].copy_from_slice(&w.to_le_bytes());
+    let stride = if hs == 0 { rb } else { hs } as usize;
+    let t = SCATTER_TABLE + stride * usize::try_from(idx[0]).expect("idx[0] >= 0");
+    put(&mut hbm, t, 0x3fc0_0001);
+    put(&mut hbm, 0x100, 0xbfc0_0001);
+    put(&mut hbm, t + 4, 0x8000_0000);
+    put(&mut hbm, 0x104, 0x8000_0000);
+    put(&mut hbm, t + 8, 0x0000_0001);
+    put(&mut hbm, 0x108, 0x8000_0003);
+    // The accumulator's row 0 (the second transfer) adds -0 to each.
+    for e in 0..3 {
+        put(&mut hbm, 0x480 + 4 * e, 0x8000_0000);
+    }
+    let r = run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    // The first sums are the specials' (the simulator agrees).
+    let word = |at: usize| u32::from_le_bytes(r.hbm_out[at..at + 4].try_into().unwrap());
+    if !idx[1..].contains(&idx[0]) {
+        assert_eq!(
+            (word(t), word(t + 4), word(t + 8)),
+            (0, 0x8000_0000, 0x8000_0002),
+            "{name}: the specials of row 0",
+        );
+    }
+    assert_ne!(r.hbm_in, r.hbm_out, "{name}: the table changes");
+    (name.to_string(), r)
+}
+
+/// Negative indices, repeats adjacent and far apart, the table's first and
+/// last rows; packed and strided rows of one and two bursts, all starting
+/// mid-burst (the table is 4 bytes past a burst boundary); 1 and 2 cycles a
+/// burst; int8 and bf16 cores.
+fn scatter_runs() -> Vec<(String, ProgramRun)> {
+    let cases: [ScatterCase; 5] = [
+        (&[0, -1, 3, 7, 3, 3], 12, 0, 0, 2, 12, PeType::Int8),
+        (&[5, 5, 1, -7, 1, 0, 6], 72, 80, 80, 1, 12, PeType::Int8),
+        (&[2, 2, 2, -1, 0], 16, 0, 32, 1, 12, PeType::Int8),
+        (&[7, 0, 7, 7, -100], 64, 64, 0, 1, 12, PeType::Bf16),
+        (&[1, 6, 6, 4, 6], 20, 24, 0, 2, 12, PeType::Bf16),
+    ];
+    cases
+        .iter()
+        .enumerate()
+        .map(|(i, &c)| scatter_run(&format!("scatter{i}"), c, i as u64 + 11))
+        .collect()
+}
+
+#[test]
+fn scatter_adds_run_on_the_core() {
+    for (name, r) in scatter_runs() {
+        eprintln!(
+            "{name}: model {} cycles, {}",
+            r.cycles,
+            r.expected_verdict()
+        );
+        check(&name, &r);
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig { cases: 8, ..Default::default() })]
+
+    /// Random index lists (negative, repeated, first and last table rows),
+    /// row lengths of one and two bursts, packed and strided rows, 1, 2 or 4
+    /// cycles a burst, latency 6 or 12 cycles, int8 or bf16 core, random
+    /// data: bit-exact and run + 1 = model.
+    #[test]
+    fn random_scatter_adds_match_the_simulator(
+        first in 0i32..8,
+        rest in proptest::collection::vec(-3i32..8, 0..8),
+        words in 3u64..=18,
+        hs_pad in proptest::option::of(0u64..=4),
+        ls_pad in proptest::option::of(0u64..=4),
+        k in proptest::sample::select(vec![1u32, 2, 4]),
+        lat in proptest::sample::select(vec![6u32, 12]),
+        bf16 in proptest::prelude::any::<bool>(),
+        seed in proptest::prelude::any::<u64>(),
+    ) {
+        let idx: Vec<i32> = std::iter::once(first).chain(rest).collect();
+        let rb = 4 * words;
+        let stride = |pad: Option<u64>| pad.map_or(0, |p| rb + 4 * p);
+        let ty = if bf16 { PeType::Bf16 } else { PeType::Int8 };
+        let (name, r) = scatter_run(
+            "prop-scatter",
+            (&idx, rb, stride(hs_pad), stride(ls_pad), k, lat, ty),
+            seed,
+        );
+        check(&name, &r);
+    }
+}
+
+/// `verilator --lint-only -Wall` of the scatter-add cases' cores (int8 and
+/// bf16, one and two cycles a burst), without waivers.
+#[test]
+fn verilator_lints_the_scatter_add_cores_clean() {
+    if !tool("verilator") {
+        return;
+    }
+    let dir = scratch("lint-scatter");
+    for (name, r) in scatter_runs() {
+        let files = tessera::cosim::core_files(&r).unwrap();
+        let names: Vec<String> = write_files(&dir, &files)
+            .into_iter()
+            .filter(|n| !n.starts_with("tb_"))
+            .collect();
+        if let Err(e) = verilator_lint(&dir, &core_module_name(r.core.ty), &names) {
+            panic!("{name}:\n{e}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The scatter-add verdict of `r` with `mutate` applied to the file named
+/// `file` (the core or its fp32 adder), `name` its scratch directory.
+fn scatter_verdict(
+    name: &str,
+    r: &ProgramRun,
+    file: &str,
+    mutate: &dyn Fn(String) -> String,
+) -> String {
+    let dir = scratch(name);
+    let files: Vec<(String, String)> = tessera::cosim::core_files(r)
+        .unwrap()
+        .into_iter()
+        .map(|(n, t)| {
+            if n.starts_with(file) {
+                (n.clone(), mutate(t))
+            } else {
+                (n, t)
+            }
+        })
+        .collect();
+    let out = hdl::iverilog_files(&dir, &files);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+/// A change to a generated source's text.
+type Mutation = Box<dyn Fn(String) -> String>;
+
+/// Mutants of the read-modify-write that must fail on at least one case
+/// (the stale-row one only where a burst takes one cycle and a one-burst
+/// row's index repeats at once: scatter2 and scatter3).
+#[test]
+fn mutated_scatter_adds_fail() {
+    if !tool("iverilog") {
+        return;
+    }
+    let runs = scatter_runs();
+    // A write that lands a cycle after its slot (a posted write without
+    // forwarding): with one cycle a burst, the next row's read slot reads
+    // the table before it, so an adjacent repeated index adds to a stale row.
+    let posted = |t: String| {
+        let write = "if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_sa_q ? st_sum[b*8 +: 8] : ";
+        let late = "reg [BURST-1:0] pw_on; reg [BURST*HA-1:0] pw_a; reg [BURST*8-1:0] pw_d;
+    always @(posedge clk) begin pw_on <= st_sa_q ? st_on : {BURST{1'b0}}; pw_a <= st_hb; pw_d <= st_sum; end
+    integer b;";
+        assert!(t.contains(write) && t.contains("    integer b;"));
+        t.replacen("    integer b;", late, 1).replace(
+            write,
+            "if (pw_on[b]) hbm[pw_a[b*HA +: HA]] <= pw_d[b*8 +: 8];\n            else if (st_on[b] && !st_sa_q) hbm[st_hb[b*HA +: HA]] <= ",
+        )
+    };
+    let replace = |from: &'static str, to: &'static str| {
+        move |t: String| {
+            assert!(t.contains(from), "pattern not in the source: {from}");
+            t.replace(from, to)
+        }
+    };
+    let mutants: Vec<(&str, &str, Mutation)> = vec![
+        (
+            "the source written without adding",
+            "tessera_core_",
+            Box::new(replace(
+                "st_sa_q ? st_sum[b*8 +: 8]",
+                "st_sa_q ? st_src[b*8 +: 8]",
+            )),
+        ),
+        (
+            "a negative index not skipped",
+            "tessera_core_",
+            Box::new(replace("(st_ph && !st_zero)", "st_ph")),
+        ),
+        (
+            "a repeated index reads a stale row",
+            "tessera_core_",
+            Box::new(posted),
+        ),
+        (
+            "the adder truncates instead of rounding to nearest even",
+            "tessera_fp32_add",
+            Box::new(replace(
+                "wire up = n[2] & (n[1] | n[0] | n[3]);",
+                "wire up = 1'b0;",
+            )),
+        ),
+        (
+            "scatter-add bursts split at HBM boundaries",
+            "tessera_core_",
+            Box::new(replace(
+                "(st_g_q ? {BB{1'b0}} : st_h[BB-1:0])",
+                "st_h[BB-1:0]",
+            )),
+        ),
+        (
+            "one bus slot a burst (no write slot)",
+            "tessera_core_",
+            Box::new(replace(" && (!st_sa_q || st_ph);", ";")),
+        ),
+    ];
+    for (what, file, mutate) in &mutants {
+        let failed = runs.iter().any(|(name, r)| {
+            let out = scatter_verdict(&format!("{name}-mutant"), r, file, mutate);
+            !out.lines().any(|l| l == r.expected_verdict())
+        });
+        assert!(failed, "mutant passed every scatter-add: {what}");
+    }
+}
+
+/// The compiler's node context for one `embedding_grad` node: dy, ids and
+/// the gradient table at fixed HBM addresses (no scratch, rotary tables or
+/// attention).
+struct EmbeddingPlaces(Arch, [u64; 3]);
+
+impl tessera_compiler::lower::vector_ops::Placement for EmbeddingPlaces {
+    fn addr(&self, v: tessera_compiler::ir::ValueId) -> u64 {
+        self.1[v.0]
+    }
+}
+
+impl tessera_compiler::lower::graph_ops::Context for EmbeddingPlaces {
+    fn scratch(&mut self, _bytes: u64) -> u64 {
+        unreachable!("embedding_grad takes no HBM scratch")
+    }
+    fn rope_tables(&self, _: f64, _: u64, _: u64, _: bool) -> Option<(u64, u64)> {
+        None
+    }
+    fn arch(&self) -> &Arch {
+        &self.0
+    }
+    fn attention_forward(
+        &mut self,
+        _: &tessera_compiler::lower::attention::AttentionSpec,
+    ) -> Result<tessera_isa::Program, tessera_compiler::error::LowerError> {
+        unreachable!("embedding_grad has no attention")
+    }
+}
+
+/// The compiler's own embedding-gradient kernel (`graph_ops::lower_node`
+/// on `embedding_grad`: table[ids[i]] += dy[i], negative ids skipped) for
+/// dy [2, 5, 6] and ids [2, 5] (-100 twice, 3 and 6 repeated) into a 7-row
+/// table, run on the core: its load and store queues as compiled
+/// (blocks of ids and dy rows loaded, `dma.scatter_add` from the
+/// scratchpad), with a matrix queue of one preload added (the core needs
+/// one; it touches nothing the kernel reads or writes). The table starts
+/// at zero, as the node's zero-fill kernel (on the vector queue) leaves it.
+#[test]
+fn the_compiled_embedding_gradient_runs_on_the_core() {
+    use tessera_compiler::ir::{Graph, Op as IrOp, TensorType};
+    let arch = arch(4, 4);
+    let mut g = Graph::new("embedding_grad");
+    let param = |g: &mut Graph, name: &str, shape: &[u64], dtype| {
+        g.push(
+            IrOp::Param {
+                name: name.into(),
+                ty: TensorType::new(shape, dtype),
+            },
+            &[],
+        )
+        .unwrap()
+    };
+    let dy = param(&mut g, "dy", &[2, 5, 6], DType::Fp32);
+    let ids = param(&mut g, "ids", &[2, 5], DType::Int32);
+    let out = g.push(IrOp::EmbeddingGrad { rows: 7 }, &[dy, ids]).unwrap();
+    let (dy_at, ids_at, table_at) = (0x0u64, 0x400u64, 0x800u64);
+    let mut cx = EmbeddingPlaces(arch.clone(), [dy_at, ids_at, table_at]);
+    let kernels = tessera_compiler::lower::graph_ops::lower_node(&g, out.0, &mut cx)
+        .unwrap()
+        .expect("embedding_grad is lowered here");
+    let scatter = kernels
+        .iter()
+        .find_map(|k| match k {
+            tessera_compiler::lower::Kernel::Program(p)
+                if p.queue(Queue::Store)
+                    .iter()
+                    .any(|i| matches!(i.op, Op::DmaScatterAdd { .. })) =>
+            {
+                Some(p)
+            }
+            _ => None,
+        })
+        .expect("a kernel that scatter-adds");
+    let text = format!(
+        "{}\n.queue matrix\n{}    addr.set r1, 0x1f00\n    mm.preload b=spad[r1]:int8, k=1, n=1, transpose=false\n    halt\n",
+        tessera_isa::disasm::disassemble(scatter),
+        // The preload starts after the kernel's first load, so the lead is that load's.
+        "    nop\n".repeat(8)
+    );
+    let p =
+        assemble(&text, "embedding_grad.s", Some(&arch)).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let idx: [i32; 10] = [3, -100, 6, 6, 1, 2, 5, -100, 0, 3];
+    let mut hbm = fp32_data(60, 21);
+    hbm.resize(ids_at as usize, 0);
+    hbm.extend(idx.iter().flat_map(|i| i.to_le_bytes()));
+    hbm.resize(table_at as usize + 7 * 24, 0);
+    let r = run_program_hbm(p, &hbm, &[], &[]).unwrap_or_else(|e| panic!("{e}\n{text}"));
+    assert_ne!(r.hbm_in, r.hbm_out, "the table changes");
+    if !tool("iverilog") {
+        return;
+    }
+    // Run: exactly the model's (run + 1 = model). Lead: the kernel's first
+    // load waits (`nop wait=t1`, load#w) for a token the store queue's
+    // first `nop signal=t1` (store#s) gives in its issue cycle s, visible
+    // at s + 1; the front ends issue one instruction a cycle, so the load
+    // (load#l) starts at max(l, s + 1 + l - w) and lead is that + 1 (the
+    // model runs the sequencer instructions in zero time, so the verdict's
+    // lead = l + 1 assumes no such wait).
+    let at = |q: Queue, f: &dyn Fn(&tessera_isa::Instruction) -> bool| {
+        r.program.queue(q).iter().position(f).unwrap() as u64
+    };
+    let t1 = |i: &tessera_isa::Instruction| i.op.mnemonic() == "nop";
+    let w = at(Queue::Load, &|i| t1(i) && i.wait.iter().next().is_some());
+    let s = at(Queue::Store, &|i| t1(i) && i.signal.iter().next().is_some());
+    let l = at(Queue::Load, &|i| i.op.mnemonic() == "dma.load");
+    let (run, _) = hdl::pass_cycles(&r.expected_verdict()).unwrap();
+    let out = core_verdict("embedding-grad", &r, &|t| t);
+    assert_eq!(
+        hdl::pass_cycles(&out),
+        Some((run, l.max(s + 1 + l - w) + 1)),
+        "{out}"
+    );
 }

@@ -505,8 +505,8 @@ fn unsupported_programs_name_the_instruction() {
             "vector#0 v.un exp: the ISA defines it as libm",
         ),
         (
-            ".queue store\n    dma.scatter_add table=hbm[r0], src=acc[r0], idx=spad[r0], rows=1, row_bytes=4\n    halt\n",
-            "store#0 dma.scatter_add: not in the store subset",
+            ".queue store\n    loop 2, e\n    addr.step r1, 0, 4\ne:\n    halt\n",
+            "store#1 addr.step: level 0 is an open loop",
         ),
         (".queue matrix\n    halt\n", "queue matrix: no mm.preload"),
     ] {

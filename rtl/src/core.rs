@@ -1,4 +1,5 @@
-//! The core: the load and store queues ([`crate::dma`]), the matrix queue
+//! The core: the load and store queues ([`crate::dma`]: copies, transposes,
+//! gathers and fp32 scatter-adds into HBM), the matrix queue
 //! (a [`crate::frontend`] instance, `mm.stride`, the bound operand), 16
 //! dependency tokens, HBM, a scratchpad model, the weight-stationary array and
 //! the accumulator memory (overwrite, and accumulate with wrapping int32 or
@@ -295,8 +296,9 @@ pub fn core_program(p: &Program) -> Result<CoreProgram, RtlError> {
 }
 
 /// Walks DMA queue `q`: control instructions, `dma.hstride`, `dma.lstride`,
-/// `dma.load` and `dma.store` (any transpose) and `dma.gather` (whose
-/// table the HBM image must cover: its rows depend on data); records the end of the HBM it
+/// `dma.load` and `dma.store` (any transpose), `dma.gather` and
+/// `dma.scatter_add` (whose tables the HBM image must cover: their rows
+/// depend on data); records the end of the HBM it
 /// touches in `hbm_end`. Returns the encoded queue (a lone `halt` if empty).
 fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlError> {
     let code = p.queue(q);
@@ -320,7 +322,8 @@ fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlEr
             | Op::ProfEnd { .. }
             | Op::DmaHbmStride { .. }
             | Op::DmaLocalStride { .. }
-            | Op::DmaGather { .. } => {}
+            | Op::DmaGather { .. }
+            | Op::DmaScatterAdd { .. } => {}
             Op::AddrStep { level, .. } => open_level(&fe, site, mn, level.get())?,
             Op::DmaLoad { .. } | Op::DmaStore { .. } => {}
             _ => {
@@ -335,7 +338,7 @@ fn walk_dma(p: &Program, q: Queue, hbm_end: &mut u64) -> Result<Vec<u128>, RtlEr
             .checked_accesses(inst, &p.symbols, |s| p.arch.capacity(s).get())
             .map_err(|e| unsupported(site, mn, e.to_string()))?;
         for a in accesses {
-            // A gather's table extent depends on data (the HBM image covers it).
+            // An indexed table's extent depends on data (the HBM image covers it).
             if a.region.space == tessera_isa::program::MemSpace::Hbm && !a.indirect {
                 if let Some(end) = a.region.end() {
                     *hbm_end = (*hbm_end).max(end);
@@ -965,11 +968,12 @@ module @MODULE@ #(
     wire [@VL@*4*8-1:0] v_wd;
 @VECTOR@
 
-    // HBM writes (the store queue) and on-chip writes of the load and vector queues.
+    // HBM writes (the store queue: a copied byte, or a scatter-add's sum in
+    // its write slot) and on-chip writes of the load and vector queues.
     integer b;
     always @(posedge clk)
         for (b = 0; b < BURST; b = b + 1)
-            if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_acc ? acc_byte(st_lb[b*LW +: AA+2]) : spad[st_lb[b*LW +: SA]];
+            if (st_on[b]) hbm[st_hb[b*HA +: HA]] <= st_sa_q ? st_sum[b*8 +: 8] : st_acc ? acc_byte(st_lb[b*LW +: AA+2]) : spad[st_lb[b*LW +: SA]];
     always @(posedge clk) begin
         for (b = 0; b < BURST; b = b + 1)
             if (ld_on[b] && !ld_acc) spad[ld_lb[b*LW +: SA]] <= ld_zero ? 8'd0 : hbm[ld_hb[b*HA +: HA]];

@@ -1,9 +1,19 @@
 //! The core's DMA queues: the load queue (`dma.load` and `dma.gather`, HBM
-//! to scratchpad or accumulator) and the store queue (`dma.store`, back to
-//! HBM), each a front end ([`crate::frontend`]) plus one transfer engine,
-//! emitted as a block of the core module by [`dma_block`]. Transposing
-//! transfers walk the HBM-side box and scatter (or collect) on chip, so
-//! their bursts are the timing model's.
+//! to scratchpad or accumulator) and the store queue (`dma.store` and
+//! `dma.scatter_add`, back to HBM), each a front end ([`crate::frontend`])
+//! plus one transfer engine, emitted as a block of the core module by
+//! [`dma_block`]. Transposing transfers walk the HBM-side box and scatter
+//! (or collect) on chip, so their bursts are the timing model's.
+//!
+//! `dma.scatter_add` is the store engine's read-modify-write: every burst
+//! of a row takes two bus slots, a read slot that latches the HBM burst and
+//! the on-chip source bytes, then a write slot that writes their fp32 sums
+//! ([`crate::fp32_add`], one adder per 4 bytes of a burst) back. Slots run
+//! in the simulator's order (row by row in ascending index, bursts in
+//! order), and a write lands at the end of its slot's first cycle, before
+//! the next read slot begins, so a repeated index reads the sum its earlier
+//! row wrote. A row with a negative index keeps its slots (the timing model
+//! counts them: it does not know the indices) and writes nothing.
 //!
 //! Timing, as `sim/src/timing.rs` states it: a transfer starts when its
 //! waited tokens are in and an engine is free; its HBM data arrives
@@ -80,9 +90,11 @@ fn sub((lsb, _): (u32, u32), (l, b): (u32, u32)) -> (u32, u32) {
 /// `depth` words. It reads the core's `now`, `tok_pos`, `tok_full`,
 /// `<x>_eng_ok`, `<x>_bus_ok` and the memories' widths, and drives
 /// `<x>_take`, `<x>_give`, `<x>_cgive`, `<x>_copy`, `<x>_err` and the
-/// engine's state (the load queue also `ld_zero`: a gathered row with a
-/// negative index, and it reads `spad`/`acc` for the indices); the core's
-/// memory blocks do the copying.
+/// engine's state (`<x>_zero`: an indexed row with a negative index, whose
+/// indices it reads from `spad`/`acc`; the store queue also `st_sa_q`, a
+/// scatter-add in flight, and `st_sum`, its write slot's bytes, and it reads
+/// `hbm` into its read slot's latch); the core's memory blocks do the
+/// copying.
 pub fn dma_block(q: Queue, depth: usize) -> String {
     let (x, m, local, hbm, init) = match q {
         Queue::Store => ("st", "dma.store", "src", "dst", "STORE_INIT"),
@@ -99,20 +111,20 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
     let (hreg, hoff) = hbm_parts();
     let lf = field(m, local);
     let hf = field(m, hbm);
-    let gather = q == Queue::Load;
+    // The queue's indexed transfer: its table and on-chip operand share the
+    // plain transfer's bit positions (`indexed_fields_match_plain_ones`).
+    let indexed = match q {
+        Queue::Store => "dma.scatter_add",
+        _ => "dma.gather",
+    };
     let reg_of = |(l, b): (u32, u32)| format!("ins[{l} +: {b}]");
     // Instruction bits above every field this queue decodes.
-    let top = [
-        "dma.hstride",
-        "dma.lstride",
-        m,
-        if gather { "dma.gather" } else { m },
-    ]
-    .iter()
-    .filter_map(|d| tessera_isa::inst::desc_of(d))
-    .flat_map(|d| d.fields.iter().map(|f| f.lsb + f.bits))
-    .max()
-    .unwrap_or(128);
+    let top = ["dma.hstride", "dma.lstride", m, indexed]
+        .iter()
+        .filter_map(|d| tessera_isa::inst::desc_of(d))
+        .flat_map(|d| d.fields.iter().map(|f| f.lsb + f.bits))
+        .max()
+        .unwrap_or(128);
     let unused_top = if top < 128 {
         format!("    wire unused_@X@_top = ^ins[127:{top}];\n")
     } else {
@@ -152,12 +164,16 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
         ("@OP_HS@", format!("8'h{:02x}", opcode("dma.hstride"))),
         ("@OP_LS@", format!("8'h{:02x}", opcode("dma.lstride"))),
         ("@OP_X@", format!("8'h{:02x}", opcode(m))),
+        ("@FP32_ADD@", crate::fp32_add::FP32_ADD.into()),
         ("@WAIT@", zext_of("ins", crate::core::wait_span(), 16)),
         ("@SIGNAL@", zext_of("ins", crate::core::signal_span(), 16)),
         ("@UNUSED_TOP@", unused_top),
     ];
-    // The gather's pieces first: they hold placeholders of the list above.
-    let subs = gather_subs(gather, lreg, loff, lsp).into_iter().chain(subs);
+    // The indexed transfer's pieces first: they hold placeholders of the list above.
+    let subs = indexed_subs(indexed, lreg, loff, lsp)
+        .into_iter()
+        .chain(scatter_subs(q == Queue::Store))
+        .chain(subs);
     let mut v = DMA_TEMPLATE.to_string();
     for (k, val) in subs {
         v = v.replace(k, &val);
@@ -165,37 +181,24 @@ pub fn dma_block(q: Queue, depth: usize) -> String {
     v.replace("ins[", &format!("{x}_ins[")).replace("@X@", x)
 }
 
-/// The load queue's `dma.gather` (`gather`), or the store queue's nothing:
-/// a third address port (the indices), the gather's counts, the row's
-/// HBM address from its index and the zero flag of a negative index.
-fn gather_subs(
-    gather: bool,
+/// The queue's indexed transfer `mn` (`dma.gather` or `dma.scatter_add`):
+/// a third address port (the indices), its counts, the row's HBM address
+/// from its index and the flag of a negative index. Rows split into bursts
+/// from the row's start (`@X@_g_q`: an indexed transfer in flight).
+fn indexed_subs(
+    mn: &str,
     lreg: (u32, u32),
     loff: (u32, u32),
     lsp: (u32, u32),
 ) -> Vec<(&'static str, String)> {
-    if !gather {
-        return vec![
-            ("@NP@", "2".into()),
-            ("@IREG@", String::new()),
-            ("@IS_G@", "1'b0".into()),
-            ("@G_ROWS@", "@ROWS@".into()),
-            ("@G_RBYTES@", "@RBYTES@".into()),
-            ("@GATHER@", String::new()),
-            ("@HROW@", "@X@_hr".into()),
-            ("@ROOM_OFF@", "@X@_h[BB-1:0]".into()),
-            ("@GO_G@", String::new()),
-        ];
-    }
-    let g = "dma.gather";
-    let idx = field(g, "idx");
+    let idx = field(mn, "idx");
     let reg_of = |(l, b): (u32, u32)| format!("ins[{l} +: {b}]");
     vec![
         ("@NP@", "3".into()),
         ("@IREG@", format!("{}, ", reg_of(sub(idx, lreg)))),
-        ("@IS_G@", format!("@X@_opc == 8'h{:02x}", opcode(g))),
-        ("@G_ROWS@", zext_of("ins", field(g, "rows"), 48)),
-        ("@G_RBYTES@", zext_of("ins", field(g, "row_bytes"), 48)),
+        ("@IS_G@", format!("@X@_opc == 8'h{:02x}", opcode(mn))),
+        ("@G_ROWS@", zext_of("ins", field(mn, "rows"), 48)),
+        ("@G_RBYTES@", zext_of("ins", field(mn, "row_bytes"), 48)),
         (
             "@GATHER@",
             GATHER_TEMPLATE
@@ -211,12 +214,42 @@ fn gather_subs(
     ]
 }
 
-/// `dma.gather` in the load engine: row r's HBM address is the table's plus
-/// idx[r] x the HBM row stride, idx[r] read (int32) from the scratchpad or
-/// the accumulator as the row starts; a negative index writes zeros
-/// (`@X@_zero`); bursts split at `burst_bytes` from the row's start, as the
-/// timing model counts them (rows x ceil(row_bytes / burst)).
-const GATHER_TEMPLATE: &str = r#"    // dma.gather: the indices' address, and row r's index and HBM row.
+/// The store queue's `dma.scatter_add` read-modify-write (`scatter`), or
+/// the load queue's nothing: the slot phase, the read slot's latches, the
+/// adders, and the engine's hold of its walk over a burst's read slot.
+fn scatter_subs(scatter: bool) -> Vec<(&'static str, String)> {
+    if !scatter {
+        return vec![
+            ("@SCATTER@", String::new()),
+            ("@SCATTER_HEAD@", String::new()),
+            ("@PH_LAST@", String::new()),
+            ("@PH_HOLD@", String::new()),
+            ("@ON_GATE@", String::new()),
+        ];
+    }
+    vec![
+        ("@SCATTER@", SCATTER_TEMPLATE.into()),
+        (
+            "@SCATTER_HEAD@",
+            "    // A scatter-add in flight (the store engine's only indexed transfer)\n    // and its slot phase (0: read slot, 1: write slot).\n    wire @X@_sa_q = @X@_g_q;\n    reg @X@_ph;\n".into(),
+        ),
+        ("@PH_LAST@", " && (!@X@_sa_q || @X@_ph)".into()),
+        (
+            "@PH_HOLD@",
+            "                end else if (@X@_sa_q && !@X@_ph) begin\n                    // read slot: the walk stays on this burst for its write slot\n".into(),
+        ),
+        ("@ON_GATE@", " && (!@X@_sa_q || (@X@_ph && !@X@_zero))".into()),
+    ]
+}
+
+/// An indexed transfer (`dma.gather` in the load engine, `dma.scatter_add`
+/// in the store engine): row r's HBM address is the table's plus idx[r] x
+/// the HBM row stride, idx[r] read (int32) from the scratchpad or the
+/// accumulator as the row starts; a negative index (`@X@_zero`) makes a
+/// gather write zeros and a scatter-add skip the row; bursts split at
+/// `burst_bytes` from the row's start, as the timing model counts them
+/// (rows x ceil(row_bytes / burst), twice for a scatter-add).
+const GATHER_TEMPLATE: &str = r#"    // Indexed transfer: the indices' address, and row r's index and HBM row.
     wire [47:0] @X@_iea = @X@_ea[96 +: 48] + @IOFF@;
     wire @X@_i_acc = @ISPACE@ == @ACC_BIT@;
     reg @X@_g_q, @X@_iacc_q;
@@ -230,6 +263,36 @@ const GATHER_TEMPLATE: &str = r#"    // dma.gather: the indices' address, and ro
     wire unused_@X@_ix = ^{@X@_ix[47:AA+2], @X@_ix[1:0], @X@_ix1[47:SA], @X@_ix2[47:SA], @X@_ix3[47:SA], @X@_ix[47:SA], @X@_r[47:46]};
     wire [47:0] @X@_hrg = @X@_g_q ? @X@_hp + {17'd0, @X@_kv[30:0]} * @X@_hrs_q : @X@_hr;
     wire @X@_zero = @X@_g_q && @X@_kv[31];
+"#;
+
+/// `dma.scatter_add` in the store engine. `@X@_ph` is the slot phase (0:
+/// read slot, 1: write slot) of the current burst; the read slot's copy
+/// cycle latches the HBM burst (`@X@_old`) and the on-chip source bytes
+/// (`@X@_src`), and each 4-byte element of the burst (its rows start
+/// element-aligned: `row_bytes` and `burst_bytes` are multiples of 4) has
+/// an fp32 adder, `@X@_sum` = old + source, which the core writes to HBM in
+/// the write slot's copy cycle. Invariant: the write of a burst lands
+/// before the next read slot's copy cycle (at least one cycle later), so
+/// the read sees every earlier write of the transfer.
+const SCATTER_TEMPLATE: &str = r#"    // dma.scatter_add: the slot phase, read-slot latches and the fp32 adders.
+    reg [BURST*8-1:0] @X@_old, @X@_src;
+    wire [BURST*8-1:0] @X@_sum;
+    wire @X@_rd = @X@_copy && @X@_sa_q && !@X@_ph && !@X@_zero;
+    always @(posedge clk)
+        if (rst || @X@_go) @X@_ph <= 1'b0;
+        else if (@X@_copy && @X@_sa_q) @X@_ph <= !@X@_ph;
+    integer @X@_sb;
+    always @(posedge clk)
+        for (@X@_sb = 0; @X@_sb < BURST; @X@_sb = @X@_sb + 1)
+            if (@X@_rd) begin
+                @X@_old[@X@_sb*8 +: 8] <= hbm[@X@_hb[@X@_sb*HA +: HA]];
+                @X@_src[@X@_sb*8 +: 8] <= @X@_acc ? acc_byte(@X@_lb[@X@_sb*LW +: AA+2]) : spad[@X@_lb[@X@_sb*LW +: SA]];
+            end
+    generate
+        for (g = 0; g < BURST / 4; g = g + 1) begin : g_@X@_sum
+            @FP32_ADD@ u_add (.x(@X@_old[g*32 +: 32]), .y(@X@_src[g*32 +: 32]), .z(@X@_sum[g*32 +: 32]));
+        end
+    endgenerate
 "#;
 
 const DMA_TEMPLATE: &str = r#"
@@ -311,13 +374,13 @@ const DMA_TEMPLATE: &str = r#"
     reg [KW-1:0] @X@_k;
     reg @X@_tr_q;
     reg [1:0] @X@_sh_q;
-@GATHER@    wire [47:0] @X@_h = @HROW@ + @X@_o;
+@GATHER@@SCATTER_HEAD@    wire [47:0] @X@_h = @HROW@ + @X@_o;
     wire [47:0] @X@_room = BURST - {{(48-BB){1'b0}}, @ROOM_OFF@};
     wire [47:0] @X@_rest = @X@_rb_q - @X@_o;
     wire [47:0] @X@_len = (@X@_rest < @X@_room) ? @X@_rest : @X@_room;
     wire @X@_eor = @X@_rest == @X@_len;
     wire @X@_eop = @X@_eor && @X@_r + 48'd1 == @X@_rows_q;
-    wire @X@_final = @X@_eop && @X@_p + 48'd1 == @X@_planes_q;
+    wire @X@_final = @X@_eop && @X@_p + 48'd1 == @X@_planes_q@PH_LAST@;
     wire @X@_req_bus = @X@_busy && !@X@_bus && now >= @X@_ready_at;
     wire @X@_copy = (@X@_req_bus && @X@_bus_ok) || (@X@_bus && !@X@_last && @X@_k == {KW{1'b0}});
     assign @X@_fin = @X@_busy && ((K == 1 && @X@_copy && @X@_final) || (@X@_last && @X@_k == ONE_K));
@@ -362,7 +425,7 @@ const DMA_TEMPLATE: &str = r#"
                 @X@_k <= K_MINUS_1;
                 if (@X@_final) begin
                     @X@_last <= 1'b1;
-                end else if (!@X@_eor) begin
+@PH_HOLD@                end else if (!@X@_eor) begin
                     @X@_o <= @X@_o + @X@_len;
                 end else begin
                     @X@_o <= 48'd0;
@@ -397,8 +460,46 @@ const DMA_TEMPLATE: &str = r#"
             wire [47:0] lx = @X@_lr + (@X@_tr_q ? ((xo >> @X@_sh_q) * @X@_lrs_q) + (xo & mask) : xo);
             assign @X@_hb[g*HA +: HA] = hx[HA-1:0];
             assign @X@_lb[g*LW +: LW] = lx[LW-1:0];
-            assign @X@_on[g] = @X@_copy && LANE < @X@_len;
+            assign @X@_on[g] = @X@_copy && LANE < @X@_len@ON_GATE@;
             wire unused_@X@_lane = ^{hx[47:HA], lx[47:LW]};
         end
     endgenerate
-"#;
+@SCATTER@"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The engines decode an indexed transfer's table and on-chip operand
+    /// with the plain transfer's field positions, and both indexed
+    /// transfers with one index field.
+    #[test]
+    fn indexed_fields_match_plain_ones() {
+        assert_eq!(field("dma.gather", "dst"), field("dma.load", "dst"));
+        assert_eq!(field("dma.gather", "table"), field("dma.load", "src"));
+        assert_eq!(field("dma.scatter_add", "table"), field("dma.store", "dst"));
+        assert_eq!(field("dma.scatter_add", "src"), field("dma.store", "src"));
+        assert_eq!(field("dma.scatter_add", "idx"), field("dma.gather", "idx"));
+    }
+
+    /// Only the store engine gets the read-modify-write, with one fp32
+    /// adder per four bytes of a burst.
+    #[test]
+    fn the_store_engine_alone_adds() {
+        let store = dma_block(Queue::Store, 4);
+        let load = dma_block(Queue::Load, 4);
+        assert!(store.contains("st_sum") && store.contains(crate::fp32_add::FP32_ADD));
+        assert!(!load.contains("_sum") && !load.contains(crate::fp32_add::FP32_ADD));
+        for text in [&store, &load] {
+            // `@NAME@`: an '@', capitals or '_', an '@'.
+            let left = text.match_indices('@').find(|&(i, _)| {
+                let rest = &text[i + 1..];
+                let n = rest
+                    .find(|c: char| !(c.is_ascii_uppercase() || c == '_'))
+                    .unwrap_or(rest.len());
+                n > 0 && rest[n..].starts_with('@')
+            });
+            assert_eq!(left, None, "a placeholder is left");
+        }
+    }
+}

@@ -1,6 +1,8 @@
 //! The fp32 adder of the accumulator memory (`mode=accumulate` on fp32
-//! results): `z = round_fp32(x + y)`, round to nearest even, subnormals
-//! honoured, emitted once as its own combinational module.
+//! results), of the vector lanes and of the store engine's
+//! `dma.scatter_add` (one per 4 bytes of an HBM burst): `z = round_fp32(x +
+//! y)`, round to nearest even, subnormals honoured, emitted once as its own
+//! combinational module.
 //!
 //! Numerics, matching the functional simulator's `f32 + f32`: the operand
 //! of larger magnitude `a` keeps its 24-bit mantissa in a 27-bit window
