@@ -590,10 +590,15 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
     } else {
         format!("tag_cols[TW*{} +: TW]", entry - u64::from(pr) - 1)
     };
-    let rd = if es == 1 {
-        "        rd = spad[a];".to_string()
+    // One element of W bits at `rd_addr` (a wire of each generate block
+    // that reads the scratchpad), indexed directly: a function call in a
+    // continuous assignment is re-evaluated only when its arguments change
+    // (Icarus Verilog), so a word written under an unchanged address
+    // would be read stale.
+    let rd_word = if es == 1 {
+        "spad[rd_addr]".to_string()
     } else {
-        "        rd = {spad[a + SA_ONE], spad[a]};".to_string()
+        "{spad[rd_addr + SA_ONE], spad[rd_addr]}".to_string()
     };
     let os = arch.dataflow() == Dataflow::OutputStationary;
     let (engine, mut subs) = if os {
@@ -718,7 +723,7 @@ pub fn core_module(arch: &Arch, ty: PeType, shape: CoreShape) -> String {
         ("@TAG_LINE@", tag_line),
         ("@SIG_TAG@", sig_tag),
         ("@TAG_COLS@", tag_cols),
-        ("@RD@", rd),
+        ("@RD_WORD@", rd_word),
         (
             "@SA_ONE@",
             if es == 1 {
@@ -874,11 +879,6 @@ module @MODULE@ #(
     end
     assign dbg_data = acc[dbg_addr];
     assign dbg_hbm_data = hbm[dbg_hbm_addr];
-    function [W-1:0] rd(input [SA-1:0] a);
-    begin
-@RD@
-    end
-    endfunction
     function [7:0] acc_byte(input [AA+1:0] a);
     begin
         acc_byte = acc[a[AA+1:2]][{a[1:0], 3'b000} +: 8];
@@ -1187,7 +1187,8 @@ const WS_ENGINE: &str = r#"    // Engine-operation queue.
         // A: row r of the array reads A[i][r] (0 for r >= k), delayed by P*r cycles.
         for (g = 0; g < R; g = g + 1) begin : g_arow
             localparam [SA-1:0] RI = g;
-            wire [W-1:0] din = (str_left != 16'd0 && g < a_k) ? rd(a_ptr + RI * a_cstep) : {W{1'b0}};
+            wire [SA-1:0] rd_addr = a_ptr + RI * a_cstep;
+            wire [W-1:0] din = (str_left != 16'd0 && g < a_k) ? @RD_WORD@ : {W{1'b0}};
             if (g == 0) begin : g_direct
                 assign a_left[0 +: W] = din;
             end else if (P * g == 1) begin : g_skew1
@@ -1294,5 +1295,74 @@ mod tests {
             assert!(bits > 0 && bits <= width, "{m}.{f}: {bits} bits");
         }
         assert_eq!(tile_parts(), ((1, 4), (5, 12)));
+    }
+
+    /// Names of the functions in `v` whose bodies read a memory array.
+    fn memory_functions(v: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut current: Option<String> = None;
+        for line in v.lines().map(str::trim) {
+            if let Some(rest) = line.strip_prefix("function ") {
+                let name = rest.split('(').next().unwrap_or_default();
+                current = name.split_whitespace().last().map(str::to_string);
+            } else if line.starts_with("endfunction") {
+                current = None;
+            } else if let Some(f) = &current {
+                if ["spad[", "acc[", "hbm["].iter().any(|m| line.contains(m)) && !out.contains(f) {
+                    out.push(f.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// A function call in a continuous assignment is re-evaluated only
+    /// when its arguments change (Icarus Verilog): a memory read inside it
+    /// goes stale when the word is written under an unchanged address.
+    /// This once fed a compiled training step's matrix engine the scores
+    /// from before the causal mask, on Icarus only. Every core variant
+    /// reads memories in continuous assignments by direct indexing.
+    #[test]
+    fn no_continuous_assignment_reads_memory_through_a_function() {
+        let base = Arch::preset("fpga-8x8").unwrap().spec().clone();
+        let shape = CoreShape {
+            depths: [4, 4, 4],
+            vector_depth: 4,
+            hbm_bytes: 64,
+        };
+        let mut checked = 0;
+        for (dataflow, double) in [
+            (Dataflow::WeightStationary, false),
+            (Dataflow::WeightStationary, true),
+            (Dataflow::OutputStationary, false),
+        ] {
+            let mut spec = base.clone();
+            spec.array.dataflow = dataflow;
+            spec.array.double_buffered_weights = double;
+            let arch = Arch::new(spec).unwrap();
+            for ty in [PeType::Int8, PeType::Bf16] {
+                let v = core_module(&arch, ty, shape);
+                let placeholder = v
+                    .split('@')
+                    .skip(1)
+                    .any(|t| t.starts_with(|c: char| c.is_ascii_uppercase()));
+                assert!(!placeholder, "a placeholder is left in the core");
+                let readers = memory_functions(&v);
+                for line in v.lines().map(str::trim) {
+                    let continuous = line.starts_with("assign ")
+                        || (line.starts_with("wire ") && line.contains(" = "));
+                    for f in readers.iter().filter(|_| continuous) {
+                        assert!(
+                            !line.contains(&format!("{f}(")),
+                            "{dataflow:?} double={double} {}: `{line}` calls `{f}`, which reads a memory",
+                            ty.name()
+                        );
+                    }
+                }
+                assert!(v.contains("rd_addr"), "the operand reads are direct");
+                checked += 1;
+            }
+        }
+        assert_eq!(checked, 6);
     }
 }

@@ -266,7 +266,8 @@ pub(crate) const OS_ENGINE: &str = r#"    // Compute queue: mm.preload binds B i
         for (g = 0; g < R; g = g + 1) begin : g_arow
             localparam [SA-1:0] RI = g;
             wire on = streaming && g < f_m;
-            wire [W+1:0] din = {on && f_st == 32'd0, on, on ? rd(a_ptr + RI * a_rstep) : {W{1'b0}}};
+            wire [SA-1:0] rd_addr = a_ptr + RI * a_rstep;
+            wire [W+1:0] din = {on && f_st == 32'd0, on, on ? @RD_WORD@ : {W{1'b0}}};
             if (g == 0) begin : g_direct
                 assign a_left[0 +: W+2] = din;
             end else if (g == 1) begin : g_skew1
@@ -282,7 +283,8 @@ pub(crate) const OS_ENGINE: &str = r#"    // Compute queue: mm.preload binds B i
         end
         for (g = 0; g < C; g = g + 1) begin : g_bcol
             localparam [SA-1:0] CI = g;
-            wire [W-1:0] din = (streaming && g < f_n) ? rd(b_ptr + CI * b_cstep) : {W{1'b0}};
+            wire [SA-1:0] rd_addr = b_ptr + CI * b_cstep;
+            wire [W-1:0] din = (streaming && g < f_n) ? @RD_WORD@ : {W{1'b0}};
             if (g == 0) begin : g_direct
                 assign b_top[0 +: W] = din;
             end else if (g == 1) begin : g_skew1

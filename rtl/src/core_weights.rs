@@ -89,7 +89,8 @@ const SINGLE_FEED: &str = r#"    // Weights: rows >= k and columns >= n get the 
     generate
         for (g = 0; g < C; g = g + 1) begin : g_wcol
             localparam [SA-1:0] CI = g;
-            assign w_top[g*W +: W] = (b_row < b_k && g < b_n) ? rd(b_ptr + CI * b_cstep) : PAD;
+            wire [SA-1:0] rd_addr = b_ptr + CI * b_cstep;
+            assign w_top[g*W +: W] = (b_row < b_k && g < b_n) ? @RD_WORD@ : PAD;
         end
     endgenerate
 "#;
@@ -116,8 +117,9 @@ const DOUBLE_FEED: &str = r#"    // Weights (double-buffered): B's top row first
     generate
         for (g = 0; g < C; g = g + 1) begin : g_wcol
             localparam [SA-1:0] CI = g;
+            wire [SA-1:0] rd_addr = b_ptr + CI * b_cstep;
             wire [W:0] wdin = {w_on && b_row == 16'd0,
-                (w_on && b_row < b_k && g < b_n) ? rd(b_ptr + CI * b_cstep) : PAD};
+                (w_on && b_row < b_k && g < b_n) ? @RD_WORD@ : PAD};
             if (g == 0) begin : g_direct
                 assign {w_tag_top[0], w_top[0 +: W]} = wdin;
             end else if (g == 1) begin : g_skew1
