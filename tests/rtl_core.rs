@@ -501,8 +501,8 @@ fn unsupported_programs_name_the_instruction() {
             "vector#1 v.causal: not in the vector subset the core runs",
         ),
         (
-            ".queue vector\n    v.un op=exp, dst=spad[r0]:fp32, a=spad[r0]:fp32\n    halt\n",
-            "vector#0 v.un exp: the ISA defines it as libm",
+            ".queue vector\n    v.bin op=pow, dst=spad[r0]:fp32, a=spad[r0]:fp32, b=spad[r0]:fp32\n    halt\n",
+            "vector#0 v.bin pow: the ISA defines it as libm",
         ),
         (
             ".queue store\n    dma.scatter_add table=hbm[r0], src=acc[r0], idx=spad[r0], rows=1, row_bytes=4\n    halt\n",

@@ -1,0 +1,291 @@
+//! The ISA's `libm` operations as fp32 dataflow graphs ([`crate::fp32_graph`]):
+//! the single-precision routines of the `libm` crate (0.2.16, FreeBSD/Sun
+//! msun code) that `sim/src/numerics.rs` calls, transcribed line by line
+//! (each comment cites the source line or branch), and the activation
+//! functions numerics.rs composes from them, with the same operations in
+//! the same order, so every rounding is the simulator's.
+//!
+//! A C branch becomes both sides computed and a select; early returns
+//! become a select chain in the source's priority order (the last select
+//! is the first `return`). `force_eval!` lines only raise floating-point
+//! flags, which the ISA does not have, so they are left out. On x86_64
+//! with SSE only the generic code paths are compiled (`expf`'s x87 path
+//! needs `x86_no_sse`), which is what the simulator runs and what the
+//! graph-against-simulator tests (`tests/rtl_libm.rs`) prove.
+//!
+//! [`libm_lane`] joins them into the special-function lane's `libm`
+//! datapath (`tessera_vec_libm`): inputs `opcode`, `op` (the instruction's
+//! opcode and `op` field, decoded here from the ISA's encodings), `a` and
+//! `b`; one `expf` shared by every operation that needs it, its argument
+//! selected by the operation.
+
+use tessera_isa::field::VecUnOp;
+
+use crate::fp32_graph::{Graph, IntOp, ShiftOp, Val};
+use crate::vec_op::VecOp;
+use crate::verilog::Module;
+
+/// The `libm` datapath module's name.
+pub const VEC_LIBM: &str = "tessera_vec_libm";
+
+/// numerics.rs `SQRT_2_OVER_PI` (0.797_884_6).
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+/// numerics.rs `GELU_C` (0.044_715).
+const GELU_C: f32 = 0.044_715;
+
+/// The operations the `libm` datapath builds, in the order of its result select.
+pub const LIBM_OPS: [VecOp; 6] = [
+    VecOp::Un(VecUnOp::Exp),
+    VecOp::Un(VecUnOp::Sigmoid),
+    VecOp::Un(VecUnOp::Silu),
+    VecOp::Un(VecUnOp::DSilu),
+    VecOp::Un(VecUnOp::GeluTanh),
+    VecOp::Un(VecUnOp::DGeluTanh),
+];
+
+/// The |x| bit patterns at which the built routines branch or saturate
+/// (the constants of their `if`s, and where scalbnf's prescaling starts
+/// through expf's k): test vectors take each of them +-2 ulps, both signs.
+pub const BRANCH_THRESHOLDS: [u32; 12] = [
+    0x42ae_ac50, // expf: |x| >= 87.33655
+    0x42b1_7218, // expf: x >= 88.722839 overflows
+    0x42cf_f1b5, // expf: x <= -103.972084 underflows to 0
+    0x3eb1_7218, // expf: |x| > 0.5 ln2 reduces
+    0x3f85_1592, // expf: |x| > 1.5 ln2 takes k from x / ln2
+    0x3900_0000, // expf: |x| > 2^-14
+    0x42fe_0000, // expf: 127 < x < 128: k = 127, 128, scalbnf's prescale up
+    0x42fc_0000, // expf: x near -126: k = -126, -127, scalbnf's prescale down
+    0x4220_0000, // sigmoid(+-40): 1 + exp saturates or underflows
+    0x4120_0000, // 10: gelu's cube grows past x
+    0x3a80_0000, // 2^-10
+    0x3380_0000, // 2^-24
+];
+
+/// `a > k` (unsigned) as 0 or 1.
+fn ugt(g: &mut Graph, a: Val, k: u32) -> Val {
+    let k = g.bits(k);
+    g.int(IntOp::Ult, k, a)
+}
+
+/// `a >= k` (unsigned, `k > 0`) as 0 or 1.
+fn uge(g: &mut Graph, a: Val, k: u32) -> Val {
+    ugt(g, a, k - 1)
+}
+
+/// `a < k` (unsigned) as 0 or 1.
+fn ult(g: &mut Graph, a: Val, k: u32) -> Val {
+    g.int_k(IntOp::Ult, a, k)
+}
+
+/// Logical and, or, not of 0/1 flags.
+fn and(g: &mut Graph, a: Val, b: Val) -> Val {
+    g.int(IntOp::And, a, b)
+}
+fn not(g: &mut Graph, a: Val) -> Val {
+    g.int_k(IntOp::Xor, a, 1)
+}
+
+/// `libm::scalbnf(x, n)` (`generic/scalbn.rs` for f32: `EXP_MAX` 127,
+/// `EXP_MIN` -126, prescale 2^127 up or 2^-126 * 2^24 = 2^-102 down) for
+/// `n` in [-228, 254]: one prescaling step, which is all the callers'
+/// ranges reach (the second `if n > exp_max` / `if n < exp_min` of the
+/// source is unreachable there). The prescale multiplies by 1.0 when no
+/// branch is taken, which is exact (a NaN stays a NaN), so one multiplier
+/// serves both branches.
+fn scalbnf(g: &mut Graph, x: Val, n: Val) -> Val {
+    g.note(
+        "scalbnf: if n > 127 { x *= 2^127; n -= 127 } else if n < -126 { x *= 2^-102; n += 102 }",
+    );
+    let e_max = g.bits(127);
+    let up = g.int(IntOp::Slt, e_max, n);
+    let e_min = g.bits((-126i32) as u32);
+    let down = g.int(IntOp::Slt, n, e_min);
+    let (p_up, p_down, one) = (g.bits(0x7f00_0000), g.bits(0x0c80_0000), g.float(1.0));
+    let pre_down = g.select(down, p_down, one);
+    let pre = g.select(up, p_up, pre_down);
+    let x1 = g.mul(x, pre);
+    let n_up = g.int_k(IntOp::Sub, n, 127);
+    let n_down = g.int_k(IntOp::Add, n, 102);
+    let n_d = g.select(down, n_down, n);
+    let n1 = g.select(up, n_up, n_d);
+    g.note("scalbnf: x * from_parts(false, 127 + n, 0)");
+    let biased = g.int_k(IntOp::Add, n1, 127);
+    let scale = g.shift(ShiftOp::Shl, biased, 23);
+    g.mul(x1, scale)
+}
+
+/// `libm::expf(x)` (`src/math/expf.rs`, FreeBSD `e_expf.c`).
+pub fn expf(g: &mut Graph, x: Val) -> Val {
+    g.note("expf: hx = |x| bits, sign = x >> 31");
+    let bits = x;
+    let sign = g.shift(ShiftOp::Lshr, bits, 31);
+    let hx = g.int_k(IntOp::And, bits, 0x7fff_ffff);
+    g.note("expf: if hx > 0x3eb17218 (|x| > 0.5 ln2): k from x * INV_LN2 or +-1");
+    let reduce = ugt(g, hx, 0x3eb1_7218);
+    let far = ugt(g, hx, 0x3f85_1592);
+    let (p_half, m_half) = (g.float(0.5), g.float(-0.5));
+    let half = g.select(sign, m_half, p_half);
+    let inv_ln2 = g.bits(0x3fb8_aa3b);
+    let t = g.mul(inv_ln2, x);
+    let t = g.add(t, half);
+    let k_far = g.to_int(t);
+    g.note("expf: k = 1 - sign - sign");
+    let one = g.bits(1);
+    let k_near = g.int(IntOp::Sub, one, sign);
+    let k_near = g.int(IntOp::Sub, k_near, sign);
+    let k_red = g.select(far, k_far, k_near);
+    g.note("expf: hi = x - kf * LN2_HI; lo = kf * LN2_LO; x = hi - lo");
+    let kf = g.from_int(k_red);
+    let (ln2_hi, ln2_lo) = (g.bits(0x3f31_7200), g.bits(0x35bf_be8e));
+    let t = g.mul(kf, ln2_hi);
+    let hi_red = g.sub(x, t);
+    let lo_red = g.mul(kf, ln2_lo);
+    let x_red = g.sub(hi_red, lo_red);
+    g.note("expf: else if hx > 0x39000000 (|x| > 2^-14): k = 0, hi = x, lo = 0");
+    let zero = g.bits(0);
+    let k = g.select(reduce, k_red, zero);
+    let hi = g.select(reduce, hi_red, x);
+    let lo = g.select(reduce, lo_red, zero);
+    let xr = g.select(reduce, x_red, x);
+    g.note("expf: xx = x * x; c = x - xx * (P1 + xx * P2)");
+    let xx = g.mul(xr, xr);
+    let (p1, p2) = (g.bits(0x3e2a_aa8f), g.bits(0xbb35_5215));
+    let t = g.mul(xx, p2);
+    let t = g.add(p1, t);
+    let t = g.mul(xx, t);
+    let c = g.sub(xr, t);
+    g.note("expf: y = 1 + (x * c / (2 - c) - lo + hi)");
+    let xc = g.mul(xr, c);
+    let two = g.float(2.0);
+    let d = g.sub(two, c);
+    let q = g.div(xc, d);
+    let t = g.sub(q, lo);
+    let t = g.add(t, hi);
+    let fone = g.float(1.0);
+    let y = g.add(fone, t);
+    g.note("expf: if k == 0 { y } else { scalbnf(y, k) } (k in [-150, 128])");
+    let scaled = scalbnf(g, y, k);
+    let k_zero = g.int(IntOp::Eq, k, zero);
+    let body = g.select(k_zero, y, scaled);
+    g.note("expf: early returns, last taken first");
+    g.note("expf: else (|x| <= 2^-14) return 1 + x");
+    let tiny = not_gt(g, hx, 0x3900_0000);
+    let one_x = g.add(fone, x);
+    let r = g.select(tiny, one_x, body);
+    g.note("expf: if sign && hx >= 0x42cff1b5 (x <= -103.972084) return 0");
+    let under = uge(g, hx, 0x42cf_f1b5);
+    let under = and(g, sign, under);
+    let r = g.select(under, zero, r);
+    g.note("expf: if hx >= 0x42b17218 && !sign (x >= 88.722839) return x * 2^127");
+    let over = uge(g, hx, 0x42b1_7218);
+    let pos = not(g, sign);
+    let over = and(g, over, pos);
+    let big = g.bits(0x7f00_0000);
+    let x_big = g.mul(x, big);
+    let r = g.select(over, x_big, r);
+    g.note("expf: if hx > 0x7f800000 (NaN) return x");
+    let nan = ugt(g, hx, 0x7f80_0000);
+    g.select(nan, x, r)
+}
+
+/// `a <= k` (unsigned) as 0 or 1.
+fn not_gt(g: &mut Graph, a: Val, k: u32) -> Val {
+    ult(g, a, k + 1)
+}
+
+/// numerics.rs `gelu_u(x) = SQRT_2_OVER_PI * (x + GELU_C * x * x * x)`,
+/// the product evaluated left to right.
+fn gelu_u(g: &mut Graph, x: Val) -> Val {
+    let c = g.float(GELU_C);
+    let t = g.mul(c, x);
+    let t = g.mul(t, x);
+    let t = g.mul(t, x);
+    let t = g.add(x, t);
+    let s = g.float(SQRT_2_OVER_PI);
+    g.mul(s, t)
+}
+
+/// The decode flag of `op`: `opcode` and `op` match the ISA's encoding.
+fn decode(g: &mut Graph, opcode: Val, code: Val, op: VecOp) -> Val {
+    let a = g.int_k(IntOp::Eq, opcode, u32::from(op.opcode()));
+    let b = g.int_k(IntOp::Eq, code, op.code());
+    and(g, a, b)
+}
+
+/// The `libm` datapath as one graph with inputs `opcode`, `op`, `a`, `b`
+/// and its output: the result of whichever of [`LIBM_OPS`] `opcode`/`op`
+/// name (0 for any other operation).
+pub fn libm_lane() -> (Graph, Val) {
+    use VecUnOp as U;
+    let mut graph = Graph::new(&["opcode", "op", "a", "b"]);
+    let g = &mut graph;
+    let (opcode, code, x) = (g.input("opcode"), g.input("op"), g.input("a"));
+    let is = |g: &mut Graph, o: U| decode(g, opcode, code, VecOp::Un(o));
+    let is_exp = is(g, U::Exp);
+    let is_gelu = is(g, U::GeluTanh);
+    let is_dgelu = is(g, U::DGeluTanh);
+    let gelu_family = g.int(IntOp::Or, is_gelu, is_dgelu);
+    g.note("The shared expf's argument: x (exp), -(2 u(x)) (gelu.tanh, dgelu.tanh), else -x.");
+    let u = gelu_u(g, x);
+    let two = g.float(2.0);
+    let u2 = g.mul(two, u);
+    let neg_u2 = g.neg(u2);
+    let neg_x = g.neg(x);
+    let arg = g.select(gelu_family, neg_u2, neg_x);
+    let arg = g.select(is_exp, x, arg);
+    let e = expf(g, arg);
+    g.note("sigmoid(v) = 1 / (1 + expf(-v)): v = x, or 2 u(x) for the gelu.tanh pair.");
+    let one = g.float(1.0);
+    let den = g.add(one, e);
+    let s = g.div(one, den);
+    g.note("silu = x * sigmoid(x); gelu.tanh = x * sigmoid(2 u(x)).");
+    let xs = g.mul(x, s);
+    g.note("dsilu = s * (1 + x * (1 - s)).");
+    let one_s = g.sub(one, s);
+    let t = g.mul(x, one_s);
+    let t = g.add(one, t);
+    let dsilu = g.mul(s, t);
+    g.note(
+        "dgelu.tanh: du = SQRT_2_OVER_PI * (1 + 3 GELU_C * x * x); s + x * 2 * s * (1 - s) * du.",
+    );
+    let c3 = g.float(3.0 * GELU_C);
+    let t = g.mul(c3, x);
+    let t = g.mul(t, x);
+    let t = g.add(one, t);
+    let k = g.float(SQRT_2_OVER_PI);
+    let du = g.mul(k, t);
+    let t = g.mul(x, two);
+    let t = g.mul(t, s);
+    let t = g.mul(t, one_s);
+    let t = g.mul(t, du);
+    let dgelu = g.add(s, t);
+    let results = [
+        (U::Exp, e),
+        (U::Sigmoid, s),
+        (U::Silu, xs),
+        (U::DSilu, dsilu),
+        (U::GeluTanh, xs),
+        (U::DGeluTanh, dgelu),
+    ];
+    debug_assert_eq!(results.len(), LIBM_OPS.len());
+    let mut r = g.bits(0);
+    for (o, v) in results.iter().rev() {
+        let f = is(g, *o);
+        r = g.select(f, *v, r);
+    }
+    (graph, r)
+}
+
+/// The `libm` datapath module ([`VEC_LIBM`]): ports `opcode`, `op`, `a`,
+/// `b` (32 bits each, the codes zero-extended) in, `z` out. Combinational.
+pub fn vec_libm() -> Module {
+    let (g, out) = libm_lane();
+    g.module(
+        VEC_LIBM,
+        &[
+            "libm datapath of the special-function lane: expf and the activations built on it,",
+            "transcribed from the libm crate's single-precision routines. Combinational.",
+        ],
+        out,
+    )
+}
