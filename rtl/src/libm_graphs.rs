@@ -34,8 +34,9 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
 /// The operations the `libm` datapath builds, in the order of its result select.
-pub const LIBM_OPS: [VecOp; 6] = [
+pub const LIBM_OPS: [VecOp; 7] = [
     VecOp::Un(VecUnOp::Exp),
+    VecOp::Un(VecUnOp::Log),
     VecOp::Un(VecUnOp::Sigmoid),
     VecOp::Un(VecUnOp::Silu),
     VecOp::Un(VecUnOp::DSilu),
@@ -46,7 +47,7 @@ pub const LIBM_OPS: [VecOp; 6] = [
 /// The |x| bit patterns at which the built routines branch or saturate
 /// (the constants of their `if`s, and where scalbnf's prescaling starts
 /// through expf's k): test vectors take each of them +-2 ulps, both signs.
-pub const BRANCH_THRESHOLDS: [u32; 12] = [
+pub const BRANCH_THRESHOLDS: [u32; 16] = [
     0x42ae_ac50, // expf: |x| >= 87.33655
     0x42b1_7218, // expf: x >= 88.722839 overflows
     0x42cf_f1b5, // expf: x <= -103.972084 underflows to 0
@@ -59,6 +60,10 @@ pub const BRANCH_THRESHOLDS: [u32; 12] = [
     0x4120_0000, // 10: gelu's cube grows past x
     0x3a80_0000, // 2^-10
     0x3380_0000, // 2^-24
+    0x3f35_04f3, // logf: the reduction's boundary sqrt(2)/2
+    0x3fb5_04f3, // logf: sqrt(2)
+    0x3f80_0000, // logf: x == 1 returns 0
+    0x0080_0000, // logf: subnormals scale by 2^25
 ];
 
 /// `a > k` (unsigned) as 0 or 1.
@@ -188,6 +193,80 @@ pub fn expf(g: &mut Graph, x: Val) -> Val {
     g.select(nan, x, r)
 }
 
+/// `libm::logf(x)` (`src/math/logf.rs`, FreeBSD `e_logf.c`).
+pub fn logf(g: &mut Graph, x: Val) -> Val {
+    g.note("logf: if ix < 0x00800000 || ix >> 31 != 0 (zero, subnormal, negative)");
+    let ix = x;
+    let tiny = ult(g, ix, 0x0080_0000);
+    let neg = g.shift(ShiftOp::Lshr, ix, 31);
+    let low = g.int(IntOp::Or, tiny, neg);
+    g.note("logf: subnormal: k -= 25; x *= 2^25; ix = x bits");
+    let x1p25 = g.bits(0x4c00_0000);
+    let scaled = g.mul(x, x1p25);
+    let ix = g.select(low, scaled, ix);
+    let (m25, zero) = (g.bits((-25i32) as u32), g.bits(0));
+    let k0 = g.select(low, m25, zero);
+    g.note("logf: ix += 0x3f800000 - 0x3f3504f3; k += (ix >> 23) - 0x7f");
+    let ix = g.int_k(IntOp::Add, ix, 0x3f80_0000 - 0x3f35_04f3);
+    let e = g.shift(ShiftOp::Lshr, ix, 23);
+    let e = g.int_k(IntOp::Sub, e, 0x7f);
+    let k = g.int(IntOp::Add, k0, e);
+    g.note("logf: ix = (ix & 0x007fffff) + 0x3f3504f3; x = from_bits(ix)");
+    let m = g.int_k(IntOp::And, ix, 0x007f_ffff);
+    let xr = g.int_k(IntOp::Add, m, 0x3f35_04f3);
+    g.note("logf: f = x - 1; s = f / (2 + f); z = s * s; w = z * z");
+    let (one, two) = (g.float(1.0), g.float(2.0));
+    let f = g.sub(xr, one);
+    let d = g.add(two, f);
+    let s = g.div(f, d);
+    let z = g.mul(s, s);
+    let w = g.mul(z, z);
+    g.note("logf: t1 = w * (LG2 + w * LG4); t2 = z * (LG1 + w * LG3); r = t2 + t1");
+    let (lg1, lg2) = (g.bits(0x3f2a_aaaa), g.bits(0x3ecc_ce13));
+    let (lg3, lg4) = (g.bits(0x3e91_e9ee), g.bits(0x3e78_9e26));
+    let t = g.mul(w, lg4);
+    let t = g.add(lg2, t);
+    let t1 = g.mul(w, t);
+    let t = g.mul(w, lg3);
+    let t = g.add(lg1, t);
+    let t2 = g.mul(z, t);
+    let r = g.add(t2, t1);
+    g.note("logf: hfsq = 0.5 * f * f; dk = k as f32");
+    let half = g.float(0.5);
+    let h = g.mul(half, f);
+    let hfsq = g.mul(h, f);
+    let dk = g.from_int(k);
+    g.note("logf: s * (hfsq + r) + dk * LN2_LO - hfsq + f + dk * LN2_HI, left to right");
+    let (ln2_hi, ln2_lo) = (g.bits(0x3f31_7180), g.bits(0x3717_f7d1));
+    let t = g.add(hfsq, r);
+    let t = g.mul(s, t);
+    let lo = g.mul(dk, ln2_lo);
+    let t = g.add(t, lo);
+    let t = g.sub(t, hfsq);
+    let t = g.add(t, f);
+    let hi = g.mul(dk, ln2_hi);
+    let body = g.add(t, hi);
+    g.note("logf: early returns, last taken first");
+    g.note("logf: else if ix == 0x3f800000 return 0");
+    let is_one = g.int_k(IntOp::Eq, x, 0x3f80_0000);
+    let r = g.select(is_one, zero, body);
+    g.note("logf: else if ix >= 0x7f800000 return x (+inf, NaN with the sign bit clear)");
+    let top = uge(g, x, 0x7f80_0000);
+    let high = not(g, low);
+    let top = and(g, top, high);
+    let r = g.select(top, x, r);
+    g.note(
+        "logf: if ix >> 31 != 0 return (x - x) / 0: NaN for every negative x (-inf, NaN included)",
+    );
+    let nan = g.bits(0x7fc0_0000);
+    let r = g.select(neg, nan, r);
+    g.note("logf: if ix << 1 == 0 return -1 / (x * x): -1 / +0 = -inf for both zeros");
+    let mag = g.shift(ShiftOp::Shl, x, 1);
+    let is_zero = g.int_k(IntOp::Eq, mag, 0);
+    let minf = g.bits(0xff80_0000);
+    g.select(is_zero, minf, r)
+}
+
 /// `a <= k` (unsigned) as 0 or 1.
 fn not_gt(g: &mut Graph, a: Val, k: u32) -> Val {
     ult(g, a, k + 1)
@@ -233,6 +312,10 @@ pub fn libm_lane() -> (Graph, Val) {
     let neg_x = g.neg(x);
     let arg = g.select(gelu_family, neg_u2, neg_x);
     let arg = g.select(is_exp, x, arg);
+    let is_log = is(g, U::Log);
+    g.note("Operand isolation: a routine's input is 0 while another operation runs.");
+    let zero = g.bits(0);
+    let arg = g.select(is_log, zero, arg);
     let e = expf(g, arg);
     g.note("sigmoid(v) = 1 / (1 + expf(-v)): v = x, or 2 u(x) for the gelu.tanh pair.");
     let one = g.float(1.0);
@@ -259,8 +342,12 @@ pub fn libm_lane() -> (Graph, Val) {
     let t = g.mul(t, one_s);
     let t = g.mul(t, du);
     let dgelu = g.add(s, t);
+    g.note("v.un log: logf(x).");
+    let log_x = g.select(is_log, x, zero);
+    let log = logf(g, log_x);
     let results = [
         (U::Exp, e),
+        (U::Log, log),
         (U::Sigmoid, s),
         (U::Silu, xs),
         (U::DSilu, dsilu),
