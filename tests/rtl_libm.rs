@@ -2,12 +2,16 @@
 //! against the simulator: the Rust interpreter of each graph must give
 //! `tessera_sim::numerics` bit for bit (NaN by class: the ISA fixes no
 //! payload) on every fp32 special, every branch threshold of the
-//! transcribed routines +-2 ulps, and a million random bit patterns per
-//! operation. This proves the transcription; `tests/rtl_vector.rs` then
-//! proves the Verilog of the same graphs on the same kind of vectors.
+//! transcribed routines +-2 ulps, and 2^16 random bit patterns per
+//! operation through the whole datapath; each routine alone must give the
+//! `libm` function it transcribes on 2^20 random patterns and the same
+//! specials and thresholds. This proves the transcription;
+//! `tests/rtl_vector.rs` then proves the Verilog of the same graphs on the
+//! same kind of vectors.
 
 use tessera_isa::field::{VecBinOp, VecUnOp};
-use tessera_rtl::libm_graphs::{libm_lane, BRANCH_THRESHOLDS, LIBM_OPS};
+use tessera_rtl::fp32_graph::{Graph, Val};
+use tessera_rtl::libm_graphs::{self, libm_lane, BRANCH_THRESHOLDS, LIBM_OPS};
 use tessera_rtl::vec_op::VecOp;
 use tessera_sim::numerics;
 
@@ -116,14 +120,38 @@ fn check(op: VecOp, xs: &[u32], bs: &[u32]) -> usize {
 fn every_libm_graph_matches_the_simulator_bit_for_bit() {
     let mut total = 0;
     for op in LIBM_OPS {
-        let n = if matches!(op, VecOp::Un(VecUnOp::Exp | VecUnOp::Log)) {
-            1 << 20
-        } else {
-            1 << 18
-        };
+        // Each routine alone takes 2^20 ([`each_routine_matches_libm_bit_for_bit`]).
+        let n = 1 << 16;
         total += check(op, &operands(n, op.code().into()), &[0]);
     }
-    assert!(total > 1 << 21);
+    assert!(total > LIBM_OPS.len() << 16);
+}
+
+/// Each routine alone against the `libm` function it transcribes (expm1f
+/// over its whole domain, beyond what tanhf asks of it).
+#[test]
+fn each_routine_matches_libm_bit_for_bit() {
+    type Routine = fn(&mut Graph, Val) -> Val;
+    type Reference = fn(f32) -> f32;
+    let cases: [(&str, Routine, Reference); 4] = [
+        ("expf", libm_graphs::expf, libm::expf),
+        ("logf", libm_graphs::logf, libm::logf),
+        ("expm1f", libm_graphs::expm1f, libm::expm1f),
+        ("tanhf", libm_graphs::tanhf, libm::tanhf),
+    ];
+    for (i, (name, f, reference)) in cases.into_iter().enumerate() {
+        let (g, out) = libm_graphs::routine(f);
+        let mut vals = Vec::new();
+        let mut bad = Vec::new();
+        for x in operands(1 << 20, 0x51 + i as u64) {
+            let got = g.eval_with(&[x], out, &mut vals);
+            let want = reference(f32::from_bits(x)).to_bits();
+            if !same(got, want) && bad.len() < 10 {
+                bad.push(format!("{x:08x}: graph {got:08x}, libm {want:08x}"));
+            }
+        }
+        assert!(bad.is_empty(), "{name}:\n{}", bad.join("\n"));
+    }
 }
 
 #[test]

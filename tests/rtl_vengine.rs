@@ -341,6 +341,8 @@ const LIBM: &str = "\
     v.un op=dgelu.tanh, dst=acc[r7+192]:fp32, a=spad[r0+0x140]:fp32
     v.un op=silu, dst=acc[r7+256]:fp16, a=spad[r0+0x100]:fp32
     v.un op=dsilu, dst=acc[r7+320]:fp32, a=spad[r0+0x100]:fp32
+    v.un op=log, dst=acc[r7+384]:fp32, a=spad[r0+0x100]:fp32
+    v.un op=tanh, dst=acc[r7+448]:bf16, a=spad[r0+0x140]:fp32
     halt
 ";
 

@@ -34,9 +34,10 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
 /// The operations the `libm` datapath builds, in the order of its result select.
-pub const LIBM_OPS: [VecOp; 7] = [
+pub const LIBM_OPS: [VecOp; 8] = [
     VecOp::Un(VecUnOp::Exp),
     VecOp::Un(VecUnOp::Log),
+    VecOp::Un(VecUnOp::Tanh),
     VecOp::Un(VecUnOp::Sigmoid),
     VecOp::Un(VecUnOp::Silu),
     VecOp::Un(VecUnOp::DSilu),
@@ -47,7 +48,7 @@ pub const LIBM_OPS: [VecOp; 7] = [
 /// The |x| bit patterns at which the built routines branch or saturate
 /// (the constants of their `if`s, and where scalbnf's prescaling starts
 /// through expf's k): test vectors take each of them +-2 ulps, both signs.
-pub const BRANCH_THRESHOLDS: [u32; 16] = [
+pub const BRANCH_THRESHOLDS: [u32; 20] = [
     0x42ae_ac50, // expf: |x| >= 87.33655
     0x42b1_7218, // expf: x >= 88.722839 overflows
     0x42cf_f1b5, // expf: x <= -103.972084 underflows to 0
@@ -64,6 +65,10 @@ pub const BRANCH_THRESHOLDS: [u32; 16] = [
     0x3fb5_04f3, // logf: sqrt(2)
     0x3f80_0000, // logf: x == 1 returns 0
     0x0080_0000, // logf: subnormals scale by 2^25
+    0x3f0c_9f54, // tanhf: |x| > log(3)/2
+    0x3e82_c578, // tanhf: |x| > log(5/3)/2
+    0x4195_b844, // expm1f: |x| >= 27 ln2
+    0x3300_0000, // expm1f: |x| < 2^-25 returns x
 ];
 
 /// `a > k` (unsigned) as 0 or 1.
@@ -267,6 +272,192 @@ pub fn logf(g: &mut Graph, x: Val) -> Val {
     g.select(is_zero, minf, r)
 }
 
+/// `libm::expm1f(x)` (`src/math/expm1f.rs`, FreeBSD `s_expm1f.c`).
+pub fn expm1f(g: &mut Graph, x: Val) -> Val {
+    g.note("expm1f: hx = |x| bits, sign = x >> 31");
+    let sign = g.shift(ShiftOp::Lshr, x, 31);
+    let hx = g.int_k(IntOp::And, x, 0x7fff_ffff);
+    let zero = g.bits(0);
+    g.note("expm1f: if hx > 0x3eb17218 (|x| > 0.5 ln2): reduce");
+    let reduce = ugt(g, hx, 0x3eb1_7218);
+    let near = ult(g, hx, 0x3f85_1592);
+    g.note("expm1f: |x| < 1.5 ln2: hi = x -+ LN2_HI, lo = +-LN2_LO, k = +-1");
+    let (ln2_hi, ln2_lo) = (g.bits(0x3f31_7180), g.bits(0x3717_f7d1));
+    let hi_p = g.sub(x, ln2_hi);
+    let hi_m = g.add(x, ln2_hi);
+    let hi_near = g.select(sign, hi_m, hi_p);
+    let m_ln2_lo = g.neg(ln2_lo);
+    let lo_near = g.select(sign, m_ln2_lo, ln2_lo);
+    let (one_i, m_one_i) = (g.bits(1), g.bits(u32::MAX));
+    let k_near = g.select(sign, m_one_i, one_i);
+    g.note("expm1f: else k = (INV_LN2 * x + -+0.5) as i32; hi = x - t * LN2_HI; lo = t * LN2_LO");
+    let inv_ln2 = g.bits(0x3fb8_aa3b);
+    let (p_half, m_half) = (g.float(0.5), g.float(-0.5));
+    let half = g.select(sign, m_half, p_half);
+    let t = g.mul(inv_ln2, x);
+    let t = g.add(t, half);
+    let k_far = g.to_int(t);
+    let tf = g.from_int(k_far);
+    let t = g.mul(tf, ln2_hi);
+    let hi_far = g.sub(x, t);
+    let lo_far = g.mul(tf, ln2_lo);
+    let hi = g.select(near, hi_near, hi_far);
+    let lo = g.select(near, lo_near, lo_far);
+    let k_red = g.select(near, k_near, k_far);
+    g.note("expm1f: x = hi - lo; c = (hi - x) - lo");
+    let x_red = g.sub(hi, lo);
+    let t = g.sub(hi, x_red);
+    let c_red = g.sub(t, lo);
+    g.note("expm1f: else k = 0 (c = 0)");
+    let xr = g.select(reduce, x_red, x);
+    let c = g.select(reduce, c_red, zero);
+    let k = g.select(reduce, k_red, zero);
+    g.note("expm1f: hfx = 0.5 * x; hxs = x * hfx; r1 = 1 + hxs * (Q1 + hxs * Q2)");
+    let (one, p_half) = (g.float(1.0), g.float(0.5));
+    let hfx = g.mul(p_half, xr);
+    let hxs = g.mul(xr, hfx);
+    let (q1, q2) = (g.bits(0xbd08_8868), g.bits(0x3acf_3010));
+    let t = g.mul(hxs, q2);
+    let t = g.add(q1, t);
+    let t = g.mul(hxs, t);
+    let r1 = g.add(one, t);
+    g.note("expm1f: t = 3 - r1 * hfx; e = hxs * ((r1 - t) / (6 - x * t))");
+    let (three, six) = (g.float(3.0), g.float(6.0));
+    let t = g.mul(r1, hfx);
+    let t = g.sub(three, t);
+    let num = g.sub(r1, t);
+    let xt = g.mul(xr, t);
+    let den = g.sub(six, xt);
+    let q = g.div(num, den);
+    let e0 = g.mul(hxs, q);
+    g.note("expm1f: k == 0: return x - (x * e - hxs)");
+    let t = g.mul(xr, e0);
+    let t = g.sub(t, hxs);
+    let r_k0 = g.sub(xr, t);
+    g.note("expm1f: e = x * (e - c) - c; e -= hxs");
+    let t = g.sub(e0, c);
+    let t = g.mul(xr, t);
+    let t = g.sub(t, c);
+    let e = g.sub(t, hxs);
+    g.note("expm1f: k == -1: return 0.5 * (x - e) - 0.5");
+    let x_e = g.sub(xr, e);
+    let t = g.mul(p_half, x_e);
+    let r_km1 = g.sub(t, p_half);
+    g.note("expm1f: k == 1: x < -0.25 ? -2 * (e - (x + 0.5)) : 1 + 2 * (x - e)");
+    let t = g.add(xr, p_half);
+    let t = g.sub(e, t);
+    let m_two = g.float(-2.0);
+    let r_k1_lo = g.mul(m_two, t);
+    let two = g.float(2.0);
+    let t = g.mul(two, x_e);
+    let r_k1_hi = g.add(one, t);
+    let x_neg = g.shift(ShiftOp::Lshr, xr, 31);
+    let x_mag = g.int_k(IntOp::And, xr, 0x7fff_ffff);
+    let x_big = ugt(g, x_mag, 0x3e80_0000);
+    g.note("expm1f: x < -0.25 on the reduced (finite) x: negative and |x| > 0.25");
+    let below = and(g, x_neg, x_big);
+    let r_k1 = g.select(below, r_k1_lo, r_k1_hi);
+    g.note("expm1f: twopk = from_bits((0x7f + k) << 23); uf = from_bits((0x7f - k) << 23)");
+    let t = g.int_k(IntOp::Add, k, 0x7f);
+    let twopk = g.shift(ShiftOp::Shl, t, 23);
+    let t7f = g.bits(0x7f);
+    let t = g.int(IntOp::Sub, t7f, k);
+    let uf = g.shift(ShiftOp::Shl, t, 23);
+    g.note("expm1f: k < 0 || k > 56: y = x - e + 1; y * 2 * 2^127 (k == 128) or y * twopk; y - 1");
+    let t = g.sub(xr, e);
+    let y = g.add(t, one);
+    let y2 = g.mul(y, two);
+    let x1p127 = g.bits(0x7f00_0000);
+    let y_128 = g.mul(y2, x1p127);
+    let y_k = g.mul(y, twopk);
+    let is_128 = g.int_k(IntOp::Eq, k, 128);
+    let y = g.select(is_128, y_128, y_k);
+    let r_out = g.sub(y, one);
+    g.note("expm1f: k < 23: (x - e + (1 - uf)) * twopk; else (x - (e + uf) + 1) * twopk");
+    let t = g.sub(one, uf);
+    let t = g.add(x_e, t);
+    let r_lt23 = g.mul(t, twopk);
+    let t = g.add(e, uf);
+    let t = g.sub(xr, t);
+    let t = g.add(t, one);
+    let r_ge23 = g.mul(t, twopk);
+    let c23 = g.bits(23);
+    let lt23 = g.int(IntOp::Slt, k, c23);
+    let r_in = g.select(lt23, r_lt23, r_ge23);
+    g.note("expm1f: the returns after the polynomial, last taken first");
+    let k_neg = g.int(IntOp::Slt, k, zero);
+    let c56 = g.bits(56);
+    let k_big = g.int(IntOp::Slt, c56, k);
+    let out = g.int(IntOp::Or, k_neg, k_big);
+    let r = g.select(out, r_out, r_in);
+    let is_k1 = g.int_k(IntOp::Eq, k, 1);
+    let r = g.select(is_k1, r_k1, r);
+    let is_km1 = g.int_k(IntOp::Eq, k, u32::MAX);
+    let r = g.select(is_km1, r_km1, r);
+    let is_k0 = g.int_k(IntOp::Eq, k, 0);
+    let r = g.select(is_k0, r_k0, r);
+    g.note("expm1f: early returns, last taken first");
+    g.note("expm1f: else if hx < 0x33000000 (|x| < 2^-25) return x");
+    let tiny = ult(g, hx, 0x3300_0000);
+    let not_red = not(g, reduce);
+    let tiny = and(g, tiny, not_red);
+    let r = g.select(tiny, x, r);
+    g.note("expm1f: hx >= 0x4195b844: NaN returns x; sign returns -1; hx > 0x42b17217 returns x * 2^127");
+    let huge = uge(g, hx, 0x4195_b844);
+    let over = ugt(g, hx, 0x42b1_7217);
+    let x_over = g.mul(x, x1p127);
+    let m_one = g.float(-1.0);
+    let r_huge = g.select(over, x_over, r);
+    let r_huge = g.select(sign, m_one, r_huge);
+    let nan = ugt(g, hx, 0x7f80_0000);
+    let r_huge = g.select(nan, x, r_huge);
+    g.select(huge, r_huge, r)
+}
+
+/// `libm::tanhf(x)` (`src/math/tanhf.rs`, musl `tanhf.c`), through [`expm1f`].
+pub fn tanhf(g: &mut Graph, x: Val) -> Val {
+    g.note("tanhf: ix = |x| bits, sign = x >> 31, x = |x|, w = ix");
+    let sign = g.shift(ShiftOp::Lshr, x, 31);
+    let w = g.int_k(IntOp::And, x, 0x7fff_ffff);
+    let ax = w;
+    let big = ugt(g, w, 0x3f0c_9f54);
+    let mid = ugt(g, w, 0x3e82_c578);
+    g.note("tanhf: t = expm1f(2x) for |x| > log(5/3)/2, else expm1f(-2x): one expm1f");
+    let (two, m_two) = (g.float(2.0), g.float(-2.0));
+    let k = g.select(mid, two, m_two);
+    let arg = g.mul(k, ax);
+    let t = expm1f(g, arg);
+    g.note("tanhf: 2 / (t + 2), t / (t + 2), -t / (t + 2): one divider");
+    let den = g.add(t, two);
+    let neg_t = g.neg(t);
+    let num = g.select(mid, t, neg_t);
+    let num = g.select(big, two, num);
+    let q = g.div(num, den);
+    let one = g.float(1.0);
+    let r_big = g.sub(one, q);
+    g.note("tanhf: w > 0x41200000 (|x| > 10): 1 + 0 / x = NaN for a NaN, else 1");
+    let huge = ugt(g, w, 0x4120_0000);
+    let is_nan = ugt(g, w, 0x7f80_0000);
+    let nan = g.bits(0x7fc0_0000);
+    let r_huge = g.select(is_nan, nan, one);
+    let r_big = g.select(huge, r_huge, r_big);
+    g.note("tanhf: w >= 0x00800000 else |x| (subnormal)");
+    let normal = uge(g, w, 0x0080_0000);
+    let r = g.select(normal, q, ax);
+    let r = g.select(big, r_big, r);
+    g.note("tanhf: sign ? -tt : tt");
+    let neg_r = g.neg(r);
+    g.select(sign, neg_r, r)
+}
+
+/// A graph of one routine alone: input `x`, its output.
+pub fn routine(f: fn(&mut Graph, Val) -> Val) -> (Graph, Val) {
+    let mut g = Graph::new(&["x"]);
+    let x = g.input("x");
+    let out = f(&mut g, x);
+    (g, out)
+}
+
 /// `a <= k` (unsigned) as 0 or 1.
 fn not_gt(g: &mut Graph, a: Val, k: u32) -> Val {
     ult(g, a, k + 1)
@@ -316,6 +507,8 @@ pub fn libm_lane() -> (Graph, Val) {
     g.note("Operand isolation: a routine's input is 0 while another operation runs.");
     let zero = g.bits(0);
     let arg = g.select(is_log, zero, arg);
+    let is_tanh = is(g, U::Tanh);
+    let arg = g.select(is_tanh, zero, arg);
     let e = expf(g, arg);
     g.note("sigmoid(v) = 1 / (1 + expf(-v)): v = x, or 2 u(x) for the gelu.tanh pair.");
     let one = g.float(1.0);
@@ -345,9 +538,13 @@ pub fn libm_lane() -> (Graph, Val) {
     g.note("v.un log: logf(x).");
     let log_x = g.select(is_log, x, zero);
     let log = logf(g, log_x);
+    g.note("v.un tanh: tanhf(x).");
+    let tanh_x = g.select(is_tanh, x, zero);
+    let tanh = tanhf(g, tanh_x);
     let results = [
         (U::Exp, e),
         (U::Log, log),
+        (U::Tanh, tanh),
         (U::Sigmoid, s),
         (U::Silu, xs),
         (U::DSilu, dsilu),
