@@ -133,11 +133,12 @@ fn every_libm_graph_matches_the_simulator_bit_for_bit() {
 fn each_routine_matches_libm_bit_for_bit() {
     type Routine = fn(&mut Graph, Val) -> Val;
     type Reference = fn(f32) -> f32;
-    let cases: [(&str, Routine, Reference); 4] = [
+    let cases: [(&str, Routine, Reference); 5] = [
         ("expf", libm_graphs::expf, libm::expf),
         ("logf", libm_graphs::logf, libm::logf),
         ("expm1f", libm_graphs::expm1f, libm::expm1f),
         ("tanhf", libm_graphs::tanhf, libm::tanhf),
+        ("erfcf", libm_graphs::erfcf, libm::erfcf),
     ];
     for (i, (name, f, reference)) in cases.into_iter().enumerate() {
         let (g, out) = libm_graphs::routine(f);

@@ -343,6 +343,8 @@ const LIBM: &str = "\
     v.un op=dsilu, dst=acc[r7+320]:fp32, a=spad[r0+0x100]:fp32
     v.un op=log, dst=acc[r7+384]:fp32, a=spad[r0+0x100]:fp32
     v.un op=tanh, dst=acc[r7+448]:bf16, a=spad[r0+0x140]:fp32
+    v.un op=gelu.erf, dst=acc[r7+512]:fp32, a=spad[r0+0x100]:fp32
+    v.un op=dgelu.erf, dst=acc[r7+576]:fp32, a=spad[r0+0x140]:fp32
     halt
 ";
 
@@ -502,7 +504,11 @@ fn tessera_rtl_runs_the_tiled_matmul_with_its_cast() {
         verdict.starts_with(&format!("PASS cycles={} lead=", model + 1)),
         "{core}"
     );
-    let bad = src.replacen("v.un op=copy", "v.un op=dgelu.erf", 1);
+    let bad = src.replacen(
+        "v.un op=copy, dst=spad[r2]:bf16, a=acc[r1]:fp32,",
+        "v.bin op=pow, dst=spad[r2]:bf16, a=acc[r1]:fp32, b=acc[r1]:fp32,",
+        1,
+    );
     assert_ne!(bad, src);
     std::fs::write(&prog, bad).unwrap();
     let out = tessera();
@@ -510,7 +516,7 @@ fn tessera_rtl_runs_the_tiled_matmul_with_its_cast() {
     assert!(!out.status.success());
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("error:") && err.contains("v.un dgelu.erf: the ISA defines it as libm"),
+        err.starts_with("error:") && err.contains("v.bin pow: the ISA defines it as libm"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

@@ -34,7 +34,7 @@ const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_C: f32 = 0.044_715;
 
 /// The operations the `libm` datapath builds, in the order of its result select.
-pub const LIBM_OPS: [VecOp; 8] = [
+pub const LIBM_OPS: [VecOp; 10] = [
     VecOp::Un(VecUnOp::Exp),
     VecOp::Un(VecUnOp::Log),
     VecOp::Un(VecUnOp::Tanh),
@@ -43,12 +43,14 @@ pub const LIBM_OPS: [VecOp; 8] = [
     VecOp::Un(VecUnOp::DSilu),
     VecOp::Un(VecUnOp::GeluTanh),
     VecOp::Un(VecUnOp::DGeluTanh),
+    VecOp::Un(VecUnOp::GeluErf),
+    VecOp::Un(VecUnOp::DGeluErf),
 ];
 
 /// The |x| bit patterns at which the built routines branch or saturate
 /// (the constants of their `if`s, and where scalbnf's prescaling starts
 /// through expf's k): test vectors take each of them +-2 ulps, both signs.
-pub const BRANCH_THRESHOLDS: [u32; 20] = [
+pub const BRANCH_THRESHOLDS: [u32; 31] = [
     0x42ae_ac50, // expf: |x| >= 87.33655
     0x42b1_7218, // expf: x >= 88.722839 overflows
     0x42cf_f1b5, // expf: x <= -103.972084 underflows to 0
@@ -69,6 +71,17 @@ pub const BRANCH_THRESHOLDS: [u32; 20] = [
     0x3e82_c578, // tanhf: |x| > log(5/3)/2
     0x4195_b844, // expm1f: |x| >= 27 ln2
     0x3300_0000, // expm1f: |x| < 2^-25 returns x
+    0x3f58_0000, // erfcf: |x| < 0.84375
+    0x3fa0_0000, // erfcf: |x| < 1.25
+    0x4036_db6d, // erfcf: |x| < 1/0.35
+    0x41e0_0000, // erfcf: |x| < 28
+    0x3e80_0000, // erfcf: |x| < 1/4
+    0x2380_0000, // erfcf: |x| < 2^-56
+    0x3f98_bc2d, // gelu.erf: x / sqrt(2) near erfcf's 0.84375
+    0x3fe2_4630, // gelu.erf: x / sqrt(2) near erfcf's 1.25
+    0x4081_4cae, // gelu.erf: x / sqrt(2) near erfcf's 1/0.35
+    0x421e_6455, // gelu.erf: x / sqrt(2) near erfcf's 28
+    0x3eb5_04f3, // gelu.erf: x / sqrt(2) near erfcf's 1/4
 ];
 
 /// `a > k` (unsigned) as 0 or 1.
@@ -450,6 +463,202 @@ pub fn tanhf(g: &mut Graph, x: Val) -> Val {
     g.select(sign, neg_r, r)
 }
 
+/// `c[0] + v * (c[1] + v * (... + v * c[n-1]))`, each coefficient `c[i]`
+/// selected per path: `coefs[p][i]` where `path[p]` (the last path is the
+/// default); a path with fewer coefficients is padded with zeros, which
+/// leaves its value unchanged for a finite `v` (`c + v * 0 = c` for a
+/// nonzero `c`, and `0 + v * 0` is a zero).
+fn horner(g: &mut Graph, v: Val, path: &[Val], coefs: &[&[u32]]) -> Val {
+    let n = coefs.iter().map(|c| c.len()).max().unwrap_or(0);
+    let coef = |g: &mut Graph, i: usize| {
+        let bits = |p: usize| coefs[p].get(i).copied().unwrap_or(0);
+        let mut c = g.bits(bits(coefs.len() - 1));
+        for p in (0..coefs.len() - 1).rev() {
+            let k = g.bits(bits(p));
+            c = g.select(path[p], k, c);
+        }
+        c
+    };
+    let mut acc = coef(g, n - 1);
+    for i in (0..n - 1).rev() {
+        let t = g.mul(v, acc);
+        let c = coef(g, i);
+        acc = g.add(c, t);
+    }
+    acc
+}
+
+/// `libm::erfcf(x)` (`src/math/erff.rs`, FreeBSD `s_erff.c`, with
+/// `erfc1`/`erfc2`). The four polynomial pairs of the source (|x| < 0.84375
+/// in x^2, < 1.25 in |x| - 1, < 1/0.35 and < 28 in 1/x^2) share one
+/// numerator chain, one denominator chain and one divider, their
+/// coefficients selected by the range ([`horner`]).
+pub fn erfcf(g: &mut Graph, x: Val) -> Val {
+    g.note("erfcf: ix = |x| bits, sign = x >> 31");
+    let sign = g.shift(ShiftOp::Lshr, x, 31);
+    let ix = g.int_k(IntOp::And, x, 0x7fff_ffff);
+    let ax = ix;
+    let one = g.float(1.0);
+    let small = ult(g, ix, 0x3f58_0000);
+    let mid = ult(g, ix, 0x3fa0_0000);
+    let ra = ult(g, ix, 0x4036_db6d);
+    g.note("erfcf: z = x * x (|x| < 0.84375); s = |x| - 1 (erfc1); s = 1 / (x * x) (erfc2)");
+    let x2 = g.mul(ax, ax);
+    let s1 = g.sub(ax, one);
+    let s2 = g.div(one, x2);
+    let v = g.select(mid, s1, s2);
+    let v = g.select(small, x2, v);
+    let path = [small, mid, ra];
+    g.note(
+        "erfcf: r = PP0 + z * (...PP4); erfc1: p = PA0 + s * (...PA6); erfc2: r = RA0.. or RB0..",
+    );
+    let r = horner(
+        g,
+        v,
+        &path,
+        &[
+            &[
+                0x3e03_75d4,
+                0xbea6_6beb,
+                0xbce9_528f,
+                0xbbbd_1489,
+                0xb7c7_56b1,
+            ],
+            &[
+                0xbb1a_cdc6,
+                0x3ed4_6805,
+                0xbebe_9208,
+                0x3ea2_fe54,
+                0xbde3_1cc2,
+                0x3d11_51b3,
+                0xbb0d_f9c0,
+            ],
+            &[
+                0xbc21_a093,
+                0xbf31_a0b7,
+                0xc128_f022,
+                0xc279_8057,
+                0xc322_658c,
+                0xc338_9ae7,
+                0xc2a2_932b,
+                0xc11d_077e,
+            ],
+            &[
+                0xbc21_a092,
+                0xbf4c_9dd4,
+                0xc18e_104b,
+                0xc320_a2ea,
+                0xc41f_6441,
+                0xc480_230b,
+                0xc3f1_c275,
+            ],
+        ],
+    );
+    g.note("erfcf: s = 1 + z * (QQ1..QQ5); erfc1: q = 1 + s * (QA1..QA6); erfc2: S = 1 + s * (SA1..SA8 or SB1..SB7)");
+    let one_b = 0x3f80_0000;
+    let den = horner(
+        g,
+        v,
+        &path,
+        &[
+            &[
+                one_b,
+                0x3ecb_bbce,
+                0x3d85_2a63,
+                0x3ba6_8116,
+                0x390a_ee49,
+                0xb684_e21a,
+            ],
+            &[
+                one_b,
+                0x3dd9_f331,
+                0x3f0a_5785,
+                0x3d93_1ae7,
+                0x3e01_3307,
+                0x3c5f_6e13,
+                0x3c44_5aa3,
+            ],
+            &[
+                one_b,
+                0x419d_35ce,
+                0x4309_a863,
+                0x43d9_486f,
+                0x4421_58c9,
+                0x43d6_810b,
+                0x42d9_451f,
+                0x40d2_3f7c,
+                0xbd77_7f97,
+            ],
+            &[
+                one_b,
+                0x41f2_b459,
+                0x43a2_e571,
+                0x44c0_1759,
+                0x4547_fdbb,
+                0x451f_90ce,
+                0x43ed_43a7,
+                0xc1b3_8712,
+            ],
+        ],
+    );
+    g.note("erfcf: y = r / s; erfc1: p / q; erfc2: r / S");
+    let y = g.div(r, den);
+    g.note(
+        "erfcf, |x| < 0.84375: sign || ix < 0x3e800000 ? 1 - (x + x * y) : 0.5 - (x - 0.5 + x * y)",
+    );
+    let xy = g.mul(x, y);
+    let t = g.add(x, xy);
+    let r_quarter = g.sub(one, t);
+    let half = g.float(0.5);
+    let t = g.sub(x, half);
+    let t = g.add(t, xy);
+    let r_half = g.sub(half, t);
+    let quarter = ult(g, ix, 0x3e80_0000);
+    let low = g.int(IntOp::Or, sign, quarter);
+    let r_small = g.select(low, r_quarter, r_half);
+    g.note("erfcf: |x| < 2^-56: 1 - x");
+    let tiny = ult(g, ix, 0x2380_0000);
+    let one_x = g.sub(one, x);
+    let r_small = g.select(tiny, one_x, r_small);
+    g.note("erfc1: 1 - ERX - p / q");
+    let erx = g.bits(0x3f58_560b);
+    let t = g.sub(one, erx);
+    let r_erfc1 = g.sub(t, y);
+    g.note("erfc2: z = from_bits(|x| & 0xffffe000); expf(-z * z - 0.5625) * expf((z - x) * (z + x) + r / S) / x");
+    let z = g.int_k(IntOp::And, ax, 0xffff_e000);
+    let nz = g.neg(z);
+    let t = g.mul(nz, z);
+    let c = g.float(0.5625);
+    let a1 = g.sub(t, c);
+    let e1 = expf(g, a1);
+    let d = g.sub(z, ax);
+    let s_ = g.add(z, ax);
+    let t = g.mul(d, s_);
+    let a2 = g.add(t, y);
+    let e2 = expf(g, a2);
+    let t = g.mul(e1, e2);
+    let r_erfc2 = g.div(t, ax);
+    let e = g.select(mid, r_erfc1, r_erfc2);
+    g.note("erfcf, |x| < 28: sign ? 2 - erfc2(ix, x) : erfc2(ix, x)");
+    let two = g.float(2.0);
+    let two_e = g.sub(two, e);
+    let r_mid = g.select(sign, two_e, e);
+    g.note("erfcf, |x| >= 28: sign ? 2 - 2^-120 : 2^-120 * 2^-120 (constants)");
+    let x1p_120 = f32::from_bits(0x0380_0000);
+    let (c_neg, c_pos) = (g.float(2.0 - x1p_120), g.float(x1p_120 * x1p_120));
+    let r_big = g.select(sign, c_neg, c_pos);
+    let under28 = ult(g, ix, 0x41e0_0000);
+    let r = g.select(under28, r_mid, r_big);
+    let r = g.select(small, r_small, r);
+    g.note("erfcf: ix >= 0x7f800000: 2 * sign + 1 / x: NaN, 0 (+inf), 2 (-inf)");
+    let nonfinite = uge(g, ix, 0x7f80_0000);
+    let is_nan = ugt(g, ix, 0x7f80_0000);
+    let (c2, c0, nan) = (g.float(2.0), g.float(0.0), g.bits(0x7fc0_0000));
+    let r_inf = g.select(sign, c2, c0);
+    let r_inf = g.select(is_nan, nan, r_inf);
+    g.select(nonfinite, r_inf, r)
+}
+
 /// A graph of one routine alone: input `x`, its output.
 pub fn routine(f: fn(&mut Graph, Val) -> Val) -> (Graph, Val) {
     let mut g = Graph::new(&["x"]);
@@ -509,6 +718,14 @@ pub fn libm_lane() -> (Graph, Val) {
     let arg = g.select(is_log, zero, arg);
     let is_tanh = is(g, U::Tanh);
     let arg = g.select(is_tanh, zero, arg);
+    let is_gelu_erf = is(g, U::GeluErf);
+    let arg = g.select(is_gelu_erf, zero, arg);
+    g.note("dgelu.erf's pdf: expf(-0.5 * x * x), left to right.");
+    let is_dgelu_erf = is(g, U::DGeluErf);
+    let m_half = g.float(-0.5);
+    let t = g.mul(m_half, x);
+    let pdf_arg = g.mul(t, x);
+    let arg = g.select(is_dgelu_erf, pdf_arg, arg);
     let e = expf(g, arg);
     g.note("sigmoid(v) = 1 / (1 + expf(-v)): v = x, or 2 u(x) for the gelu.tanh pair.");
     let one = g.float(1.0);
@@ -541,6 +758,22 @@ pub fn libm_lane() -> (Graph, Val) {
     g.note("v.un tanh: tanhf(x).");
     let tanh_x = g.select(is_tanh, x, zero);
     let tanh = tanhf(g, tanh_x);
+    g.note("gelu.erf = 0.5 * x * erfcf(-x * FRAC_1_SQRT_2); dgelu.erf: cdf = 0.5 * erfcf(..),");
+    g.note("pdf = expf(-0.5 * x * x) * 0.398_942_3, cdf + x * pdf.");
+    let erf_family = g.int(IntOp::Or, is_gelu_erf, is_dgelu_erf);
+    let erf_x = g.select(erf_family, x, zero);
+    let neg = g.neg(erf_x);
+    let c = g.float(std::f32::consts::FRAC_1_SQRT_2);
+    let z = g.mul(neg, c);
+    let erfc = erfcf(g, z);
+    let half = g.float(0.5);
+    let hx = g.mul(half, x);
+    let gelu_erf = g.mul(hx, erfc);
+    let cdf = g.mul(half, erfc);
+    let k = g.float(0.398_942_3);
+    let pdf = g.mul(e, k);
+    let t = g.mul(x, pdf);
+    let dgelu_erf = g.add(cdf, t);
     let results = [
         (U::Exp, e),
         (U::Log, log),
@@ -550,6 +783,8 @@ pub fn libm_lane() -> (Graph, Val) {
         (U::DSilu, dsilu),
         (U::GeluTanh, xs),
         (U::DGeluTanh, dgelu),
+        (U::GeluErf, gelu_erf),
+        (U::DGeluErf, dgelu_erf),
     ];
     debug_assert_eq!(results.len(), LIBM_OPS.len());
     let mut r = g.bits(0);
@@ -567,8 +802,9 @@ pub fn vec_libm() -> Module {
     g.module(
         VEC_LIBM,
         &[
-            "libm datapath of the special-function lane: expf and the activations built on it,",
-            "transcribed from the libm crate's single-precision routines. Combinational.",
+            "libm datapath of the special-function lane: expf, logf, tanhf (expm1f), erfcf and the",
+            "activations built on them, transcribed from the libm crate's single-precision routines.",
+            "Combinational.",
         ],
         out,
     )
