@@ -10,6 +10,7 @@
 use anyhow::Result;
 use tessera_isa::field::{ReduceOp, VecUnOp};
 use tessera_isa::{Arch, DType};
+use tessera_rtl::libm_graphs::{BRANCH_THRESHOLDS, LIBM_OPS};
 use tessera_rtl::vec_op::VecOp;
 use tessera_rtl::vec_tb::vec_testbench;
 use tessera_rtl::vec_tb::{LaneVector, ReduceStep, ReduceVector};
@@ -385,6 +386,42 @@ pub fn sampled_corners(stride: usize) -> VectorSet {
             set.steps.extend(reduction(*op, &[SPECIALS[1], a], Some(a)));
         }
     }
+    set
+}
+
+/// Vectors of every built `libm` operation ([`LIBM_OPS`]): every
+/// [`SPECIALS`] value, every branch threshold of the transcribed routines
+/// ([`BRANCH_THRESHOLDS`]) +-2 ulps of both signs, and `per_op` random
+/// operands (half of them between 2^-30 and 2^9, where the routines'
+/// polynomials work), destination types in turn.
+pub fn libm_vectors(seed: u64, per_op: usize) -> VectorSet {
+    let mut rng = Rng::new(seed);
+    let mut set = VectorSet::default();
+    for op in LIBM_OPS {
+        let mut xs: Vec<u32> = SPECIALS.to_vec();
+        for t in BRANCH_THRESHOLDS {
+            for d in 0..5u32 {
+                let x = t.wrapping_add(d).wrapping_sub(2);
+                xs.extend([x, x | 0x8000_0000]);
+            }
+        }
+        for i in 0..per_op {
+            let r = rng.bits() as u32;
+            xs.push(if i % 2 == 0 {
+                r
+            } else {
+                (r & 0x807f_ffff) | ((97 + (r >> 23) % 40) << 23)
+            });
+        }
+        for (i, &a) in xs.iter().enumerate() {
+            let b = rng.operand(a);
+            let ty = DType::ALL[i % DType::ALL.len()];
+            let read = random_read(&mut rng);
+            set.lanes.push(lane_vector(op, ty, [a, b, 0, 0, 0], read));
+        }
+    }
+    set.steps
+        .extend(reduction(ReduceOp::Sum, &[SPECIALS[13]], None));
     set
 }
 

@@ -501,8 +501,8 @@ fn unsupported_programs_name_the_instruction() {
             "vector#1 v.gather: destination spad",
         ),
         (
-            ".queue vector\n    v.un op=exp, dst=spad[r0]:fp32, a=spad[r0]:fp32\n    halt\n",
-            "vector#0 v.un exp: the ISA defines it as libm",
+            ".queue vector\n    v.bin op=pow, dst=spad[r0]:fp32, a=spad[r0]:fp32, b=spad[r0]:fp32\n    halt\n",
+            "vector#0 v.bin pow: the ISA defines it as libm",
         ),
         (
             ".queue store\n    loop 2, e\n    addr.step r1, 0, 4\ne:\n    halt\n",

@@ -21,6 +21,7 @@ use std::process::Command;
 
 use tessera::cosim::{run_program_hbm, ProgramRun};
 use tessera_isa::asm::assemble;
+use tessera_isa::field::VecUnOp;
 use tessera_isa::Arch;
 use tessera_rtl::core::core_module_name;
 use tessera_rtl::pe::PeType;
@@ -323,6 +324,66 @@ fn every_vector_form_runs_bit_exact() {
     }
 }
 
+/// The libm operations on the core: `v.un exp` and the activations built
+/// on it through the special-function lane (one of them beside 4 lanes),
+/// to fp32 and narrow destinations, on shapes that do not divide by the
+/// lanes (the matrix queue computes one small fold, as in [`FORMS`]).
+const LIBM: &str = "\
+.queue matrix
+    addr.set r1, 0
+    mm.preload b=spad[r1]:bf16, k=2, n=2, transpose=false
+    mm.compute a=spad[r1+8]:bf16, c=acc[r1]:fp32, m=2, transpose=false, mode=overwrite
+    halt
+.queue vector
+    addr.set r7, 0x400
+    v.shape rows=4, cols=4
+    v.stride d=0, a=0, b=0, m=0
+    v.un op=exp, dst=acc[r7]:fp32, a=spad[r0+0x100]:fp32
+    v.un op=gelu.tanh, dst=acc[r7+64]:fp32, a=spad[r0+0x100]:fp32
+    v.un op=sigmoid, dst=acc[r7+128]:bf16, a=spad[r0+0x140]:fp32
+    v.shape rows=3, cols=5
+    v.un op=dgelu.tanh, dst=acc[r7+192]:fp32, a=spad[r0+0x140]:fp32
+    v.un op=silu, dst=acc[r7+256]:fp16, a=spad[r0+0x100]:fp32
+    v.un op=dsilu, dst=acc[r7+320]:fp32, a=spad[r0+0x100]:fp32
+    v.un op=log, dst=acc[r7+384]:fp32, a=spad[r0+0x100]:fp32
+    v.un op=tanh, dst=acc[r7+448]:bf16, a=spad[r0+0x140]:fp32
+    v.un op=gelu.erf, dst=acc[r7+512]:fp32, a=spad[r0+0x100]:fp32
+    v.un op=dgelu.erf, dst=acc[r7+576]:fp32, a=spad[r0+0x140]:fp32
+    halt
+";
+
+#[test]
+fn libm_operations_run_bit_exact_in_model_cycles() {
+    if !tool("iverilog") {
+        return;
+    }
+    let a = arch(2, 4);
+    let p = assemble(LIBM, "libm.s", Some(&a)).unwrap_or_else(|e| panic!("{e}"));
+    let mut spad = elements(PeType::Bf16, 8, 1);
+    spad.resize(0x100, 0);
+    spad.extend(fp32_values(32, 5));
+    let r = run_program_hbm(p, &[], &spad, &fp32_values(1024, 6)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.core.vector.extra_cycles, 0);
+    let (cycles, lead) = check("libm", &r);
+    // Elementwise operations take the model's latency + ceil(n / special_lanes).
+    assert_eq!(
+        r.expected_verdict(),
+        format!("PASS cycles={cycles} lead={lead}")
+    );
+    assert_eq!(cycles, r.cycles + 1);
+    // A core that sends v.un through the simple lanes fails.
+    let un = format!(
+        "8'h{:02x}",
+        tessera_rtl::vec_op::VecOp::Un(VecUnOp::Exp).opcode()
+    );
+    let (out, _) = verdict("libm-not-special", &r, &|t: String| {
+        let from = "wire v_cur_special = ";
+        assert!(t.contains(from), "the mutation must apply");
+        t.replace(from, &format!("{from}(v_opc == {un}) ? 1'b0 : "))
+    });
+    assert!(r.verdict_matches(&out).is_err(), "{out}");
+}
+
 #[test]
 fn verilator_lints_the_core_with_the_vector_engine_clean() {
     if !tool("verilator") {
@@ -447,7 +508,11 @@ fn tessera_rtl_runs_the_tiled_matmul_with_its_cast() {
         verdict.starts_with(&format!("PASS cycles={} lead=", model + 1)),
         "{core}"
     );
-    let bad = src.replacen("v.un op=copy", "v.un op=exp", 1);
+    let bad = src.replacen(
+        "v.un op=copy, dst=spad[r2]:bf16, a=acc[r1]:fp32,",
+        "v.bin op=pow, dst=spad[r2]:bf16, a=acc[r1]:fp32, b=acc[r1]:fp32,",
+        1,
+    );
     assert_ne!(bad, src);
     std::fs::write(&prog, bad).unwrap();
     let out = tessera();
@@ -455,7 +520,7 @@ fn tessera_rtl_runs_the_tiled_matmul_with_its_cast() {
     assert!(!out.status.success());
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(
-        err.starts_with("error:") && err.contains("v.un exp: the ISA defines it as libm"),
+        err.starts_with("error:") && err.contains("v.bin pow: the ISA defines it as libm"),
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&dir);

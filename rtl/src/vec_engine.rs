@@ -34,7 +34,7 @@
 //! scalars are latched when an instruction starts.
 
 use tessera_isa::exec::{AccessKind, Frontend};
-use tessera_isa::field::{Axis, Field, IndexMode, Reg, Space, VecBinOp, VecUnOp, WriteMode};
+use tessera_isa::field::{Axis, Field, IndexMode, Reg, Space, VecUnOp, WriteMode};
 use tessera_isa::{Arch, DType, Op, Program, Queue, Site};
 
 use crate::core::{clog2, field, opcode, sext48_of, zext_of};
@@ -61,6 +61,23 @@ pub fn reduce_cycles(rows: u64, cols: u64, axis: Axis, mode: WriteMode, lanes: u
         Axis::Cols => (cols, rows),
     };
     outer.div_ceil(lanes.max(1)) * (inner + u64::from(mode == WriteMode::Accumulate)) + 1
+}
+
+/// The condition "the current instruction goes through the special-function
+/// lanes": every operation [`VecOp::is_special`] names, by opcode and `op` code.
+fn special_condition(opf: &str) -> String {
+    let terms: Vec<String> = VecOp::all()
+        .into_iter()
+        .filter(|o| o.is_special())
+        .map(|o| {
+            format!(
+                "(v_opc == 8'h{:02x} && {opf} == {OP_BITS}'d{})",
+                o.opcode(),
+                o.code()
+            )
+        })
+        .collect();
+    terms.join("\n        || ")
 }
 
 fn unsupported(site: Site, mnemonic: &str, why: String) -> RtlError {
@@ -378,15 +395,9 @@ pub fn vec_block(arch: &Arch, depth: usize) -> String {
         ("@SIGNAL@", zext_of("v_ins", crate::core::signal_span(), 16)),
         ("@SCALAR@", "2'd3".into()),
         ("@RB_BITS@", Reg::BITS.to_string()),
-        ("@DIV@", format!("{OP_BITS}'d{}", VecBinOp::Div.to_bits())),
-        ("@SQRT@", format!("{OP_BITS}'d{}", VecUnOp::Sqrt.to_bits())),
         (
-            "@RSQRT@",
-            format!("{OP_BITS}'d{}", VecUnOp::Rsqrt.to_bits()),
-        ),
-        (
-            "@RECIP@",
-            format!("{OP_BITS}'d{}", VecUnOp::Recip.to_bits()),
+            "@SPECIAL@",
+            special_condition(&mux(&op_arms, &format!("{OP_BITS}'d0"))),
         ),
         ("@FETCH_M@", fetch("m")),
         (
@@ -544,7 +555,7 @@ const VEC_TEMPLATE: &str = r#"
     wire [47:0] v_m_str = (v_sm != 48'd0) ? v_sm : (v_is_index ? 48'd1 : v_cols) * v_es(v_m_ty);
     // Cycles: the model's latency + ceil(elements / lanes), a reduction's rounds if longer.
     wire [47:0] v_n = v_rows * v_tcols;
-    wire v_cur_special = (v_opc == @OP_BIN@ && @OPF@ == @DIV@) || (v_opc == @OP_UN@ && (@OPF@ == @SQRT@ || @OPF@ == @RSQRT@ || @OPF@ == @RECIP@));
+    wire v_cur_special = @SPECIAL@;
     wire [47:0] v_width = v_cur_special ? VS48 : VL48;
     wire [47:0] v_groups = v_is_fload ? 48'd1 : (v_n + v_width - 48'd1) / v_width;
     wire [47:0] v_outer = v_cur_red_cols ? v_cols : v_rows;

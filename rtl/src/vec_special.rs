@@ -3,13 +3,17 @@
 //! simulator computes them: `a / b`, `libm::sqrtf(a)` (correctly rounded),
 //! `1.0 / libm::sqrtf(a)` (two roundings: the square root, then the
 //! division) and `1.0 / a`, from one divider and one square root
-//! ([`crate::fp32_divsqrt`]). Same ports and pipeline as the lane
+//! ([`crate::fp32_divsqrt`]); and the `libm` operations of
+//! [`crate::libm_graphs::LIBM_OPS`] from the combinational `libm` datapath
+//! ([`crate::libm_graphs::vec_libm`], its operands held at 0 for other
+//! operations so it does not toggle). Same ports and pipeline as the lane
 //! ([`crate::vec_lane`]) without the `v.sel`/`v.axpby` operands; `bad`
 //! flags the operations it does not compute. The unit has
 //! `vector.special_lanes` of them.
 
 use crate::fp32_cmp::out1;
 use crate::fp32_divsqrt::{FP32_DIV, FP32_SQRT};
+use crate::libm_graphs::{LIBM_OPS, VEC_LIBM};
 use crate::vec_convert::VEC_NARROW;
 use crate::vec_lane::output_pipeline;
 use crate::vec_op::{VecOp, OP_BITS};
@@ -19,9 +23,13 @@ use tessera_isa::field::{VecBinOp, VecUnOp};
 /// The special-function lane's module name.
 pub const VEC_SPECIAL: &str = "tessera_vec_special";
 
+fn decode_net(op: VecOp) -> String {
+    format!("is_{}", op.name().replace(['.', ' '], "_"))
+}
+
 fn decode(op: VecOp) -> Item {
     Item::net(
-        &format!("is_{}", op.name().replace(['.', ' '], "_")),
+        &decode_net(op),
         1,
         &format!(
             "opcode == 8'h{:02x} && op == {OP_BITS}'d{}",
@@ -61,8 +69,10 @@ pub fn vec_special(latency: u32) -> Module {
         VecOp::Un(VecUnOp::Recip),
     ]
     .into_iter()
+    .chain(LIBM_OPS)
     .map(decode)
     .collect();
+    let libm_flags: Vec<String> = LIBM_OPS.iter().map(|&o| decode_net(o)).collect();
     items.extend([
         wire32("root"),
         inst(FP32_SQRT, "u_sqrt", &[("x", "a"), ("z", "root")]),
@@ -75,15 +85,32 @@ pub fn vec_special(latency: u32) -> Module {
             "u_div",
             &[("x", "div_x"), ("y", "div_y"), ("z", "quot")],
         ),
+        Item::Comment("The libm datapath: expf and the activations on it. Its operands are".into()),
+        Item::Comment("held at 0 for other operations, so it does not toggle for them.".into()),
+        n("is_libm", 1, &libm_flags.join(" | ")),
+        n("libm_a", 32, "is_libm ? a : 32'd0"),
+        n("libm_b", 32, "is_libm ? b : 32'd0"),
+        wire32("libm_z"),
+        inst(
+            VEC_LIBM,
+            "u_libm",
+            &[
+                ("opcode", "{24'd0, opcode}"),
+                ("op", &format!("{{{}'d0, op}}", 32 - OP_BITS)),
+                ("a", "libm_a"),
+                ("b", "libm_b"),
+                ("z", "libm_z"),
+            ],
+        ),
         n(
             "res",
             32,
-            "is_v_un_sqrt ? root : (is_v_bin_div | is_v_un_rsqrt | is_v_un_recip) ? quot : 32'd0",
+            "is_v_un_sqrt ? root : (is_v_bin_div | is_v_un_rsqrt | is_v_un_recip) ? quot : is_libm ? libm_z : 32'd0",
         ),
         n(
             "bad_c",
             1,
-            "!(is_v_bin_div | is_v_un_sqrt | is_v_un_rsqrt | is_v_un_recip)",
+            "!(is_v_bin_div | is_v_un_sqrt | is_v_un_rsqrt | is_v_un_recip | is_libm)",
         ),
         wire32("res_w"),
         inst(
