@@ -63,11 +63,12 @@ impl VectorCheck {
     pub fn markdown(&self) -> String {
         let sim = self.sim.line();
         format!(
-            "\n## vector unit\n\n- design: {} ({} lanes, {} special-function lanes, {} pipeline cycle(s) per lane)\n- built: v.bin add/sub/mul/max/min/cmp.*, v.un copy (casts)/neg/abs/square/relu/sign/nonfinite, v.axpby, v.sel, v.reduce; special-function lanes: v.bin div, v.un sqrt/rsqrt/recip; not built: {}\n- testbench: {VEC_TB} ({} lane vectors, {} reduction steps from the functional simulator's numerics)\n- RTL simulation (Icarus Verilog): {sim}\n",
+            "\n## vector unit\n\n- design: {} ({} lanes, {} special-function lanes, {} pipeline cycle(s) per lane)\n- built: v.bin add/sub/mul/max/min/cmp.*, v.un copy (casts)/neg/abs/square/relu/sign/nonfinite, v.axpby, v.sel, v.reduce; special-function lanes: {}; not built: {}\n- testbench: {VEC_TB} ({} lane vectors, {} reduction steps from the functional simulator's numerics)\n- RTL simulation (Icarus Verilog): {sim}\n",
             self.design.join(", "),
             self.lanes,
             self.special_lanes,
             self.latency,
+            VecOp::special_summary(),
             refused().join(", "),
             self.vectors,
             self.reductions

@@ -113,11 +113,43 @@ impl VecOp {
         };
         Err(RtlError::Unsupported(format!("{}: {why}", self.name())))
     }
+
+    /// The operations the special-function lane builds, as a report line
+    /// names them: `v.bin div, v.un sqrt/rsqrt/...`.
+    pub fn special_summary() -> String {
+        let built: Vec<VecOp> = VecOp::all()
+            .into_iter()
+            .filter(|o| o.is_special() && o.lane_support().is_ok())
+            .collect();
+        let names = |bin: bool| -> Vec<String> {
+            built
+                .iter()
+                .filter_map(|o| match (o, bin) {
+                    (VecOp::Bin(b), true) => Some(b.name().to_string()),
+                    (VecOp::Un(u), false) => Some(u.name().to_string()),
+                    _ => None,
+                })
+                .collect()
+        };
+        format!(
+            "v.bin {}, v.un {}",
+            names(true).join("/"),
+            names(false).join("/")
+        )
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_special_summary_lists_what_the_lane_builds() {
+        assert_eq!(
+            VecOp::special_summary(),
+            "v.bin div, v.un exp/log/sqrt/rsqrt/recip/tanh/sigmoid/gelu.tanh/gelu.erf/silu/dgelu.tanh/dgelu.erf/dsilu"
+        );
+    }
 
     #[test]
     fn encodings_come_from_the_isa_and_refusals_name_the_op() {

@@ -123,7 +123,10 @@ pub fn vec_special(latency: u32) -> Module {
     Module {
         name: VEC_SPECIAL.into(),
         doc: vec![
-            "Special-function lane: v.bin div, v.un sqrt/rsqrt/recip, correctly rounded fp32;".into(),
+            format!(
+                "Special-function lane: {}, as the simulator computes them (fp32);",
+                VecOp::special_summary()
+            ),
             format!("y (fp32) and w (y as element type ty) leave {latency} cycle(s) after the operands."),
         ],
         params: vec![],
