@@ -54,6 +54,17 @@ pub enum Pnr {
     Skip,
 }
 
+/// Whether `tessera rtl` runs the vector unit's testbench.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum VectorUnit {
+    /// The directed corners and random vectors of every built operation
+    /// (about a minute under Icarus Verilog with the libm datapath).
+    Run,
+    /// Write the unit and its testbench without simulating them (the
+    /// cores, which contain the unit, are still simulated).
+    Skip,
+}
+
 /// Options of `tessera rtl`.
 #[derive(Debug, clap::Args)]
 pub struct RtlArgs {
@@ -69,6 +80,9 @@ pub struct RtlArgs {
     /// Place and route (ice40 and ecp5 targets) to measure Fmax.
     #[arg(long, value_enum, default_value_t = Pnr::Auto)]
     pub pnr: Pnr,
+    /// Run the vector unit's own testbench.
+    #[arg(long, value_enum, default_value_t = VectorUnit::Run)]
+    pub vector_unit: VectorUnit,
     /// Target clock for place and route in MHz (default: the hardware's clock).
     #[arg(long, value_name = "MHZ")]
     pub freq: Option<f64>,
@@ -509,7 +523,7 @@ pub fn run(args: &RtlArgs) -> Result<()> {
         runs.push(run_array(args, &arch, target, ty, &design)?);
     }
     let cores = run_cores(args, &arch, &types)?;
-    let vector = crate::rtl_vector::run(dir, &arch)?;
+    let vector = crate::rtl_vector::run(dir, &arch, args.vector_unit == VectorUnit::Run)?;
     let core_json: Vec<serde_json::Value> = cores
         .iter()
         .map(|c| {

@@ -543,7 +543,7 @@ fn tessera_rtl_runs_a_program_on_the_core() {
             .arg(&toml)
             .arg("--out")
             .arg(dir.join("out"))
-            .args(["--pnr", "skip", "--program"])
+            .args(["--pnr", "skip", "--vector-unit", "skip", "--program"])
             .arg(&prog)
             .args(extra)
             .output()
@@ -562,6 +562,10 @@ fn tessera_rtl_runs_a_program_on_the_core() {
     let core = &report["cores"][0];
     assert_eq!(core["rtl_simulation"]["status"], "passed", "{core}");
     assert_eq!(core["top"], "tessera_core_int8");
+    // `--vector-unit skip`: the unit and its testbench are written, not simulated.
+    let vector = &report["vector"];
+    assert_eq!(vector["rtl_simulation"]["status"], "skipped", "{vector}");
+    assert!(dir.join("out/tb_vec_lane.v").exists());
     // A program outside the subset: one `error:` line naming the instruction.
     std::fs::write(&prog, ".queue matrix\n    mm.preload b=spad[r0]:int8, k=2, n=2, transpose=false\n    loop 2, e\n    addr.step r1, 0, 4\ne:\n    halt\n").unwrap();
     let out = tessera(&[]);

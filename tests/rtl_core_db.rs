@@ -225,7 +225,7 @@ fn tessera_rtl_runs_a_double_buffered_description() {
         .arg(&toml)
         .arg("--out")
         .arg(dir.join("out"))
-        .args(["--pnr", "skip"])
+        .args(["--pnr", "skip", "--vector-unit", "skip"])
         .output()
         .unwrap();
     assert!(

@@ -400,7 +400,7 @@ fn tessera_rtl_runs_a_dma_program_with_an_hbm_image() {
             .arg(&toml)
             .arg("--out")
             .arg(dir.join("out"))
-            .args(["--pnr", "skip", "--program"])
+            .args(["--pnr", "skip", "--vector-unit", "skip", "--program"])
             .arg(&prog)
             .args(extra)
             .output()

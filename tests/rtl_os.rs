@@ -314,6 +314,8 @@ fn tessera_rtl_generates_and_checks_an_os_description() {
     let program = dir.join("p.s");
     let spad_file = dir.join("spad.bin");
     let out = rtl(&[
+        "--vector-unit",
+        "skip",
         "--program",
         program.to_str().unwrap(),
         "--spad",
@@ -352,6 +354,7 @@ fn tessera_rtl_generates_and_checks_an_os_description() {
         .arg(&db_toml)
         .arg("--out")
         .arg(dir.join("db"))
+        .args(["--vector-unit", "skip"])
         .output()
         .unwrap();
     assert!(

@@ -482,7 +482,7 @@ fn tessera_rtl_runs_the_tiled_matmul_with_its_cast() {
             .arg(&toml)
             .arg("--out")
             .arg(dir.join("out"))
-            .args(["--pnr", "skip", "--program"])
+            .args(["--pnr", "skip", "--vector-unit", "skip", "--program"])
             .arg(&prog)
             .arg("--hbm")
             .arg(&hbm_file)
