@@ -11,5 +11,6 @@
 #   scripts/rtl_steps.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec cargo test --release --test rtl_step -- --ignored --nocapture \
-    every_accepted_step_runs_on_the_core_bit_exact
+export TESSERA_ALL_STEPS=1
+exec cargo test --release --test rtl_step -- --nocapture \
+    a_whole_training_step_runs_on_the_core_bit_exact
